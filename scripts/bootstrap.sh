@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up the project on a fresh machine: a project-local virtual environment (.venv) with
+# every dependency at the version pinned in requirements.lock, the package installed in
+# editable mode, and the raw Chattogram data restored from the in-repo DVC remote.
+# Safe to run again: it reinstalls only when pyproject.toml or requirements.lock changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || { echo "bootstrap: Python 3.11 is required (found $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+stamp=.venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c requirements.lock -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# The raw rasters and vectors live in the in-repo DVC remote (dvc-storage/).
+.venv/bin/dvc pull --quiet data/raw/chattogram.dvc
