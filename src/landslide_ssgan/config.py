@@ -211,7 +211,8 @@ def _prepare(raw: Mapping[str, Any]) -> PrepareConfig:
         raise ConfigError(f"prepare.grid.extent_layer: {grid.extent_layer!r} is not a layer")
     for layer in layers:
         if layer.kind == "derived" and layer.source not in names:
-            raise ConfigError(f"prepare.layers.{layer.name}.source: {layer.source!r} is not a layer")
+            raise ConfigError(
+                f"prepare.layers.{layer.name}.source: {layer.source!r} is not a layer")
     inv = _section(raw, "inventory", "prepare")
     inventory = InventoryConfig(
         path=_get(inv, "path", "prepare.inventory", str),
@@ -236,7 +237,8 @@ def _sample(raw: Mapping[str, Any]) -> SampleConfig:
     )
     for key in ("train", "val", "test"):
         _in_range(getattr(split, key), 0.0, 1.0, f"sample.split.{key}")
-    if abs(split.train + split.val + split.test - 1.0) > 1e-6 or split.train == 0 or split.test == 0:
+    total = split.train + split.val + split.test
+    if abs(total - 1.0) > 1e-6 or split.train == 0 or split.test == 0:
         raise ConfigError("sample.split: train + val + test must be 1, with train and test > 0")
     config = SampleConfig(
         window=_get(raw, "window", "sample", int),

@@ -38,7 +38,7 @@ class Grid:
     def padded(self, pixels: int) -> Grid:
         """The same grid grown by `pixels` on every side (for work that must see past the edge)."""
         shift = Affine.translation(-pixels * self.resolution, pixels * self.resolution)
-        return Grid(self.crs, shift * self.transform, self.width + 2 * pixels,
+        return Grid(self.crs, shift @ self.transform, self.width + 2 * pixels,
                     self.height + 2 * pixels, self.band_names)
 
 

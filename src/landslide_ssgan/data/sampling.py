@@ -26,6 +26,8 @@ from landslide_ssgan.files import atomic_path
 
 SPLITS = ("train", "val", "test")
 UNLABELLED = -1
+COLUMNS = ("row", "col", "label", "split", "group")
+DTYPES = {"row": "int32", "col": "int32", "label": "int8", "split": "object", "group": "int32"}
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,7 @@ def _with_positions(table: pd.DataFrame, shape: tuple[int, int],
     rows, cols = np.unravel_index(table.pixel.to_numpy(), shape)
     table = table.assign(row=rows, col=cols)
     table["group"] = groups[rows, cols] if groups is not None else -1
-    return table[["row", "col", "label", "split", "group"]].astype(
-        {"row": "int32", "col": "int32", "label": "int8", "group": "int32"})
+    return table[list(COLUMNS)].astype(DTYPES)
 
 
 # --- checks and statistics --------------------------------------------------------------
@@ -200,7 +201,6 @@ def training_statistics(data: np.ndarray, samples: Samples, window: int) -> tupl
 
 # --- index files ------------------------------------------------------------------------
 
-COLUMNS = ("row", "col", "label", "split", "group")
 
 
 def write_samples(samples: Samples, path: str | Path) -> None:
@@ -219,4 +219,4 @@ def read_samples(path: str | Path) -> Samples:
     unknown = set(table.split) - set(SPLITS)
     if unknown:
         raise InputError(f"{path}: unknown split names {sorted(unknown)}")
-    return Samples(table[list(COLUMNS)])
+    return Samples(table[list(COLUMNS)].astype(DTYPES))

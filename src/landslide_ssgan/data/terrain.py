@@ -15,7 +15,11 @@ FLAT_ASPECT = -1.0
 def elevation_gradient(dem: np.ndarray, resolution: float) -> tuple[np.ndarray, np.ndarray]:
     """(dz/d east, dz/d north) in metres per metre by central differences; NaN spreads to
     the neighbours of nodata so no slope is made up at the data's edge."""
-    d_row, d_col = np.gradient(dem.astype(np.float64), resolution)
+    dem = dem.astype(np.float64)
+    d_row, d_col = np.gradient(dem, resolution)
+    missing = np.isnan(dem)  # central differences skip the centre pixel itself
+    d_row[missing] = np.nan
+    d_col[missing] = np.nan
     return d_col, -d_row  # rows run south
 
 

@@ -1,0 +1,74 @@
+"""The inventory as labels: polygons, points and raster masks, in any CRS."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+
+from landslide_ssgan.config import Params
+from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN, rasterize_inventory
+from landslide_ssgan.data.stack import Stack
+
+
+def _centres(grid: Grid) -> np.ndarray:
+    rows, cols = np.indices(grid.shape)
+    xs = grid.transform.c + (cols + 0.5) * grid.resolution
+    ys = grid.transform.f - (rows + 0.5) * grid.resolution
+    return shapely.points(xs, ys)
+
+
+def test_polygon_counts_match_pixel_centres_inside(crop_labels: tuple, crop_stack: Stack,
+                                                   crop_params: Params) -> None:
+    labels, ids = crop_labels
+    inventory = gpd.read_file(crop_params.prepare.inventory.path).to_crs(crop_stack.grid.crs)
+    centres = _centres(crop_stack.grid)
+    for cls, code in (("landslide", LANDSLIDE), ("stable", STABLE)):
+        union = shapely.union_all(inventory[inventory["class"] == cls].geometry)
+        inside = shapely.contains_xy(union, shapely.get_x(centres), shapely.get_y(centres))
+        if cls == "stable":
+            inside &= labels != LANDSLIDE
+        assert inside.sum() > 10, cls
+        # rasterio burns pixels whose centre is inside: equal up to centres on an edge
+        assert abs(int((labels == code).sum()) - int(inside.sum())) <= 2, cls
+    assert set(np.unique(labels)) <= {LANDSLIDE, STABLE, UNKNOWN}
+    assert ((ids > 0) == (labels == LANDSLIDE)).all()
+    assert len(np.unique(ids[ids > 0])) >= 3
+
+
+def test_points_in_another_crs(crop_stack: Stack, crop_params: Params, tmp_path: Path) -> None:
+    grid = crop_stack.grid
+    rows, cols = np.array([10, 50, 120]), np.array([20, 60, 150])
+    xs = grid.transform.c + (cols + 0.5) * grid.resolution
+    ys = grid.transform.f - (rows + 0.5) * grid.resolution
+    frame = gpd.GeoDataFrame({"kind": ["slide", "slide", "ok"]},
+                             geometry=shapely.points(xs, ys), crs=grid.crs).to_crs(3857)
+    path = tmp_path / "points.gpkg"
+    frame.to_file(path)
+    cfg = replace(crop_params.prepare.inventory, path=str(path), vector_layer=None,
+                  field="kind", landslide=("slide",), stable=("ok",))
+    labels, ids = rasterize_inventory(cfg, grid)
+    assert (labels == LANDSLIDE).sum() == 2 and (labels == STABLE).sum() == 1
+    assert labels[10, 20] == LANDSLIDE and labels[120, 150] == STABLE
+    assert sorted(np.unique(ids[ids > 0])) == [1, 2]
+
+
+def test_raster_mask_inventory(crop_stack: Stack, crop_labels: tuple, crop_params: Params,
+                               tmp_path: Path) -> None:
+    grid = crop_stack.grid
+    labels, _ = crop_labels
+    mask = np.where(labels == LANDSLIDE, 2, np.where(labels == STABLE, 1, 0)).astype(np.uint8)
+    path = tmp_path / "mask.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                       dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
+        dst.write(mask, 1)
+    cfg = replace(crop_params.prepare.inventory, path=str(path), vector_layer=None, field=None,
+                  landslide=("2",), stable=("1",))
+    from_mask, ids = rasterize_inventory(cfg, grid)
+    np.testing.assert_array_equal(from_mask, labels)
+    assert ids.max() >= 1

@@ -1,0 +1,115 @@
+"""Sample sets and splits: whole landslides per split, no shared pixels, training-only stats."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landslide_ssgan.config import Params, SampleConfig
+from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
+from landslide_ssgan.data.sampling import (
+    UNLABELLED,
+    block_groups,
+    draw_samples,
+    full_window_centres,
+    read_samples,
+    shared_pixels,
+    training_statistics,
+    write_samples,
+)
+from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.errors import InputError
+
+
+@pytest.fixture
+def spatial(crop_params: Params, crop_stack: Stack, crop_labels: tuple):
+    labels, ids = crop_labels
+    return draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=3)
+
+
+def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: Stack,
+                                                          crop_labels: tuple) -> None:
+    labels, _ = crop_labels
+    table = spatial.table
+    eligible = full_window_centres(crop_stack.valid, 13)
+    assert eligible[table.row, table.col].all()
+    for split in ("train", "test"):
+        part = table[table.split == split]
+        assert (part.label == 1).sum() == (part.label == 0).sum() > 0
+    train = table[table.split == "train"]
+    assert (train.label == UNLABELLED).sum() == (train.label == 1).sum()
+    codes = labels[table.row, table.col]
+    assert (codes[table.label == 1] == LANDSLIDE).all()
+    assert (codes[table.label == 0] == STABLE).all()
+    assert (codes[table.label == UNLABELLED] == UNKNOWN).all()
+    assert not table.duplicated(["row", "col"]).any()
+
+
+def test_spatial_split_shares_no_pixel_and_keeps_landslides_whole(
+        spatial, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, ids = crop_labels
+    for a, b in (("test", "train"), ("val", "train"), ("test", "val")):
+        assert shared_pixels(spatial, a, b, labels.shape, 13) == 0
+    table = spatial.table[spatial.table.label == 1]
+    slide_ids = ids[table.row, table.col]
+    splits_per_landslide = table.assign(id=slide_ids).groupby("id").split.nunique()
+    assert (splits_per_landslide == 1).all()
+
+
+def test_random_split_reproduces_the_paper_and_reports_its_leak(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, ids = crop_labels
+    cfg = replace(crop_params.sample, split=replace(crop_params.sample.split, method="random",
+                                                    train=0.7, val=0.0, test=0.3))
+    samples = draw_samples(labels, ids, crop_stack.valid, cfg, seed=3)
+    slides = samples.table[samples.table.label == 1]
+    assert abs((slides.split == "test").mean() - 0.3) < 0.02
+    assert shared_pixels(samples, "test", "train", labels.shape, 13) > 0
+
+
+def test_blocks_merge_where_a_landslide_crosses_an_edge() -> None:
+    ids = np.zeros((8, 8), dtype=np.int32)
+    ids[1, 3:6] = 7  # crosses the edge between block 0 and block 1 (block = 4)
+    groups = block_groups(ids.shape, ids, 4)
+    assert groups[0, 0] == groups[0, 7]
+    assert groups[0, 0] != groups[7, 0] != groups[7, 7]
+    assert len(np.unique(groups)) == 3
+
+
+def test_same_seed_same_samples(crop_params: Params, crop_stack: Stack,
+                                crop_labels: tuple) -> None:
+    labels, ids = crop_labels
+    a = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5)
+    b = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5)
+    assert a.table.equals(b.table)
+
+
+def test_per_class_caps_the_counts(crop_params: Params, crop_stack: Stack,
+                                   crop_labels: tuple) -> None:
+    labels, ids = crop_labels
+    cfg: SampleConfig = replace(crop_params.sample, per_class=20)
+    table = draw_samples(labels, ids, crop_stack.valid, cfg, seed=1).table
+    assert 18 <= (table.label == 1).sum() <= 22
+
+
+def test_normalisation_uses_training_pixels_only(spatial, crop_stack: Stack) -> None:
+    mean, std = training_statistics(crop_stack.data, spatial, 13)
+    data = crop_stack.data.copy()
+    test = spatial.table[spatial.table.split == "test"]
+    data[:, test.row, test.col] += 1000.0  # changing test pixels must not move the statistics
+    mean2, std2 = training_statistics(data, spatial, 13)
+    np.testing.assert_array_equal(mean, mean2)
+    np.testing.assert_array_equal(std, std2)
+    assert (std > 0).all()
+
+
+def test_index_file_round_trip(spatial, tmp_path: Path) -> None:
+    path = tmp_path / "samples.csv"
+    write_samples(spatial, path)
+    assert read_samples(path).table.equals(spatial.table)
+    path.write_text("row,col\n1,2\n")
+    with pytest.raises(InputError, match="missing columns"):
+        read_samples(path)

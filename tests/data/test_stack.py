@@ -1,0 +1,107 @@
+"""The aligned stack on real crops: grid, warping, classes, distances, valid mask, file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from landslide_ssgan.config import Params
+from landslide_ssgan.data.layers import distance_to_lines
+from landslide_ssgan.data.stack import Stack, read_stack, write_stack
+
+
+def test_grid_is_metric_10m_over_the_optical_crop(crop_stack: Stack) -> None:
+    grid = crop_stack.grid
+    assert grid.crs.to_epsg() == 32646
+    assert grid.resolution == 10.0
+    assert 215 <= grid.width <= 235 and 235 <= grid.height <= 250  # 240 px of ~9.3 x 10 m
+    assert grid.transform.c % 10 == 0 and grid.transform.f % 10 == 0
+
+
+def test_band_names_and_roles(crop_stack: Stack) -> None:
+    names = crop_stack.grid.band_names
+    assert names[:4] == ("B4", "B3", "B2", "B8")
+    assert {"elevation", "slope", "aspect", "ndvi", "dist_faults", "dist_rivers"} <= set(names)
+    assert all(b.role == "optical" for b in crop_stack.bands[:4])
+    assert crop_stack.indices("optical") == [0, 1, 2, 3]
+    assert crop_stack.indices("factors") == list(range(4, len(names)))
+    assert crop_stack.indices("joint") == list(range(len(names)))
+
+
+def test_categorical_layers_only_hold_classes(crop_stack: Stack) -> None:
+    for layer in ("lithology", "landuse"):
+        idx = [i for i, b in enumerate(crop_stack.bands) if b.layer == layer]
+        assert len(idx) >= 2, layer
+        onehot = crop_stack.data[idx]
+        known = np.isfinite(onehot).all(axis=0)
+        assert set(np.unique(onehot[:, known])) <= {0.0, 1.0}
+        # exactly one class per pixel: never a blend from averaging
+        np.testing.assert_array_equal(onehot[:, known].sum(axis=0), 1.0)
+        # nodata is nodata in every band of the layer
+        assert np.isnan(onehot[:, ~known]).all()
+
+
+def test_landuse_codes_match_nearest_neighbour_of_the_source(crop_stack: Stack,
+                                                             crop_dir: Path) -> None:
+    import rasterio
+    idx = [i for i, b in enumerate(crop_stack.bands) if b.layer == "landuse"]
+    names = [crop_stack.bands[i].name.split("_")[1] for i in idx]
+    onehot = crop_stack.data[idx]
+    rows, cols = np.mgrid[5:190:17, 5:180:17]
+    xs, ys = rasterio.transform.xy(crop_stack.grid.transform, rows.ravel(), cols.ravel())
+    with rasterio.open(crop_dir / "landcover_2024_30m.tif") as src:
+        sampled = np.array([v[0] for v in src.sample(zip(xs, ys, strict=True))])
+    for r, c, value in zip(rows.ravel(), cols.ravel(), sampled, strict=True):
+        if value == -128:
+            assert np.isnan(onehot[:, r, c]).all()
+        else:
+            assert names[int(np.argmax(onehot[:, r, c]))] == str(value)
+
+
+def test_distance_raster_matches_shapely(crop_stack: Stack, crop_params: Params) -> None:
+    layer = next(x for x in crop_params.prepare.layers if x.name == "dist_rivers")
+    lines = gpd.read_file(layer.path).to_crs(crop_stack.grid.crs)
+    grid = crop_stack.grid
+    distance = distance_to_lines(lines, grid, layer.path or "")
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, grid.height, 200)
+    cols = rng.integers(0, grid.width, 200)
+    xs = grid.transform.c + (cols + 0.5) * grid.resolution
+    ys = grid.transform.f - (rows + 0.5) * grid.resolution
+    exact = shapely.distance(shapely.points(xs, ys), shapely.union_all(lines.geometry))
+    # lines are burnt into pixels: exact to within half a pixel diagonal
+    np.testing.assert_allclose(distance[rows, cols], exact, atol=grid.resolution * 0.75)
+    assert exact.min() > 100  # the crop lies away from the river: a real far-field check
+
+
+def test_distance_is_exact_where_the_nearest_line_lies_outside_the_grid(crop_stack: Stack) -> None:
+    grid = crop_stack.grid
+    left, bottom, right, top = grid.bounds
+    far_line = shapely.LineString([(right + 5000, bottom - 5000), (right + 5000, top + 5000)])
+    frame = gpd.GeoDataFrame(geometry=[far_line], crs=grid.crs)
+    distance = distance_to_lines(frame, grid, "synthetic")
+    expected_west = right + 5000 - (left + 0.5 * grid.resolution)
+    assert abs(distance[0, 0] - expected_west) <= grid.resolution
+
+
+def test_valid_mask_is_where_every_layer_has_data(crop_stack: Stack) -> None:
+    valid = crop_stack.valid
+    assert 0 < valid.mean() <= 1
+    assert np.isfinite(crop_stack.data[:, valid]).all()
+    assert (~np.isfinite(crop_stack.data[:, ~valid])).any(axis=0).all()
+
+
+def test_stack_file_round_trip(crop_stack: Stack, tmp_path: Path) -> None:
+    import rasterio
+    path = tmp_path / "stack.tif"
+    write_stack(crop_stack, path)
+    back = read_stack(path)
+    assert back.bands == crop_stack.bands
+    np.testing.assert_array_equal(back.data, crop_stack.data)
+    with rasterio.open(path) as src:
+        assert src.profile["tiled"] and src.compression.value == "DEFLATE"
+        assert src.descriptions == crop_stack.grid.band_names
+    assert not list(tmp_path.glob(".*tmp*"))
