@@ -85,6 +85,7 @@ def params_dict(base_params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
         "inventory_ids": str(tmp_path / "prepared" / "ids.tif"),
         "samples": str(tmp_path / "samples" / "samples.csv"),
         "norm": str(tmp_path / "samples" / "norm.json"),
+        "models": str(tmp_path / "models"),
         "reports": str(tmp_path / "reports"),
     }
     return raw
@@ -98,7 +99,7 @@ def write_params(raw: dict[str, Any], path: Path) -> Path:
 @pytest.fixture(scope="session")
 def crop_params(base_params: dict[str, Any]) -> Params:
     return parse_params(base_params | {"paths": {k: f"unused/{k}" for k in (
-        "stack", "labels", "inventory_ids", "samples", "norm", "reports")}})
+        "stack", "labels", "inventory_ids", "samples", "norm", "models", "reports")}})
 
 
 @pytest.fixture(scope="session")

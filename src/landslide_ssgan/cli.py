@@ -16,7 +16,7 @@ import typer
 
 from landslide_ssgan.errors import LandslideError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ chatter off stderr
 
 app = typer.Typer(
     help="Landslide identification with a semi-supervised GAN: the pipeline's stages.",
@@ -99,6 +99,67 @@ def sample(params: ParamsOption = Path("params.yaml")) -> None:
                         table.split.to_numpy(), stack.valid, reports / "sample_split.png")
     typer.echo(f"{len(table)} windows; test/train shared pixels: "
                f"{summary['shared_window_pixels']['test_train']} -> {cfg.paths.samples}")
+
+
+@app.command()
+@stage
+def train(
+    model: Annotated[str, typer.Argument(help="Which model: ssgan or baseline.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
+    windows) or the supervised baseline (same discriminator, two outputs, labels only), log
+    the run to MLflow (params, data hashes, per-epoch loss components and validation scores,
+    generator images, the model) and save it under models/<model>/. An interrupted run
+    resumes from its last finished epoch."""
+    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan.config import load_params
+    from landslide_ssgan.errors import ConfigError
+    from landslide_ssgan.training import MODEL_KINDS
+
+    if model not in MODEL_KINDS:
+        raise ConfigError(f"model: {model!r} is not one of {', '.join(MODEL_KINDS)}")
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    out = workflows.train_and_log(model, cfg)  # type: ignore[arg-type]
+    typer.echo(f"{model} trained for {cfg.train.epochs} epochs -> {out}")
+
+
+@app.command()
+@stage
+def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
+    """Score both trained models on the test windows (precision, recall, F1, kappa, MIoU,
+    accuracy, confusion matrix), write reports/metrics.json, reports/evaluation.md and the
+    loss curves, and add the test metrics to each model's MLflow run."""
+    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    results = workflows.evaluate_and_log(cfg)
+    for kind, row in results.items():
+        typer.echo(f"{kind}: F1 {row['f1']:.3f}  kappa {row['kappa']:.3f}  "
+                   f"MIoU {row['miou']:.3f}")
+
+
+@app.command()
+@stage
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the project's tracking store."""
+    import subprocess
+    import sys
+
+    from landslide_ssgan import tracking
+    from landslide_ssgan.config import load_params
+
+    uri = tracking.tracking_uri(load_params(params).tracking.default_uri)
+    typer.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host",
+                                      "127.0.0.1", "--port", str(port),
+                                      "--backend-store-uri", uri]))
 
 
 def main() -> None:

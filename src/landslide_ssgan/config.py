@@ -87,6 +87,37 @@ class SampleConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     set: FeatureSet
+    rgb: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The SSGAN's and the baseline's settings (the baseline uses the discriminator's)."""
+
+    epochs: int
+    batch_size: int
+    latent_dim: int
+    d_widths: tuple[int, int]
+    d_hidden: int
+    g_width: int
+    dropout: float
+    leaky_slope: float
+    lr_d: float
+    lr_g: float
+    beta1: float
+    w_labelled: float
+    w_unlabelled: float
+    w_generated: float
+    feature_matching: bool
+    gradient_penalty: float
+    threshold: float
+    image_every: int
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str
+    default_uri: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,7 @@ class PathsConfig:
     inventory_ids: str
     samples: str
     norm: str
+    models: str
     reports: str
 
 
@@ -106,6 +138,8 @@ class Params:
     prepare: PrepareConfig
     sample: SampleConfig
     features: FeaturesConfig
+    train: TrainConfig
+    tracking: TrackingConfig
 
 
 # --- small typed readers: each names the full key on error -------------------------------
@@ -258,8 +292,55 @@ def _sample(raw: Mapping[str, Any]) -> SampleConfig:
 
 
 def _paths(raw: Mapping[str, Any]) -> PathsConfig:
-    keys = ("stack", "labels", "inventory_ids", "samples", "norm", "reports")
+    keys = ("stack", "labels", "inventory_ids", "samples", "norm", "models", "reports")
     return PathsConfig(**{k: _get(raw, k, "paths", str) for k in keys})
+
+
+def _positive(value: float, key: str) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: {value} must be positive")
+
+
+def _train(raw: Mapping[str, Any]) -> TrainConfig:
+    where = "train"
+    weights = _section(raw, "loss_weights", where)
+    widths = raw.get("d_widths")
+    if not (isinstance(widths, list) and len(widths) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths)):
+        raise ConfigError(f"train.d_widths: expected two positive integers, got {_shown(widths)}")
+    config = TrainConfig(
+        epochs=_get(raw, "epochs", where, int),
+        batch_size=_get(raw, "batch_size", where, int),
+        latent_dim=_get(raw, "latent_dim", where, int),
+        d_widths=(widths[0], widths[1]),
+        d_hidden=_get(raw, "d_hidden", where, int),
+        g_width=_get(raw, "g_width", where, int),
+        dropout=_get(raw, "dropout", where, float),
+        leaky_slope=_get(raw, "leaky_slope", where, float),
+        lr_d=_get(raw, "lr_d", where, float),
+        lr_g=_get(raw, "lr_g", where, float),
+        beta1=_get(raw, "beta1", where, float),
+        w_labelled=_get(weights, "labelled", "train.loss_weights", float),
+        w_unlabelled=_get(weights, "unlabelled", "train.loss_weights", float),
+        w_generated=_get(weights, "generated", "train.loss_weights", float),
+        feature_matching=_get(raw, "feature_matching", where, bool),
+        gradient_penalty=_get(raw, "gradient_penalty", where, float),
+        threshold=_get(raw, "threshold", where, float),
+        image_every=_get(raw, "image_every", where, int),
+    )
+    for key in ("epochs", "batch_size", "latent_dim", "d_hidden", "g_width", "lr_d", "lr_g",
+                "image_every"):
+        _positive(getattr(config, key), f"train.{key}")
+    if config.g_width < 2:
+        raise ConfigError(f"train.g_width: {config.g_width} must be at least 2")
+    _in_range(config.dropout, 0.0, 0.95, "train.dropout")
+    _in_range(config.beta1, 0.0, 0.999, "train.beta1")
+    _in_range(config.leaky_slope, 0.0, 1.0, "train.leaky_slope")
+    _in_range(config.threshold, 0.0, 1.0, "train.threshold")
+    _in_range(config.gradient_penalty, 0.0, 1000.0, "train.gradient_penalty")
+    for key in ("w_labelled", "w_unlabelled", "w_generated"):
+        _in_range(getattr(config, key), 0.0, 1000.0, f"train.loss_weights.{key[2:]}")
+    return config
 
 
 def parse_params(raw: Any) -> Params:
@@ -272,8 +353,14 @@ def parse_params(raw: Any) -> Params:
         paths=_paths(_section(raw, "paths", "params")),
         prepare=_prepare(_section(raw, "prepare", "params")),
         sample=_sample(_section(raw, "sample", "params")),
-        features=FeaturesConfig(set=_choice(features, "set", "features",
-                                            ("factors", "optical", "joint"))),
+        features=FeaturesConfig(
+            set=_choice(features, "set", "features", ("factors", "optical", "joint")),
+            rgb=_strings(features, "rgb", "features")),
+        train=_train(_section(raw, "train", "params")),
+        tracking=TrackingConfig(
+            experiment=_get(_section(raw, "tracking", "params"), "experiment", "tracking", str),
+            default_uri=_get(_section(raw, "tracking", "params"), "default_uri", "tracking", str),
+        ),
     )
 
 

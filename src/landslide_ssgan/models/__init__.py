@@ -1,0 +1,1 @@
+"""Keras models: the discriminator, the generator and the SSGAN / supervised training wrappers."""

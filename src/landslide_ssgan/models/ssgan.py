@@ -1,0 +1,175 @@
+"""The semi-supervised GAN and its supervised twin, each a keras.Model with its own train_step.
+
+The discriminator's N + 1 logits l_0, l_1 (real classes) and l_f (fake) give
+P(real) = Z / (Z + 1) with Z = sum_k exp(l_k - l_f) (Salimans et al. 2016); in logit form
+that is logsumexp(l_0, l_1) - l_f, so every real/fake loss is a stable softplus of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from landslide_ssgan.models.discriminator import REAL_CLASSES
+
+
+def real_logit(logits: tf.Tensor) -> tf.Tensor:
+    """log(Z) = logit of P(real) from N + 1 logits."""
+    return ops.logsumexp(logits[:, :REAL_CLASSES], axis=-1) - logits[:, REAL_CLASSES]
+
+
+def landslide_probability(logits: tf.Tensor) -> tf.Tensor:
+    """P(landslide | real): softmax over the real-class logits only."""
+    return ops.softmax(logits[:, :REAL_CLASSES], axis=-1)[:, 1]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    labelled: float = 1.0
+    unlabelled: float = 1.0
+    generated: float = 1.0
+    feature_matching: bool = False
+    gradient_penalty: float = 0.0
+
+
+def _class_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(
+        labels, logits[:, :REAL_CLASSES], from_logits=True))
+
+
+def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    predicted = ops.argmax(logits[:, :REAL_CLASSES], axis=-1)
+    return ops.mean(ops.cast(ops.equal(ops.cast(predicted, "int32"), ops.cast(labels, "int32")),
+                             "float32"))
+
+
+class SSGAN(keras.Model):
+    """Trained on ((labelled windows, labels), unlabelled windows) batches."""
+
+    def __init__(self, discriminator: keras.Model, generator: keras.Model, latent_dim: int,
+                 weights: LossWeights, seed: int = 0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.loss_weights_ = weights
+        self.noise = keras.random.SeedGenerator(seed)
+        names = ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
+                 "d_gradient_penalty", "labelled_accuracy")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer,  # type: ignore[override]
+                g_optimizer: keras.optimizers.Optimizer) -> None:
+        super().compile(optimizer=d_optimizer)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def call(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.discriminator(windows, training=training)[0]
+
+    def _judge_generated(self, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The discriminator on generated windows, in training mode, but without letting
+        them into the batch-normalisation moving statistics: those serve inference on real
+        windows, and generated ones would skew them."""
+        moving = [v for layer in self.discriminator.layers
+                  if isinstance(layer, keras.layers.BatchNormalization)
+                  for v in (layer.moving_mean, layer.moving_variance)]
+        saved = [tf.identity(v) for v in moving]
+        logits, features = self.discriminator(fake, training=True)
+        for variable, value in zip(moving, saved, strict=True):
+            variable.assign(value)
+        return logits, features
+
+    def _noise(self, batch: int) -> tf.Tensor:
+        return keras.random.normal((batch, self.latent_dim), seed=self.noise)
+
+    def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
+        (labelled, labels), unlabelled = data
+        batch = ops.shape(unlabelled)[0]
+        w = self.loss_weights_
+        fake = self.generator(self._noise(batch), training=True)
+        with tf.GradientTape() as tape:
+            logits_l, _ = self.discriminator(labelled, training=True)
+            logits_u, _ = self.discriminator(unlabelled, training=True)
+            logits_g, _ = self._judge_generated(fake)
+            class_loss = _class_loss(labels, logits_l)
+            unlabelled_loss = ops.mean(ops.softplus(-real_logit(logits_u)))
+            generated_loss = ops.mean(ops.softplus(real_logit(logits_g)))
+            penalty = (self._gradient_penalty(unlabelled, fake) if w.gradient_penalty > 0
+                       else ops.zeros(()))
+            d_loss = (w.labelled * class_loss + w.unlabelled * unlabelled_loss
+                      + w.generated * generated_loss + w.gradient_penalty * penalty)
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars,
+                                             strict=True))
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(self._noise(batch), training=True)
+            logits_g, features_g = self._judge_generated(fake)
+            if w.feature_matching:
+                _, features_u = self.discriminator(unlabelled, training=True)
+                g_loss = ops.mean(ops.square(ops.mean(features_u, axis=0)
+                                             - ops.mean(features_g, axis=0)))
+            else:
+                g_loss = ops.mean(ops.softplus(-real_logit(logits_g)))
+        g_vars = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars,
+                                             strict=True))
+
+        for name, value in (("d_labelled_loss", class_loss), ("d_unlabelled_loss",
+                            unlabelled_loss), ("d_generated_loss", generated_loss),
+                            ("g_loss", g_loss), ("d_gradient_penalty", penalty),
+                            ("labelled_accuracy", _accuracy(labels, logits_l))):
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _gradient_penalty(self, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
+        """(|| d real_logit / d x || - 1)^2 on points between real and generated windows."""
+        alpha = keras.random.uniform((ops.shape(real)[0], 1, 1, 1), seed=self.noise)
+        mixed = alpha * real + (1 - alpha) * fake
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            logit = real_logit(self._judge_generated(mixed)[0])
+        grads = tape.gradient(logit, mixed)
+        norm = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
+        return ops.mean(ops.square(norm - 1.0))
+
+
+class Supervised(keras.Model):
+    """The paper's "model a": the same discriminator with two outputs, labels only."""
+
+    def __init__(self, discriminator: keras.Model, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.discriminator = discriminator
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("d_labelled_loss", "labelled_accuracy")}
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer) -> None:  # type: ignore[override]
+        super().compile(optimizer=d_optimizer)
+        self.d_optimizer = d_optimizer
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def call(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.discriminator(windows, training=training)[0]
+
+    def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
+        labelled, labels = data
+        with tf.GradientTape() as tape:
+            logits, _ = self.discriminator(labelled, training=True)
+            loss = _class_loss(labels, logits)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                             strict=True))
+        self.trackers["d_labelled_loss"].update_state(loss)
+        self.trackers["labelled_accuracy"].update_state(_accuracy(labels, logits))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -1,0 +1,153 @@
+"""Training the SSGAN and the supervised baseline: data, models, validation, resumption.
+
+Pure Keras: MLflow comes in only as a callback handed in by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.normalisation import Normalisation
+from landslide_ssgan.data.sampling import Samples
+from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
+from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models.discriminator import build_discriminator
+from landslide_ssgan.models.generator import build_generator
+from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, landslide_probability
+
+ModelKind = Literal["ssgan", "baseline"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline")
+
+
+@dataclass(frozen=True)
+class WindowSource:
+    """The normalised, padded image of the chosen bands plus the samples that index it."""
+
+    image: np.ndarray
+    samples: Samples
+    window: int
+    bands: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+
+    def part(self, split: str, labelled: bool = True) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+        rows = self.samples.of(split, labelled)
+        return rows.row.to_numpy(), rows.col.to_numpy(), rows.label.to_numpy()
+
+    def windows(self, split: str, labelled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols, labels = self.part(split, labelled)
+        return cut_windows(self.image, rows, cols, self.window), labels
+
+
+def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_set: str,
+                  window: int) -> WindowSource:
+    bands = stack.indices(feature_set)
+    names = tuple(stack.grid.band_names[i] for i in bands)
+    if tuple(norm.bands) != stack.grid.band_names:
+        raise ValueError("normalisation bands differ from the stack's: re-run the sample stage")
+    image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
+    return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands])
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same numbers on CPU: seeds Python, numpy and TF, and makes TF ops
+    deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
+                seed: int) -> SSGAN | Supervised:
+    channels = source.image.shape[-1]
+    discriminator = build_discriminator(
+        source.window, channels, cfg.d_widths, cfg.d_hidden, cfg.dropout, cfg.leaky_slope,
+        outputs=3 if kind == "ssgan" else 2)
+    d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1)
+    probe = np.zeros((1, source.window, source.window, channels), np.float32)
+    if kind == "baseline":
+        model = Supervised(discriminator)
+        model.compile(d_opt)
+        model(probe)  # built before fit, so an interrupted run can restore into it
+        return model
+    windows, _ = source.windows("train", labelled=False)
+    train_windows, _ = source.windows("train")
+    pool = np.concatenate([windows, train_windows])
+    generator = build_generator(cfg.latent_dim, source.window, channels, cfg.g_width,
+                                cfg.leaky_slope, pool.min(axis=(0, 1, 2)),
+                                pool.max(axis=(0, 1, 2)))
+    weights = LossWeights(cfg.w_labelled, cfg.w_unlabelled, cfg.w_generated,
+                          cfg.feature_matching, cfg.gradient_penalty)
+    gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed)
+    gan.compile(d_opt, keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1))
+    gan(probe)
+    return gan
+
+
+def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
+                     seed: int) -> tf.data.Dataset:
+    """Labelled batches; for the SSGAN each is paired with an unlabelled batch of the same
+    size, cycling the unlabelled set, so an epoch is one pass over the labelled windows."""
+    rows, cols, labels = source.part("train")
+    labelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
+                              shuffle=True, seed=seed)
+    if kind == "baseline":
+        return labelled
+    rows, cols, labels = source.part("train", labelled=False)
+    if len(rows) == 0:
+        raise ValueError("the SSGAN needs unlabelled training windows (sample.unlabelled_ratio)")
+    unlabelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
+                                shuffle=True, seed=seed + 1).map(lambda x, _: x).repeat()
+    return tf.data.Dataset.zip((labelled, unlabelled))
+
+
+def predict_probability(discriminator: keras.Model, windows: np.ndarray,
+                        batch_size: int = 1024) -> np.ndarray:
+    logits = discriminator.predict(windows, batch_size=batch_size, verbose=0)[0]
+    return np.asarray(landslide_probability(logits), dtype=np.float64)
+
+
+class ValidationScores(keras.callbacks.Callback):
+    """Adds val_precision, val_recall, val_f1, val_kappa, val_miou, val_accuracy to the epoch's
+    logs (callbacks after this one see them) and keeps the whole history."""
+
+    def __init__(self, windows: np.ndarray, labels: np.ndarray, threshold: float,
+                 history_path: Path | None = None) -> None:
+        super().__init__()
+        self.windows, self.labels, self.threshold = windows, labels, threshold
+        self.history_path = history_path
+        self.history: list[dict[str, float]] = []
+        if history_path is not None and history_path.is_file():  # resuming
+            self.history = json.loads(history_path.read_text())
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        done = self.model._initial_epoch or 0  # type: ignore[attr-defined]
+        self.history = [row for row in self.history if row["epoch"] <= done]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        discriminator = self.model.discriminator  # type: ignore[attr-defined]
+        if len(self.labels):
+            scores, _ = evaluate_probabilities(
+                self.labels, predict_probability(discriminator, self.windows), self.threshold)
+            logs.update({f"val_{name}": value for name, value in scores.items()})
+        self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        if self.history_path is not None:
+            self.history_path.write_text(json.dumps(self.history))
+
+
+def fit(model: SSGAN | Supervised, data: tf.data.Dataset, epochs: int,
+        callbacks: list[keras.callbacks.Callback], backup_dir: Path) -> None:
+    """Train; an interrupted run resumes from the last finished epoch in `backup_dir`
+    (weights and epoch; the backup is removed when training completes)."""
+    backup = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True)
+    model.fit(data, epochs=epochs, callbacks=[backup, *callbacks], verbose=0, shuffle=False)
