@@ -75,22 +75,43 @@ def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndar
 
 
 def assign_groups(groups: np.ndarray, labels: np.ndarray, eligible: np.ndarray,
-                  cfg: SplitConfig, rng: np.random.Generator) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) per group, balancing landslide, stable and
-    usable pixel counts against the target fractions greedily, biggest groups first."""
+                  cfg: SplitConfig, window: int, rng: np.random.Generator,
+                  tries: int = 16) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) per group.
+
+    Each try fills the splits greedily towards their target fractions (landslide, stable and
+    usable pixel counts, landslides first) in a random order of the groups. The try kept is
+    the one whose worst split, counting only centres whose window stays inside the split, has
+    the most equal-sized landslide + stable sets for its target: no split is left without one
+    of the classes when that can be avoided."""
     n = int(groups.max()) + 1
-    weights = np.stack([
+    counts = np.stack([
         np.bincount(groups[eligible & (labels == LANDSLIDE)], minlength=n),
         np.bincount(groups[eligible & (labels == STABLE)], minlength=n),
         np.bincount(groups[eligible], minlength=n),
     ], axis=1).astype(float)
-    weights /= np.maximum(weights.sum(axis=0), 1)
-    priority = np.array([4.0, 2.0, 1.0])  # landslides are scarcest: balance them first
     target = np.array([cfg.train, cfg.val, cfg.test])
+    best, best_score = np.zeros(n, dtype=np.int8), -1.0
+    for _ in range(tries):
+        split_of_group = _greedy_fill(counts, target, rng.permutation(n))
+        split_of_pixel = split_of_group[groups]
+        score = np.inf
+        for s in np.flatnonzero(target > 0):
+            inside = full_window_centres(split_of_pixel == s, window) & eligible
+            balanced = min((inside & (labels == LANDSLIDE)).sum(),
+                           (inside & (labels == STABLE)).sum())
+            score = min(score, balanced / target[s])
+        if score > best_score:
+            best, best_score = split_of_group, score
+    return best
+
+
+def _greedy_fill(counts: np.ndarray, target: np.ndarray, order: np.ndarray) -> np.ndarray:
+    weights = counts / np.maximum(counts.sum(axis=0), 1)
+    priority = np.array([4.0, 2.0, 1.0])  # landslides are scarcest: balance them first
     filled = np.zeros((3, 3))
-    order = rng.permutation(n)
     order = order[np.argsort(-weights[order, :2].sum(axis=1), kind="stable")]
-    split_of_group = np.zeros(n, dtype=np.int8)
+    split_of_group = np.zeros(len(counts), dtype=np.int8)
     for g in order:
         deficit = target[:, None] - filled
         score = deficit @ (priority * weights[g]) if weights[g].any() else deficit[:, 2]
@@ -120,7 +141,8 @@ def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: Sa
 def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, cfg: SampleConfig,
              rng: np.random.Generator) -> pd.DataFrame:
     groups = block_groups(labels.shape, ids, cfg.split.block_size)
-    split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, rng)[groups]
+    split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, cfg.window,
+                                   rng)[groups]
     parts = []
     per_split = {}
     for s, name in enumerate(SPLITS):

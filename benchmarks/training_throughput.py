@@ -1,0 +1,69 @@
+"""Throughput of the input pipeline, a baseline epoch and an SSGAN epoch, side by side.
+
+Run after `dvc repro` (it reads the real stack and samples named in params.yaml):
+
+    .venv/bin/python benchmarks/training_throughput.py
+
+Prints windows per second for each, and the SSGAN / baseline cost per labelled window. An
+SSGAN step runs the discriminator on three batches (labelled, unlabelled, generated) and the
+generator twice, so about 3x is the expected cost; much more would mean overhead elsewhere.
+The input pipeline must be far faster than either model, or it is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from landslide_ssgan.config import load_params  # noqa: E402
+from landslide_ssgan.training import (  # noqa: E402
+    build_model,
+    seed_everything,
+    training_dataset,
+)
+from landslide_ssgan.workflows import load_window_source  # noqa: E402
+
+
+def timed(func) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    cfg = load_params("params.yaml")
+    seed_everything(cfg.seed)
+    source = load_window_source(cfg)
+    labelled = len(source.samples.of("train"))
+    batch = cfg.train.batch_size
+
+    data = training_dataset("ssgan", source, batch, cfg.seed)
+    pipeline_s = min(timed(lambda: [None for _ in data]) for _ in range(3))
+    rates = {"input pipeline (labelled + unlabelled windows)": 2 * labelled / pipeline_s}
+
+    epoch_s = {}
+    for kind in ("baseline", "ssgan"):
+        model = build_model(kind, cfg.train, source, cfg.seed)  # type: ignore[arg-type]
+        ds = training_dataset(kind, source, batch, cfg.seed)  # type: ignore[arg-type]
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)  # trace and warm up
+        epoch_s[kind] = min(timed(lambda m=model, d=ds: m.fit(d, epochs=1, verbose=0,
+                                                              shuffle=False))
+                            for _ in range(3))
+        rates[f"{kind} epoch (labelled windows)"] = labelled / epoch_s[kind]
+
+    print(f"{labelled} labelled training windows, batch {batch}, "
+          f"{source.image.shape[-1]} bands ({cfg.features.set}), {os.cpu_count()} CPUs")
+    for name, rate in rates.items():
+        print(f"{name:50s} {rate:12,.0f} windows/s")
+    ssgan_windows_per_s = 2 * labelled / epoch_s["ssgan"]  # labelled + unlabelled consumed
+    pipeline_rate = rates["input pipeline (labelled + unlabelled windows)"]
+    print(f"{'SSGAN / baseline time per labelled window':50s} "
+          f"{epoch_s['ssgan'] / epoch_s['baseline']:12.2f}x")
+    ratio = pipeline_rate / ssgan_windows_per_s
+    print(f"{'input pipeline / SSGAN consumption':50s} {ratio:12.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Training mechanics on the real crop: same seed, same numbers; an interrupted run resumes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from landslide_ssgan.config import Params
+from landslide_ssgan.data.normalisation import Normalisation
+from landslide_ssgan.data.sampling import draw_samples, training_statistics
+from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.training import (
+    ValidationScores,
+    WindowSource,
+    build_model,
+    fit,
+    predict_probability,
+    seed_everything,
+    training_dataset,
+    window_source,
+)
+
+
+@pytest.fixture(scope="module")
+def source(crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> WindowSource:
+    labels, ids = crop_labels
+    samples = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=1)
+    mean, std = training_statistics(crop_stack.data, samples, 13)
+    norm = Normalisation(crop_stack.grid.band_names, mean, std)
+    return window_source(crop_stack, samples, norm, "joint", 13)
+
+
+@pytest.fixture(scope="module")
+def tiny(crop_params: Params) -> Params:
+    return replace(crop_params, train=replace(crop_params.train, epochs=3, batch_size=32,
+                                              latent_dim=8, d_widths=(4, 8), d_hidden=8,
+                                              g_width=8))
+
+
+def _train_once(kind: str, cfg: Params, source: WindowSource, backup: Path,
+                extra: list | None = None) -> tuple[np.ndarray, list]:
+    seed_everything(cfg.seed)
+    model = build_model(kind, cfg.train, source, cfg.seed)  # type: ignore[arg-type]
+    validation = ValidationScores(*source.windows("val"), 0.5)
+    fit(model, training_dataset(kind, source, 32, cfg.seed),  # type: ignore[arg-type]
+        cfg.train.epochs, [validation, *(extra or [])], backup)
+    windows, _ = source.windows("test")
+    return predict_probability(model.discriminator, windows), validation.history
+
+
+@pytest.mark.parametrize("kind", ["ssgan", "baseline"])
+def test_same_seed_same_probabilities(kind: str, tiny: Params, source: WindowSource,
+                                      tmp_path: Path) -> None:
+    first, history = _train_once(kind, tiny, source, tmp_path / "a")
+    second, _ = _train_once(kind, tiny, source, tmp_path / "b")
+    np.testing.assert_allclose(first, second, atol=1e-6)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert "val_f1" in history[-1]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill after the second epoch")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.seen.append(epoch)
+
+
+def test_interrupted_training_resumes_at_its_last_epoch(tiny: Params, source: WindowSource,
+                                                        tmp_path: Path) -> None:
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        _train_once("ssgan", tiny, source, backup, [_Interrupt()])
+    assert backup.exists()
+    epochs = _Epochs()
+    _train_once("ssgan", tiny, source, backup, [epochs])
+    assert epochs.seen == [2]  # epochs 0 and 1 were done: only the third runs
+    assert not backup.exists()  # the backup is removed once training completes
