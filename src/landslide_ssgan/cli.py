@@ -144,6 +144,23 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @stage
+def factors(params: ParamsOption = Path("params.yaml")) -> None:
+    """Check the influencing factors before training: VIF and tolerance per factor (GVIF for
+    one-hot factors), random-forest importance by out-of-bag permutation beside the impurity
+    importance, on the labelled training pixels. Writes reports/factors.json and two charts
+    and logs them to an MLflow run."""
+    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    summary = workflows.factor_analysis(cfg)
+    top = ", ".join(summary["ranking"][:3])
+    typer.echo(f"most important: {top}; collinear (VIF > 10): {summary['collinear'] or 'none'}")
+
+
+@app.command()
+@stage
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     params: ParamsOption = Path("params.yaml"),

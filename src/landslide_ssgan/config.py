@@ -115,6 +115,11 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FactorsConfig:
+    trees: int
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     experiment: str
     default_uri: str
@@ -139,6 +144,7 @@ class Params:
     sample: SampleConfig
     features: FeaturesConfig
     train: TrainConfig
+    factors: FactorsConfig
     tracking: TrackingConfig
 
 
@@ -343,6 +349,13 @@ def _train(raw: Mapping[str, Any]) -> TrainConfig:
     return config
 
 
+def _factors(raw: Mapping[str, Any]) -> FactorsConfig:
+    config = FactorsConfig(trees=_get(raw, "trees", "factors", int))
+    if not 10 <= config.trees <= 10_000:
+        raise ConfigError(f"factors.trees: {config.trees} is out of range [10, 10000]")
+    return config
+
+
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed params mapping (what params.yaml holds)."""
     if not isinstance(raw, Mapping):
@@ -357,6 +370,7 @@ def parse_params(raw: Any) -> Params:
             set=_choice(features, "set", "features", ("factors", "optical", "joint")),
             rgb=_strings(features, "rgb", "features")),
         train=_train(_section(raw, "train", "params")),
+        factors=_factors(_section(raw, "factors", "params")),
         tracking=TrackingConfig(
             experiment=_get(_section(raw, "tracking", "params"), "experiment", "tracking", str),
             default_uri=_get(_section(raw, "tracking", "params"), "default_uri", "tracking", str),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -107,3 +108,26 @@ def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) 
     ax.set_xlabel("epoch")
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def factor_charts(importance: Any, vif: Any, importance_path: str | Path,
+                  vif_path: str | Path, threshold: float) -> None:
+    """Bar charts: OOB permutation importance (with impurity beside it) and VIF per factor."""
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(importance) + 1.5))
+    positions = np.arange(len(importance))
+    ax.barh(positions - 0.2, importance["oob_permutation"], 0.4,
+            xerr=importance["oob_permutation_std"], label="OOB permutation (accuracy drop)")
+    ax.barh(positions + 0.2, importance["impurity"], 0.4, label="impurity (mean decrease)")
+    ax.set_yticks(positions, importance.index)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    ax.set_title("random-forest importance of the factors")
+    _save(fig, importance_path)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(vif) + 1.5))
+    ax.barh(vif.index, vif["vif"], color=["tab:red" if c else "tab:blue" for c in vif["collinear"]])
+    ax.axvline(threshold, color="k", linestyle="--", label=f"VIF = {threshold:g}")
+    ax.invert_yaxis()
+    ax.set_xlabel("VIF (GVIF for one-hot factors)")
+    ax.legend(fontsize=7)
+    ax.set_title("multicollinearity of the factors (labelled pixels)")
+    _save(fig, vif_path)

@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import plots, tracking
+from landslide_ssgan import factors, plots, tracking
 from landslide_ssgan.config import Params
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
@@ -183,3 +183,56 @@ def comparison_table(results: dict[str, dict[str, Any]], cfg: Params) -> str:
         cells = " | ".join(f"{row[name]:.4f}" for name in METRIC_NAMES)
         lines.append(f"| {kind} | {cells} | {tp} | {fp} | {fn} | {tn} |")
     return "\n".join(lines) + "\n"
+
+
+# --- factors ----------------------------------------------------------------------------
+
+
+def factor_analysis(cfg: Params) -> dict[str, Any]:
+    """VIF / tolerance and random-forest importance of the factor bands at the labelled
+    training centres (and VIF at the unlabelled ones, reported separately): training pixels
+    only, so the analysis can steer factor choices without looking at test data."""
+    stack = read_stack(cfg.paths.stack)
+    samples = read_samples(cfg.paths.samples)
+    bands = stack.indices("factors")
+    if not bands:
+        raise InputError(f"{cfg.paths.stack}: has no factor bands")
+
+    def table_at(rows: Any) -> factors.FactorTable:
+        values = stack.data[bands][:, rows.row.to_numpy(), rows.col.to_numpy()].T
+        return factors.factor_table(values, [stack.bands[i].name for i in bands],
+                                    [stack.bands[i].layer for i in bands],
+                                    [stack.bands[i].categorical for i in bands])
+
+    labelled = samples.of("train")
+    table = table_at(labelled)
+    vif = factors.vif_table(table)
+    importance, oob_score = factors.forest_importance(
+        table, labelled.label.to_numpy(), cfg.factors.trees, cfg.seed)
+    unlabelled = samples.of("train", labelled=False)
+    vif_unlabelled = factors.vif_table(table_at(unlabelled)) if len(unlabelled) > 20 else None
+    summary = {
+        "pixels": {"labelled": int(len(labelled)), "unlabelled": int(len(unlabelled))},
+        "vif_labelled": vif.to_dict(orient="index"),
+        "vif_unlabelled": None if vif_unlabelled is None else vif_unlabelled.to_dict(
+            orient="index"),
+        "collinear": sorted(vif.index[vif.collinear]),
+        "importance": importance.to_dict(orient="index"),
+        "ranking": list(importance.index),
+        "oob_score": oob_score,
+    }
+    reports = Path(cfg.paths.reports)
+    write_json(reports / "factors.json", summary)
+    plots.factor_charts(importance, vif, reports / "factor_importance.png",
+                        reports / "factor_vif.png", factors.COLLINEAR_VIF)
+    with mlflow.start_run(run_name="factors"):
+        mlflow.set_tags({"stage": "factors", "mlflow.source.git.commit": tracking.git_commit()})
+        mlflow.log_params({"factors.trees": cfg.factors.trees, "seed": cfg.seed})
+        mlflow.log_metric("oob_score", oob_score)
+        for factor, row in importance.iterrows():
+            mlflow.log_metric(f"importance_{factor}", row["oob_permutation"])
+        for factor, row in vif.iterrows():
+            mlflow.log_metric(f"vif_{factor}", row["vif"])
+        for name in ("factors.json", "factor_importance.png", "factor_vif.png"):
+            mlflow.log_artifact(str(reports / name))
+    return summary
