@@ -35,36 +35,47 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
         "samples": "samples.csv", "norm": "norm.json", "models": "models",
         "reports": "reports"}.items()}
-    raw["train"].update(TINY)
+    raw["train"].update(TINY | {"forest_trees": 20})
+    raw["evaluate"] = {"feature_sets": ["joint"]}
+    raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
+                        "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
     store = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", store)
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
-        for command in (["prepare"], ["sample"], ["train", "ssgan"], ["train", "baseline"],
-                        ["evaluate"]):
+        for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
+                        ["train", "baseline"], ["train", "forest"], ["evaluate"], ["tune"],
+                        ["register"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output)
     mlflow.set_tracking_uri(store)
     return {"raw": raw, "store": store, "root": root}
 
 
-def test_reports_hold_both_models(pipeline: dict[str, Any]) -> None:
+def test_reports_hold_every_model(pipeline: dict[str, Any]) -> None:
     reports = Path(pipeline["raw"]["paths"]["reports"])
     metrics = json.loads((reports / "metrics.json").read_text())
-    assert set(metrics) == {"ssgan", "baseline"}
-    for row in metrics.values():
+    assert set(metrics) == {"joint"}
+    assert set(metrics["joint"]) == {"ssgan", "baseline", "forest"}
+    for row in metrics["joint"].values():
         assert {"precision", "recall", "f1", "kappa", "miou", "accuracy"} <= set(row)
         assert np.array(row["confusion_matrix"]).sum() == row["test_windows"] > 0
     table = (reports / "evaluation.md").read_text()
-    assert "| ssgan |" in table and "| baseline |" in table
-    assert (reports / "loss_curves.png").stat().st_size > 5000
+    assert "| ssgan |" in table and "| baseline |" in table and "| forest |" in table
+    assert "| joint / ssgan |" in (reports / "feature_sets.md").read_text()
+    for figure in ("loss_curves.png", "feature_set_losses.png", "factor_importance.png",
+                   "factor_vif.png"):
+        assert (reports / figure).stat().st_size > 5000, figure
+    factors = json.loads((reports / "factors.json").read_text())
+    assert set(factors["ranking"]) == set(factors["vif_labelled"])
+    assert 0 < factors["oob_score"] <= 1
 
 
 def test_runs_have_losses_validation_curves_images_and_data_hashes(
         pipeline: dict[str, Any]) -> None:
     client = MlflowClient(pipeline["store"])
-    models = Path(pipeline["raw"]["paths"]["models"])
+    models = Path(pipeline["raw"]["paths"]["models"]) / "joint"
     run_id = json.loads((models / "ssgan" / "run.json").read_text())["run_id"]
     run = client.get_run(run_id)
     for key in ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
@@ -77,13 +88,16 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
     assert names == {"stack", "samples", "norm"}
     images = [a.path for a in client.list_artifacts(run_id, "generator")]
     assert len(images) == TINY["epochs"] and all(p.endswith(".png") for p in images)
-    baseline = json.loads((models / "baseline" / "run.json").read_text())["run_id"]
-    assert client.get_run(baseline).data.tags["data_digest"] == run.data.tags["data_digest"]
+    for other in ("baseline", "forest"):
+        other_id = json.loads((models / other / "run.json").read_text())["run_id"]
+        other_run = client.get_run(other_id)
+        assert other_run.data.tags["data_digest"] == run.data.tags["data_digest"]
+        assert "test_f1" in other_run.data.metrics
 
 
 def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) -> None:
     raw = pipeline["raw"]
-    folder = Path(raw["paths"]["models"]) / "ssgan"
+    folder = Path(raw["paths"]["models"]) / "joint" / "ssgan"
     model_uri = json.loads((folder / "run.json").read_text())["model_uri"]
     cfg = parse_params(raw)
     source = load_window_source(cfg)
@@ -112,3 +126,235 @@ def test_unreachable_tracking_server_is_one_clear_line(pipeline: dict[str, Any],
     assert result.exit_code == 2
     assert result.stderr.startswith("error: MLflow tracking server http://127.0.0.1:9 cannot")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, Any]) -> None:
+    import optuna
+    import yaml
+
+    raw = pipeline["raw"]
+    reports = Path(raw["paths"]["reports"])
+    best = yaml.safe_load((reports / "best_params.yaml").read_text())
+    assert set(best["train"]) == set(raw["tune"]["space"])
+    assert (reports / "tune_history.png").stat().st_size > 5000
+    study = optuna.load_study(study_name=raw["tune"]["study"], storage=raw["tune"]["storage"])
+    assert len(study.trials) == 3
+    client = MlflowClient(pipeline["store"])
+    experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
+    parents = client.search_runs([experiment.experiment_id], "tags.stage = 'tune-study'")
+    assert len(parents) == 1
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    assert len(children) == 3
+    states = {run.data.tags["optuna_state"] for run in children}
+    assert states <= {"complete", "pruned"}
+    assert all("g_loss" in run.data.metrics for run in children)
+
+    # a larger budget resumes the same study and the same parent run: one more trial
+    raw = json.loads(json.dumps(raw))
+    raw["tune"]["trials"] = 4
+    params = write_params(raw, Path(pipeline["root"]) / "params_resume.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        patch.chdir(pipeline["root"])
+        result = runner.invoke(app, ["tune", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name=raw["tune"]["study"], storage=raw["tune"]["storage"])
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert len(client.search_runs([experiment.experiment_id], "tags.stage = 'tune-study'")) == 1
+    assert len(client.search_runs([experiment.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")) == 4
+
+
+def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) -> None:
+    raw = pipeline["raw"]
+    champion = json.loads((Path(raw["paths"]["reports"]) / "champion.json").read_text())
+    assert champion["promoted"] and champion["version"] == "1"
+    model = mlflow.pyfunc.load_model(f"models:/{raw['registry']['model_name']}@champion")
+    cfg = parse_params(raw)
+    source = load_window_source(cfg)
+    rows, cols, _ = source.part("val")
+    windows = cut_windows(source.image, rows, cols, source.window) * source.std + source.mean
+    probability = model.predict(windows.astype(np.float32))
+    assert probability.shape == (len(rows),) and ((probability >= 0) & (probability <= 1)).all()
+
+
+def _constant_model(tmp: Path, channels: int, landslide: bool) -> Path:
+    """A discriminator that calls every window stable (F1 0) or every window a landslide."""
+    from landslide_ssgan.models.discriminator import build_discriminator
+
+    model = build_discriminator(13, channels, (2, 2), 2, 0.0, 0.2, outputs=3)
+    head = model.get_layer("logits")
+    kernel, _ = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.array([-5.0, 5.0, 0.0] if landslide
+                                                      else [5.0, -5.0, 0.0], "float32")])
+    path = tmp / f"{'slide' if landslide else 'stable'}.keras"
+    model.save(path)
+    return path
+
+
+def test_promotion_moves_the_alias_only_for_a_better_model(
+        pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landslide_ssgan import tracking, workflows
+
+    store = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_params(pipeline["raw"])
+    tracking.use_tracking_store(store, cfg.tracking.experiment)
+    source = load_window_source(cfg)
+    spec = workflows._normalisation_spec(source)
+    digest = workflows.data_digest(cfg)
+
+    def candidate(landslide: bool, logged_f1: float) -> None:
+        with mlflow.start_run():
+            uri = tracking.log_window_model(_constant_model(tmp_path, len(source.bands),
+                                                            landslide), spec, tmp_path, [])
+            mlflow.set_tags({"model": "ssgan", "feature_set": cfg.features.set,
+                             "data_digest": digest, "model_uri": uri})
+            mlflow.log_metrics({"val_f1": logged_f1, "val_kappa": 0.0})
+
+    candidate(landslide=False, logged_f1=0.90)  # first model: nothing to beat
+    first = workflows.register_champion(cfg)
+    assert first["promoted"] and first["version"] == "1"
+    assert first["candidate"]["val_f1"] == 0.0  # re-scored on validation windows, not trusted
+
+    candidate(landslide=True, logged_f1=0.95)  # really better on the validation windows
+    second = workflows.register_champion(cfg)
+    assert second["promoted"] and second["version"] == "2"
+    assert second["candidate"]["val_f1"] > 0.5
+
+    candidate(landslide=False, logged_f1=0.99)  # claims more, is worse: registered, not promoted
+    third = workflows.register_champion(cfg)
+    assert not third["promoted"] and third["version"] == "2"
+    assert third["candidate"]["version"] == "3"
+    alias = mlflow.tracking.MlflowClient().get_model_version_by_alias(cfg.registry.model_name,
+                                                                     cfg.registry.alias)
+    assert alias.version == "2"
+
+    again = workflows.register_champion(cfg)  # the same best run is not registered twice
+    assert again["candidate"]["version"] == "3"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, Any]) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    raw = pipeline["raw"]
+    cfg = parse_params(raw)
+    source = load_window_source(cfg)
+    rows, cols, _ = source.part("test")
+    windows = (cut_windows(source.image, rows[:8], cols[:8], source.window) * source.std
+               + source.mean).astype(np.float32)
+    expected = mlflow.pyfunc.load_model(f"models:/{cfg.registry.model_name}@champion"
+                                        ).predict(windows)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "landslide_ssgan.cli", "serve", "--port", str(port),
+         "--params", str(Path(pipeline["root"]) / "params.yaml")],
+        cwd=pipeline["root"], env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def post(payload: Any) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
+                break
+            except (urllib.error.URLError, OSError):
+                assert server.poll() is None, "the server exited"
+                time.sleep(1)
+        status, answer = post({"inputs": windows.tolist()})
+        assert status == 200
+        np.testing.assert_allclose(np.asarray(answer["predictions"]).ravel(), expected,
+                                   atol=1e-5)
+        status, answer = post({"inputs": windows[:, :, :, :3].tolist()})  # wrong band count
+        assert 400 <= status < 500 and "shape" in answer.get("message", "")
+        broken = windows.copy()
+        broken[0, 0, 0, 0] = np.nan
+        status, answer = post({"inputs": np.where(np.isnan(broken), None, broken).tolist()})
+        assert 400 <= status < 500, answer
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres() -> Any:
+    """A real PostgreSQL server on 127.0.0.1 in a throw-away data directory."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (Debian: apt-get install postgresql)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="pg-"))
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+    try:
+        subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                        str(data / "server.log"), "-o",
+                        f"-p {port} -c listen_addresses=127.0.0.1 -k {data}", "start"],
+                       check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(pipeline: dict[str, Any], postgres: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["tune"].update({"study": "shared", "trials": 4, "epochs": 1})
+    params = write_params(raw, Path(pipeline["root"]) / "params_pg.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+    monkeypatch.chdir(pipeline["root"])
+    result = runner.invoke(app, ["tune", "--params", str(params), "--storage", postgres,
+                                 "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED)]
+    assert len(study.trials) == len(finished) == 4  # none lost, none beyond the budget
+    assert sorted(t.number for t in finished) == [0, 1, 2, 3]
+    client = MlflowClient(pipeline["store"])
+    experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
+    runs = client.search_runs([experiment.experiment_id],
+                              "tags.optuna_study = 'shared' AND tags.stage = 'tune'")
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3]

@@ -104,42 +104,53 @@ def sample(params: ParamsOption = Path("params.yaml")) -> None:
 @app.command()
 @stage
 def train(
-    model: Annotated[str, typer.Argument(help="Which model: ssgan or baseline.")],
+    model: Annotated[str, typer.Argument(help="Which model: ssgan, baseline or forest.")],
+    feature_set: Annotated[str | None, typer.Option(
+        help="factors, optical or joint; default: features.set of params.yaml.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
-    windows) or the supervised baseline (same discriminator, two outputs, labels only), log
-    the run to MLflow (params, data hashes, per-epoch loss components and validation scores,
-    generator images, the model) and save it under models/<model>/. An interrupted run
-    resumes from its last finished epoch."""
+    windows), the supervised baseline (same discriminator, two outputs, labels only) or the
+    random forest on window features; log the run to MLflow (params, data hashes, per-epoch
+    loss components and validation scores, generator images, the model) and save it under
+    models/<feature set>/<model>/. An interrupted network training resumes from its last
+    finished epoch."""
+    from dataclasses import replace
+
     from landslide_ssgan import tracking, workflows
     from landslide_ssgan.config import load_params
     from landslide_ssgan.errors import ConfigError
-    from landslide_ssgan.training import MODEL_KINDS
 
-    if model not in MODEL_KINDS:
-        raise ConfigError(f"model: {model!r} is not one of {', '.join(MODEL_KINDS)}")
+    if model not in ("ssgan", "baseline", "forest"):
+        raise ConfigError(f"model: {model!r} is not one of ssgan, baseline, forest")
+    if feature_set not in (None, "factors", "optical", "joint"):
+        raise ConfigError(f"--feature-set: {feature_set!r} is not one of factors, optical, joint")
     cfg = load_params(params)
+    chosen = feature_set or cfg.features.set
+    cfg = replace(cfg, features=replace(cfg.features, set=chosen))  # type: ignore[arg-type]
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    out = workflows.train_and_log(model, cfg)  # type: ignore[arg-type]
-    typer.echo(f"{model} trained for {cfg.train.epochs} epochs -> {out}")
+    out = (workflows.train_forest_and_log(cfg) if model == "forest"
+           else workflows.train_and_log(model, cfg))  # type: ignore[arg-type]
+    typer.echo(f"{model} on {cfg.features.set} trained -> {out}")
 
 
 @app.command()
 @stage
 def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
-    """Score both trained models on the test windows (precision, recall, F1, kappa, MIoU,
-    accuracy, confusion matrix), write reports/metrics.json, reports/evaluation.md and the
-    loss curves, and add the test metrics to each model's MLflow run."""
+    """Score every trained model (SSGAN, baseline, forest) of every feature set on the test
+    windows (precision, recall, F1, kappa, MIoU, accuracy, confusion matrix); write
+    reports/metrics.json, evaluation.md, feature_sets.md and the loss curves, and add the test
+    metrics to each model's MLflow run."""
     from landslide_ssgan import tracking, workflows
     from landslide_ssgan.config import load_params
 
     cfg = load_params(params)
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     results = workflows.evaluate_and_log(cfg)
-    for kind, row in results.items():
-        typer.echo(f"{kind}: F1 {row['f1']:.3f}  kappa {row['kappa']:.3f}  "
-                   f"MIoU {row['miou']:.3f}")
+    for feature_set, rows in results.items():
+        for kind, row in rows.items():
+            typer.echo(f"{feature_set:8s} {kind:9s} F1 {row['f1']:.3f}  "
+                       f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}")
 
 
 @app.command()
@@ -157,6 +168,91 @@ def factors(params: ParamsOption = Path("params.yaml")) -> None:
     summary = workflows.factor_analysis(cfg)
     top = ", ".join(summary["ranking"][:3])
     typer.echo(f"most important: {top}; collinear (VIF > 10): {summary['collinear'] or 'none'}")
+
+
+@app.command()
+@stage
+def tune(
+    params: ParamsOption = Path("params.yaml"),
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default: tune.storage, e.g. sqlite:///optuna.db; "
+             "postgresql://user:password@host/db to share a study across machines).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
+    parent_run: Annotated[str | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Tune the SSGAN with Optuna: TPE over the search space of params.yaml (tune.space),
+    maximising validation F1 with a median pruner fed each epoch. Every trial is an MLflow run
+    nested under the study's run; a stopped study resumes, and workers (here or on other
+    machines with the same --storage) share its trial budget. Writes reports/best_params.yaml,
+    tune.json and Optuna's history and importance plots; never rewrites params.yaml."""
+    import subprocess
+    import sys
+
+    from landslide_ssgan import tracking, tuning, workflows
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    url = storage or cfg.tune.storage
+    tuning.open_storage(cfg.tune, url)  # creates the study once, before any worker races
+    parent = parent_run or workflows.study_parent_run(cfg, url)
+    helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
+                                 "--params", str(params), "--storage", url, "--workers", "1",
+                                 "--parent-run", parent]) for _ in range(workers - 1)]
+    workflows.tune_trials(cfg, url, parent)
+    failed = [p.args for p in helpers if p.wait() != 0]
+    if parent_run is not None:
+        return  # a helper worker: the process that started it writes the reports
+    summary = workflows.report_study(cfg, url, parent)
+    typer.echo(f"best trial {summary['best_trial']}: validation F1 "
+               f"{summary['best_val_f1']:.3f} ({summary['finished_trials']} finished, "
+               f"{summary['pruned_trials']} pruned)" + (f"; {len(failed)} workers failed"
+                                                        if failed else ""))
+
+
+@app.command()
+@stage
+def register(params: ParamsOption = Path("params.yaml")) -> None:
+    """Register the model of the best SSGAN run (validation F1, this data and feature set) as
+    `landslide-ssgan` and move the `champion` alias to it only if it beats the current
+    champion on the same validation windows. Writes reports/champion.json."""
+    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    summary = workflows.register_champion(cfg)
+    verdict = ("promoted to" if summary["promoted"] else "kept as")
+    typer.echo(f"{summary['name']} version {summary['version']} {verdict} "
+               f"@{summary['alias']} (candidate validation F1 "
+               f"{summary['candidate']['val_f1']:.3f}, previous "
+               f"{summary['previous_champion_val_f1']})")
+
+
+@app.command()
+@stage
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
+    model_uri: Annotated[str | None, typer.Option(
+        help="Default: models:/<registry.model_name>@<registry.alias>.")] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Serve the champion model on 127.0.0.1: POST {"inputs": raw windows (N, 13, 13, C)} to
+    /invocations and get landslide probabilities back."""
+    import subprocess
+    import sys
+
+    from landslide_ssgan import tracking
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    uri = tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    model = model_uri or f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
+    typer.echo(f"serving {model} at http://127.0.0.1:{port}/invocations")
+    raise typer.Exit(subprocess.call(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "--env-manager",
+         "local", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri}))
 
 
 @app.command()

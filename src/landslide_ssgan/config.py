@@ -112,11 +112,37 @@ class TrainConfig:
     gradient_penalty: float
     threshold: float
     image_every: int
+    forest_trees: int
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    feature_sets: tuple[FeatureSet, ...]
 
 
 @dataclass(frozen=True)
 class FactorsConfig:
     trees: int
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The Optuna study: budget, storage, sampler, pruner and the search space."""
+
+    trials: int
+    epochs: int
+    study: str
+    storage: str
+    sampler_seed: int
+    startup_trials: int
+    warmup_epochs: int
+    space: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str
+    alias: str
 
 
 @dataclass(frozen=True)
@@ -145,6 +171,9 @@ class Params:
     features: FeaturesConfig
     train: TrainConfig
     factors: FactorsConfig
+    evaluate: EvaluateConfig
+    tune: TuneConfig
+    registry: RegistryConfig
     tracking: TrackingConfig
 
 
@@ -333,9 +362,10 @@ def _train(raw: Mapping[str, Any]) -> TrainConfig:
         gradient_penalty=_get(raw, "gradient_penalty", where, float),
         threshold=_get(raw, "threshold", where, float),
         image_every=_get(raw, "image_every", where, int),
+        forest_trees=_get(raw, "forest_trees", where, int),
     )
     for key in ("epochs", "batch_size", "latent_dim", "d_hidden", "g_width", "lr_d", "lr_g",
-                "image_every"):
+                "image_every", "forest_trees"):
         _positive(getattr(config, key), f"train.{key}")
     if config.g_width < 2:
         raise ConfigError(f"train.g_width: {config.g_width} must be at least 2")
@@ -356,6 +386,63 @@ def _factors(raw: Mapping[str, Any]) -> FactorsConfig:
     return config
 
 
+def _evaluate(raw: Mapping[str, Any], features: Mapping[str, Any]) -> EvaluateConfig:
+    sets = _strings(raw, "feature_sets", "evaluate")
+    unknown = [s for s in sets if s not in ("factors", "optical", "joint")]
+    if unknown or not sets:
+        raise ConfigError(f"evaluate.feature_sets: {list(sets)} must be a non-empty list of "
+                          "factors, optical, joint")
+    if features.get("set") not in sets:
+        raise ConfigError(f"evaluate.feature_sets: must include features.set "
+                          f"({features.get('set')!r})")
+    return EvaluateConfig(feature_sets=sets)  # type: ignore[arg-type]
+
+
+TUNABLE = {"lr_d", "lr_g", "beta1", "latent_dim", "d_hidden", "g_width", "dropout",
+           "w_labelled", "w_unlabelled", "w_generated", "batch_size", "feature_matching",
+           "gradient_penalty", "leaky_slope"}
+
+
+def _space(raw: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    space = {}
+    for name, spec in raw.items():
+        key = f"tune.space.{name}"
+        if name not in TUNABLE:
+            raise ConfigError(f"{key}: not a tunable setting (one of {', '.join(sorted(TUNABLE))})")
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{key}: expected {{low, high[, log]}} or {{choices}}")
+        if "choices" in spec:
+            if not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise ConfigError(f"{key}.choices: expected a non-empty list")
+        else:
+            low, high = _get(spec, "low", key, float), _get(spec, "high", key, float)
+            if not low < high:
+                raise ConfigError(f"{key}: low {low} must be below high {high}")
+            if spec.get("log") and low <= 0:
+                raise ConfigError(f"{key}: a log scale needs low > 0")
+        space[str(name)] = dict(spec)
+    if not space:
+        raise ConfigError("tune.space: at least one setting to search")
+    return space
+
+
+def _tune(raw: Mapping[str, Any]) -> TuneConfig:
+    where = "tune"
+    config = TuneConfig(
+        trials=_get(raw, "trials", where, int),
+        epochs=_get(raw, "epochs", where, int),
+        study=_get(raw, "study", where, str),
+        storage=_get(raw, "storage", where, str),
+        sampler_seed=_get(raw, "sampler_seed", where, int),
+        startup_trials=_get(raw, "startup_trials", where, int),
+        warmup_epochs=_get(raw, "warmup_epochs", where, int),
+        space=_space(_section(raw, "space", where)),
+    )
+    for key in ("trials", "epochs"):
+        _positive(getattr(config, key), f"tune.{key}")
+    return config
+
+
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed params mapping (what params.yaml holds)."""
     if not isinstance(raw, Mapping):
@@ -371,6 +458,11 @@ def parse_params(raw: Any) -> Params:
             rgb=_strings(features, "rgb", "features")),
         train=_train(_section(raw, "train", "params")),
         factors=_factors(_section(raw, "factors", "params")),
+        evaluate=_evaluate(_section(raw, "evaluate", "params"), features),
+        tune=_tune(_section(raw, "tune", "params")),
+        registry=RegistryConfig(
+            model_name=_get(_section(raw, "registry", "params"), "model_name", "registry", str),
+            alias=_get(_section(raw, "registry", "params"), "alias", "registry", str)),
         tracking=TrackingConfig(
             experiment=_get(_section(raw, "tracking", "params"), "experiment", "tracking", str),
             default_uri=_get(_section(raw, "tracking", "params"), "default_uri", "tracking", str),

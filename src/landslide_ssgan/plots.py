@@ -16,7 +16,7 @@ from landslide_ssgan.data.stack import Stack  # noqa: E402
 from landslide_ssgan.files import atomic_path  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
+def _save(fig: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -131,3 +131,19 @@ def factor_charts(importance: Any, vif: Any, importance_path: str | Path,
     ax.legend(fontsize=7)
     ax.set_title("multicollinearity of the factors (labelled pixels)")
     _save(fig, vif_path)
+
+
+def study_figures(study: Any, history_path: str | Path, importance_path: str | Path) -> None:
+    """Optuna's optimisation history and parameter importances (its matplotlib versions)."""
+    import warnings
+
+    from optuna.visualization import matplotlib as optuna_plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks these plots experimental
+        ax = optuna_plots.plot_optimization_history(study)
+        _save(ax.figure, history_path)
+        finished = [t for t in study.trials if t.value is not None]
+        if len(finished) >= 2:
+            ax = optuna_plots.plot_param_importances(study)
+            _save(ax.figure, importance_path)

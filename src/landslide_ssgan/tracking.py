@@ -159,8 +159,47 @@ def log_window_model(discriminator_path: Path, normalisation: dict[str, Any],
     return str(info.model_uri)
 
 
-def pinned_requirements() -> list[str]:
+def pinned_requirements(names: tuple[str, ...] = ("mlflow", "tensorflow", "keras", "numpy",
+                                                   "cloudpickle")) -> list[str]:
     """The packages a served model needs, at the versions installed here."""
     from importlib.metadata import version
-    return [f"{name}=={version(name)}" for name in
-            ("mlflow", "tensorflow", "keras", "numpy", "cloudpickle")]
+    return [f"{name}=={version(name)}" for name in names]
+
+
+# --- the model registry -----------------------------------------------------------------
+
+
+def best_candidate(experiment: str, feature_set: str, data_digest: str) -> Any | None:
+    """The SSGAN run with the best validation F1 (ties: validation kappa, then the earlier
+    run) among runs of this feature set and data that logged a model; test metrics play no
+    part."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=(f"tags.model = 'ssgan' AND tags.feature_set = '{feature_set}' AND "
+                       f"tags.data_digest = '{data_digest}' AND tags.model_uri != ''"),
+        order_by=["metrics.val_f1 DESC", "metrics.val_kappa DESC", "attributes.start_time ASC"],
+        max_results=1)
+    return runs[0] if runs else None
+
+
+def registered_version(name: str, run_id: str, model_uri: str, tags: dict[str, str]) -> Any:
+    """The registry version of this run's model, registering it the first time."""
+    client = MlflowClient()
+    try:
+        existing = list(client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'"))
+    except MlflowException:  # no such registered model yet
+        existing = []
+    if existing:
+        return existing[0]
+    return mlflow.register_model(model_uri, name, tags=tags)
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None

@@ -8,16 +8,23 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from dataclasses import asdict
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import joblib
 import keras
 import mlflow
+import mlflow.sklearn
 import numpy as np
+import optuna
+import yaml
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import factors, plots, tracking
+from landslide_ssgan import factors, forest, plots, tracking, tuning
 from landslide_ssgan.config import Params
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
@@ -26,7 +33,6 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.metrics import METRIC_NAMES, evaluate_probabilities
 from landslide_ssgan.training import (
-    MODEL_KINDS,
     ModelKind,
     ValidationScores,
     WindowSource,
@@ -37,6 +43,7 @@ from landslide_ssgan.training import (
     training_dataset,
     window_source,
 )
+from landslide_ssgan.urls import redacted
 
 IMAGE_ROWS = 8
 
@@ -53,11 +60,17 @@ def flat_params(cfg: Params) -> dict[str, Any]:
             "sample.window": cfg.sample.window, "sample.split.method": cfg.sample.split.method}
 
 
+def model_dir(cfg: Params, kind: str, feature_set: str | None = None) -> Path:
+    """models/<feature set>/<model>: every model of the feature-set experiment has a home."""
+    return Path(cfg.paths.models) / (feature_set or cfg.features.set) / kind
+
+
 def train_and_log(kind: ModelKind, cfg: Params) -> Path:
-    """Train one model, log it as an MLflow run, and write models/<kind>/ (atomically)."""
+    """Train one network on cfg.features.set, log it as an MLflow run, and write
+    models/<set>/<kind>/ (atomically)."""
     seed_everything(cfg.seed)
     source = load_window_source(cfg)
-    out = Path(cfg.paths.models) / kind
+    out = model_dir(cfg, kind)
     backup = out.with_name(f".{kind}.backup")
     run_id = _resumable_run(kind, cfg, backup)
     with mlflow.start_run(run_id=run_id) as run:
@@ -76,6 +89,7 @@ def train_and_log(kind: ModelKind, cfg: Params) -> Path:
         model_uri = tracking.log_window_model(
             staging / "discriminator.keras", _normalisation_spec(source), staging,
             tracking.pinned_requirements())
+        mlflow.set_tag("model_uri", model_uri)
         write_json(staging / "run.json", {"run_id": run.info.run_id, "model_uri": model_uri})
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -90,18 +104,60 @@ def _resumable_run(kind: ModelKind, cfg: Params, backup: Path) -> str:
         return previous.read_text().strip()
     shutil.rmtree(backup, ignore_errors=True)
     backup.mkdir(parents=True)
+    return _new_run(kind, cfg)
+
+
+def data_digest(cfg: Params) -> str:
+    """Identifies the data a model saw: the DVC hashes of the samples and the stack."""
+    return (tracking.file_digest(cfg.paths.samples)[:8]
+            + tracking.file_digest(cfg.paths.stack)[:8])
+
+
+def _new_run(kind: str, cfg: Params, stage: str = "train", nested: bool = False) -> str:
+    """An MLflow run with the data hashes, params and tags that make runs comparable."""
     inputs = {"stack": cfg.paths.stack, "samples": cfg.paths.samples, "norm": cfg.paths.norm}
-    with mlflow.start_run(run_name=f"{kind}-{cfg.features.set}") as run:
+    with mlflow.start_run(run_name=f"{kind}-{cfg.features.set}", nested=nested) as run:
         digests = tracking.log_dataset_inputs(inputs)
         mlflow.log_params(flat_params(cfg))
         mlflow.set_tags({
-            "model": kind, "feature_set": cfg.features.set, "stage": "train",
+            "model": kind, "feature_set": cfg.features.set, "stage": stage,
             "data_digest": digests["samples"][:8] + digests["stack"][:8],
             "split_method": cfg.sample.split.method, "mlflow.source.git.commit":
             tracking.git_commit(), "mlflow.note.content":
-            f"{kind} on the {cfg.features.set} feature set; compare with the other model "
+            f"{kind} on the {cfg.features.set} feature set; compare with the other models "
             "of the same data_digest."})
         return run.info.run_id
+
+
+def train_forest_and_log(cfg: Params) -> Path:
+    """The random forest on window features, logged like the networks (validation scores,
+    an MLflow sklearn model); written to models/<set>/forest/."""
+    source = load_window_source(cfg)
+    windows, labels = source.windows("train")
+    model = forest.fit_forest(windows, labels, cfg.train.forest_trees, cfg.seed)
+    out = model_dir(cfg, "forest")
+    staging = out.with_name(".forest.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    run_id = _new_run("forest", cfg)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_param("train.forest_trees", cfg.train.forest_trees)
+        val_windows, val_labels = source.windows("val")
+        if len(val_labels):
+            scores, _ = evaluate_probabilities(
+                val_labels, forest.forest_probability(model, val_windows), cfg.train.threshold)
+            mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
+        features = forest.window_features(windows[:5])
+        signature = infer_signature(features, model.predict_proba(features))
+        info = mlflow.sklearn.log_model(model, name="model", signature=signature,
+                                        pip_requirements=tracking.pinned_requirements(
+                                            ("mlflow", "scikit-learn", "numpy")))
+    joblib.dump(model, staging / "forest.joblib")
+    write_json(staging / "normalisation.json", _normalisation_spec(source))
+    write_json(staging / "run.json", {"run_id": run_id, "model_uri": str(info.model_uri)})
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
 
 
 def _generator_image(model: Any, source: WindowSource, cfg: Params) -> Any:
@@ -134,54 +190,101 @@ def _save_model(model: Any, source: WindowSource, folder: Path,
 
 # --- evaluate ---------------------------------------------------------------------------
 
+EVALUATED = ("ssgan", "baseline", "forest")
 
-def evaluate_and_log(cfg: Params) -> dict[str, dict[str, Any]]:
-    """Test metrics of every trained model, to reports/ and to each model's MLflow run."""
-    source = load_window_source(cfg)
-    windows, labels = source.windows("test")
-    if len(labels) == 0:
-        raise InputError(f"{cfg.paths.samples}: has no test windows")
-    results: dict[str, dict[str, Any]] = {}
-    histories: dict[str, list[dict[str, float]]] = {}
-    client = MlflowClient()
-    for kind in MODEL_KINDS:
-        folder = Path(cfg.paths.models) / kind
-        if not (folder / "discriminator.keras").is_file():
-            raise InputError(f"{folder}: no trained model (run `landslide train {kind}`)")
+
+def load_predictor(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """P(landslide) of normalised windows, whichever kind of model the folder holds."""
+    if (folder / "discriminator.keras").is_file():
         discriminator = keras.saving.load_model(folder / "discriminator.keras", compile=False)
-        scores, matrix = evaluate_probabilities(
-            labels, predict_probability(discriminator, windows), cfg.train.threshold)
-        results[kind] = {**scores, "confusion_matrix": matrix.tolist(), "test_windows":
-                         int(len(labels))}
-        histories[kind] = _read_history(folder / "history.csv")
-        run_id = json.loads((folder / "run.json").read_text())["run_id"]
-        client.log_batch(run_id, metrics=[
-            mlflow.entities.Metric(f"test_{k}", v, 0, 0) for k, v in scores.items()])
-        client.log_dict(run_id, results[kind], "evaluation/test_metrics.json")
-    reports = Path(cfg.paths.reports)
-    write_json(reports / "metrics.json", results)
-    write_text(reports / "evaluation.md", comparison_table(results, cfg))
-    plots.loss_curves(histories, reports / "loss_curves.png")
+        return lambda windows: predict_probability(discriminator, windows)
+    if (folder / "forest.joblib").is_file():
+        model = joblib.load(folder / "forest.joblib")
+        return lambda windows: forest.forest_probability(model, windows)
+    raise InputError(f"{folder}: no trained model (run `dvc repro` or `landslide train`)")
+
+
+def evaluate_and_log(cfg: Params) -> dict[str, dict[str, dict[str, Any]]]:
+    """Test metrics of every model of every feature set in evaluate.feature_sets, to
+    reports/ and to each model's MLflow run."""
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    client = MlflowClient()
+    for feature_set in cfg.evaluate.feature_sets:
+        source = load_window_source(replace(cfg, features=replace(cfg.features,
+                                                                  set=feature_set)))
+        windows, labels = source.windows("test")
+        if len(labels) == 0:
+            raise InputError(f"{cfg.paths.samples}: has no test windows")
+        results[feature_set] = {}
+        for kind in EVALUATED:
+            folder = model_dir(cfg, kind, feature_set)
+            scores, matrix = evaluate_probabilities(labels, load_predictor(folder)(windows),
+                                                    cfg.train.threshold)
+            row = {**scores, "confusion_matrix": matrix.tolist(), "test_windows": len(labels)}
+            results[feature_set][kind] = row
+            run_id = json.loads((folder / "run.json").read_text())["run_id"]
+            client.log_batch(run_id, metrics=[
+                mlflow.entities.Metric(f"test_{k}", v, 0, 0) for k, v in scores.items()])
+            client.log_dict(run_id, row, "evaluation/test_metrics.json")
+    _write_evaluation_reports(cfg, results)
     return results
 
 
+def _write_evaluation_reports(cfg: Params, results: dict[str, dict[str, dict[str, Any]]],
+                              ) -> None:
+    reports = Path(cfg.paths.reports)
+    main = cfg.features.set
+    write_json(reports / "metrics.json", results)
+    write_text(reports / "evaluation.md", comparison_table(results[main], cfg))
+    write_text(reports / "feature_sets.md", feature_set_table(results, cfg))
+    networks = ("ssgan", "baseline")
+    plots.loss_curves({k: _read_history(model_dir(cfg, k, main) / "history.csv")
+                       for k in networks}, reports / "loss_curves.png")
+    plots.loss_curves({s: _read_history(model_dir(cfg, "ssgan", s) / "history.csv")
+                              for s in results}, reports / "feature_set_losses.png")
+
+
 def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (train the model first)")
     with open(path) as handle:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def comparison_table(results: dict[str, dict[str, Any]], cfg: Params) -> str:
-    header = "| model | " + " | ".join(METRIC_NAMES) + " | TP | FP | FN | TN |"
-    lines = [
-        f"# Test metrics: SSGAN versus supervised baseline ({cfg.features.set} features)",
-        "",
-        f"Split: {cfg.sample.split.method}; threshold {cfg.train.threshold}; "
-        f"{next(iter(results.values()))['test_windows']} test windows.",
-        "", header, "|" + "---|" * (len(METRIC_NAMES) + 5)]
-    for kind, row in results.items():
+def _metric_rows(rows: dict[str, dict[str, Any]], label: Callable[[str], str]) -> list[str]:
+    lines = []
+    for name, row in rows.items():
         (tn, fp), (fn, tp) = row["confusion_matrix"]
-        cells = " | ".join(f"{row[name]:.4f}" for name in METRIC_NAMES)
-        lines.append(f"| {kind} | {cells} | {tp} | {fp} | {fn} | {tn} |")
+        cells = " | ".join(f"{row[metric]:.4f}" for metric in METRIC_NAMES)
+        lines.append(f"| {label(name)} | {cells} | {tp} | {fp} | {fn} | {tn} |")
+    return lines
+
+
+def _header(first: str) -> list[str]:
+    return [f"| {first} | " + " | ".join(METRIC_NAMES) + " | TP | FP | FN | TN |",
+            "|" + "---|" * (len(METRIC_NAMES) + 5)]
+
+
+def comparison_table(results: dict[str, dict[str, Any]], cfg: Params) -> str:
+    n_test = next(iter(results.values()))["test_windows"]
+    lines = [
+        f"# Test metrics: SSGAN, supervised baseline and random forest "
+        f"({cfg.features.set} features)", "",
+        f"Split: {cfg.sample.split.method}; threshold {cfg.train.threshold}; {n_test} test "
+        "windows. The forest sees each window's centre pixel and its per-band mean and "
+        "standard deviation.", "", *_header("model"),
+        *_metric_rows(results, str)]
+    return "\n".join(lines) + "\n"
+
+
+def feature_set_table(results: dict[str, dict[str, dict[str, Any]]], cfg: Params) -> str:
+    lines = ["# The three sample sets: factors, optical, joint", "",
+             "Same windows, same split, same settings; only the bands differ. Discriminator "
+             "loss components per epoch of each SSGAN: `feature_set_losses.png`.", "",
+             *_header("feature set / model")]
+    for feature_set, rows in results.items():
+        lines += _metric_rows({f"{feature_set} / {kind}": row for kind, row in rows.items()},
+                              str)
     return "\n".join(lines) + "\n"
 
 
@@ -235,4 +338,131 @@ def factor_analysis(cfg: Params) -> dict[str, Any]:
             mlflow.log_metric(f"vif_{factor}", row["vif"])
         for name in ("factors.json", "factor_importance.png", "factor_vif.png"):
             mlflow.log_artifact(str(reports / name))
+    return summary
+
+
+# --- tune -------------------------------------------------------------------------------
+
+
+def study_parent_run(cfg: Params, storage: str) -> str:
+    """The MLflow run that holds a study's trials: found again when the study resumes."""
+    found = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if found is not None:
+        runs = MlflowClient().search_runs(
+            [found.experiment_id], filter_string=(
+                f"tags.optuna_study = '{cfg.tune.study}' AND tags.stage = 'tune-study'"),
+            max_results=50)
+        for run in runs:
+            if run.data.tags.get("optuna_storage") == redacted(storage):
+                return str(run.info.run_id)
+    with mlflow.start_run(run_name=f"study-{cfg.tune.study}") as run:
+        mlflow.set_tags({"stage": "tune-study", "optuna_study": cfg.tune.study,
+                         "optuna_storage": redacted(storage), "feature_set":
+                         cfg.features.set, "mlflow.source.git.commit": tracking.git_commit()})
+        mlflow.log_params({"tune.trials": cfg.tune.trials, "tune.epochs": cfg.tune.epochs,
+                           "tune.sampler_seed": cfg.tune.sampler_seed})
+        return str(run.info.run_id)
+
+
+def tune_trials(cfg: Params, storage: str, parent_run_id: str) -> optuna.Study:
+    """Run this worker's share of the study: trials until the study's budget is finished."""
+    source = load_window_source(cfg)
+    study = tuning.create_study(cfg.tune, storage)
+    with mlflow.start_run(run_id=parent_run_id):
+        tuning.run_study(study, lambda trial: _trial(trial, cfg, source), cfg.tune.trials)
+    return study
+
+
+def _trial(trial: optuna.Trial, cfg: Params, source: WindowSource) -> float:
+    values = tuning.suggest(trial, cfg.tune.space)
+    trial_cfg = replace(cfg, train=tuning.apply(cfg.train, values, cfg.tune.epochs))
+    seed_everything(cfg.seed)
+    run_id = _new_run("ssgan", trial_cfg, stage="tune", nested=True)
+    with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"optuna_study": cfg.tune.study, "optuna_trial": str(trial.number),
+                         "mlflow.runName": f"trial-{trial.number}"})
+        model = build_model("ssgan", trial_cfg.train, source, cfg.seed)
+        validation = ValidationScores(*source.windows("val"), cfg.train.threshold)
+        logger = tracking.MlflowEpochLogger(run_id, cfg.tune.epochs)
+        pruner = tuning.PruneOnValidationF1(trial)
+        data = training_dataset("ssgan", source, trial_cfg.train.batch_size, cfg.seed)
+        try:
+            fit(model, data, cfg.tune.epochs, [validation, logger, pruner], Path(tmp) / "backup")
+        except optuna.TrialPruned:
+            mlflow.set_tag("optuna_state", "pruned")
+            raise
+        model.discriminator.save(Path(tmp) / "discriminator.keras")
+        uri = tracking.log_window_model(Path(tmp) / "discriminator.keras",
+                                        _normalisation_spec(source), Path(tmp),
+                                        tracking.pinned_requirements())
+        mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
+        return float(validation.history[-1].get("val_f1", 0.0))
+
+
+def report_study(cfg: Params, storage: str, parent_run_id: str) -> dict[str, Any]:
+    """Best trial, optimisation history and parameter importances, to reports/ and to the
+    study's parent run. Tuning never rewrites params.yaml: best params go to their own file."""
+    study = tuning.create_study(cfg.tune, storage)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise InputError(f"study {cfg.tune.study}: no trial completed")
+    reports = Path(cfg.paths.reports)
+    best = study.best_trial
+    summary = {"study": cfg.tune.study, "best_trial": best.number, "best_val_f1": best.value,
+               "best_params": best.params, "finished_trials": len(study.get_trials(
+                   deepcopy=False, states=tuning.FINISHED)),
+               "pruned_trials": len(study.get_trials(
+                   deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))}
+    write_text(reports / "best_params.yaml", yaml.safe_dump(
+        {"train": best.params, "val_f1": float(best.value or 0.0), "trial": best.number},
+        sort_keys=True))
+    plots.study_figures(study, reports / "tune_history.png", reports / "tune_importance.png")
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.log_metric("best_val_f1", float(best.value or 0.0))
+        mlflow.set_tags({"best_trial": str(best.number)})
+        for name in ("best_params.yaml", "tune_history.png", "tune_importance.png"):
+            if (reports / name).exists():
+                mlflow.log_artifact(str(reports / name))
+    write_json(reports / "tune.json", summary)
+    return summary
+
+
+# --- register ---------------------------------------------------------------------------
+
+
+def register_champion(cfg: Params) -> dict[str, Any]:
+    """Register the best SSGAN run's model and move the champion alias to it only if it beats
+    the current champion on the current validation windows; write reports/champion.json."""
+    digest = data_digest(cfg)
+    run = tracking.best_candidate(cfg.tracking.experiment, cfg.features.set, digest)
+    if run is None:
+        raise InputError(f"no SSGAN run on the {cfg.features.set} features of this data "
+                         "(digest {digest}) has a logged model: run `dvc repro` or "
+                         "`landslide tune` first")
+    name, alias = cfg.registry.model_name, cfg.registry.alias
+    source = load_window_source(cfg)
+    val_windows, val_labels = source.windows("val")
+    raw_windows = (val_windows * source.std + source.mean).astype(np.float32)
+
+    def validation_f1(model_uri: str) -> float:
+        probability = mlflow.pyfunc.load_model(model_uri).predict(raw_windows)
+        return evaluate_probabilities(val_labels, probability, cfg.train.threshold)[0]["f1"]
+
+    candidate_f1 = validation_f1(run.data.tags["model_uri"])
+    version = tracking.registered_version(name, run.info.run_id, run.data.tags["model_uri"], {
+        "feature_set": cfg.features.set, "data_digest": digest,
+        "val_f1": f"{candidate_f1:.6f}", "stage": run.data.tags.get("stage", "")})
+    current = tracking.alias_version(name, alias)
+    current_f1 = validation_f1(f"models:/{name}/{current.version}") if current else None
+    promoted = current is None or (current.version != version.version
+                                   and candidate_f1 > (current_f1 or 0.0))
+    if promoted:
+        MlflowClient().set_registered_model_alias(name, alias, version.version)
+    champion: Any = version if promoted else current
+    summary = {"name": name, "alias": alias, "version": str(champion.version),
+               "run_id": champion.run_id, "promoted": promoted,
+               "candidate": {"version": str(version.version), "run_id": run.info.run_id,
+                             "val_f1": candidate_f1},
+               "previous_champion_val_f1": current_f1, "data_digest": digest}
+    write_json(Path(cfg.paths.reports) / "champion.json", summary)
     return summary

@@ -1,0 +1,95 @@
+"""Optuna search over the SSGAN's settings: the space comes from params.yaml, the objective is
+validation F1 (never test), a pruner stops trials whose validation F1 lags.
+
+No MLflow here: the study reports each trial through the callbacks the caller hands in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import keras
+import optuna
+
+from landslide_ssgan.config import TrainConfig, TuneConfig
+from landslide_ssgan.errors import ConfigError, InputError
+from landslide_ssgan.urls import redacted
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+# counted against the budget before a worker starts another trial: the trials other workers
+# are running count too, so concurrent workers do not overshoot the shared budget
+COMMITTED = (*FINISHED, optuna.trial.TrialState.RUNNING)
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One value per setting: {low, high[, log]} for numbers, {choices} for a list."""
+    values: dict[str, Any] = {}
+    for name, spec in space.items():
+        if "choices" in spec:
+            values[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"],
+                                             log=bool(spec.get("log", False)))
+        else:
+            values[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               log=bool(spec.get("log", False)))
+    return values
+
+
+def apply(train: TrainConfig, values: Mapping[str, Any], epochs: int) -> TrainConfig:
+    """The training settings of one trial: the base settings with the suggested values."""
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"tune.space: {unknown} are not train settings")
+    return replace(train, **dict(values), epochs=epochs)
+
+
+class PruneOnValidationF1(keras.callbacks.Callback):
+    """Reports each epoch's val_f1 to the trial and stops a trial the pruner gives up on.
+    Must come after the callback that puts val_f1 into the logs."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__()
+        self.trial = trial
+        self.last = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.last = float((logs or {}).get("val_f1", 0.0))
+        self.trial.report(self.last, step=epoch + 1)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"validation F1 {self.last:.3f} at epoch {epoch + 1}")
+
+
+def open_storage(cfg: TuneConfig, storage: str) -> optuna.Study:
+    """The study, with a one-line error when its storage cannot be opened."""
+    try:
+        return create_study(cfg, storage)
+    except Exception as exc:  # SQLAlchemy and driver errors come in many classes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"Optuna storage {redacted(storage)} cannot be opened: {first}"
+                         ) from None
+
+
+def create_study(cfg: TuneConfig, storage: str) -> optuna.Study:
+    """The persistent study: created on first use, resumed (and shared by every worker
+    pointing at the same storage) afterwards."""
+    return optuna.create_study(
+        study_name=cfg.study, direction="maximize", load_if_exists=True,
+        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90),
+        sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials,
+                                           n_warmup_steps=cfg.warmup_epochs))
+
+
+def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
+              trials: int) -> None:
+    """Run trials until the study holds `trials` finished ones (complete or pruned), however
+    many workers share it and however often it was interrupted."""
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done >= trials:
+        return
+    study.optimize(objective, catch=(),
+                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED)])

@@ -1,0 +1,57 @@
+"""The Optuna pieces: search space, pruning on validation F1, storage errors."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from landslide_ssgan.config import Params
+from landslide_ssgan.errors import ConfigError, InputError
+from landslide_ssgan.tuning import (
+    PruneOnValidationF1,
+    apply,
+    create_study,
+    open_storage,
+    run_study,
+    suggest,
+)
+
+
+def test_suggestions_stay_in_the_declared_space(crop_params: Params, tmp_path) -> None:
+    study = create_study(crop_params.tune, f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask()
+    values = suggest(trial, crop_params.tune.space)
+    assert set(values) == set(crop_params.tune.space)
+    space = crop_params.tune.space
+    assert space["lr_d"]["low"] <= values["lr_d"] <= space["lr_d"]["high"]
+    assert values["batch_size"] in space["batch_size"]["choices"]
+    train = apply(crop_params.train, values, epochs=3)
+    assert train.epochs == 3 and train.lr_d == values["lr_d"]
+    with pytest.raises(ConfigError, match="not train settings"):
+        apply(crop_params.train, {"bogus": 1}, epochs=3)
+
+
+def test_pruner_stops_a_trial_whose_validation_f1_lags(crop_params: Params, tmp_path) -> None:
+    cfg = crop_params.tune.__class__(**{**crop_params.tune.__dict__, "startup_trials": 1,
+                                        "warmup_epochs": 0})
+    study = create_study(cfg, f"sqlite:///{tmp_path / 's.db'}")
+
+    def objective(trial: optuna.Trial) -> float:
+        callback = PruneOnValidationF1(trial)
+        f1 = 0.9 if trial.number == 0 else 0.1  # the second trial is clearly worse
+        for epoch in range(4):
+            callback.on_epoch_end(epoch, {"val_f1": f1})
+        return f1
+
+    run_study(study, objective, trials=2)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    run_study(study, objective, trials=2)  # the budget is spent: nothing more runs
+    assert len(study.trials) == 2
+
+
+def test_unreachable_storage_is_one_line(crop_params: Params) -> None:
+    with pytest.raises(InputError, match="postgresql://u:\\*\\*\\*@127.0.0.1:9/x cannot be "
+                                         "opened") as info:
+        open_storage(crop_params.tune, "postgresql://u:secret@127.0.0.1:9/x")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
