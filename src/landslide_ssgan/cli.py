@@ -252,7 +252,9 @@ def serve(
     raise typer.Exit(subprocess.call(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "--env-manager",
          "local", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri}))
+        # MLflow starts uvicorn by name: the environment's own bin must come first on PATH
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri,
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}))
 
 
 @app.command()

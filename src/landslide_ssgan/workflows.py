@@ -149,9 +149,11 @@ def train_forest_and_log(cfg: Params) -> Path:
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
         features = forest.window_features(windows[:5])
         signature = infer_signature(features, model.predict_proba(features))
-        info = mlflow.sklearn.log_model(model, name="model", signature=signature,
-                                        pip_requirements=tracking.pinned_requirements(
-                                            ("mlflow", "scikit-learn", "numpy")))
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=signature, serialization_format="skops",
+            skops_trusted_types=["sklearn.tree._tree.Tree"],  # scikit-learn's own tree type
+            pip_requirements=tracking.pinned_requirements(("mlflow", "scikit-learn", "numpy",
+                                                           "skops")))
     joblib.dump(model, staging / "forest.joblib")
     write_json(staging / "normalisation.json", _normalisation_spec(source))
     write_json(staging / "run.json", {"run_id": run_id, "model_uri": str(info.model_uri)})
@@ -454,7 +456,7 @@ def register_champion(cfg: Params) -> dict[str, Any]:
         "val_f1": f"{candidate_f1:.6f}", "stage": run.data.tags.get("stage", "")})
     current = tracking.alias_version(name, alias)
     current_f1 = validation_f1(f"models:/{name}/{current.version}") if current else None
-    promoted = current is None or (current.version != version.version
+    promoted = current is None or (str(current.version) != str(version.version)
                                    and candidate_f1 > (current_f1 or 0.0))
     if promoted:
         MlflowClient().set_registered_model_alias(name, alias, version.version)
