@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstring lines join into paragraphs in --help
 )
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]

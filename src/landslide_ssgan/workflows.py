@@ -68,13 +68,15 @@ def model_dir(cfg: Params, kind: str, feature_set: str | None = None) -> Path:
 def train_and_log(kind: ModelKind, cfg: Params) -> Path:
     """Train one network on cfg.features.set, log it as an MLflow run, and write
     models/<set>/<kind>/ (atomically)."""
-    seed_everything(cfg.seed)
     source = load_window_source(cfg)
     out = model_dir(cfg, kind)
     backup = out.with_name(f".{kind}.backup")
     run_id = _resumable_run(kind, cfg, backup)
     with mlflow.start_run(run_id=run_id) as run:
         (backup / "run_id").write_text(run.info.run_id)
+        # seeded after the MLflow calls, which may draw from Python's random module, and
+        # right before the model draws its initial weights: same seed, same model
+        seed_everything(cfg.seed)
         model = build_model(kind, cfg.train, source, cfg.seed)
         validation = ValidationScores(*source.windows("val"), cfg.train.threshold,
                                       history_path=backup / "history.json")
@@ -378,11 +380,11 @@ def tune_trials(cfg: Params, storage: str, parent_run_id: str) -> optuna.Study:
 def _trial(trial: optuna.Trial, cfg: Params, source: WindowSource) -> float:
     values = tuning.suggest(trial, cfg.tune.space)
     trial_cfg = replace(cfg, train=tuning.apply(cfg.train, values, cfg.tune.epochs))
-    seed_everything(cfg.seed)
     run_id = _new_run("ssgan", trial_cfg, stage="tune", nested=True)
     with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"optuna_study": cfg.tune.study, "optuna_trial": str(trial.number),
                          "mlflow.runName": f"trial-{trial.number}"})
+        seed_everything(cfg.seed)  # after MLflow, right before the weights are drawn
         model = build_model("ssgan", trial_cfg.train, source, cfg.seed)
         validation = ValidationScores(*source.windows("val"), cfg.train.threshold)
         logger = tracking.MlflowEpochLogger(run_id, cfg.tune.epochs)
