@@ -28,7 +28,8 @@ def test_the_committed_params_are_valid() -> None:
 
 @pytest.mark.parametrize(("path", "value", "message"), [
     (("sample", "window"), "13", "sample.window: expected int, got str '13'"),
-    (("sample", "window"), 12, "sample.window: 12 must be a positive odd number"),
+    (("sample", "window"), 12, "sample.window: 12 must be 13, 19, 25"),
+    (("sample", "window"), 15, "sample.window: 15 must be 13, 19, 25"),
     (("sample", "split", "train"), 1.5, "sample.split.train: 1.5 is out of range"),
     (("sample", "split", "method"), "blocks", "sample.split.method: 'blocks' is not one of"),
     (("prepare", "grid", "resolution"), -10, "prepare.grid.resolution: -10.0 must be in"),

@@ -315,8 +315,9 @@ def _sample(raw: Mapping[str, Any]) -> SampleConfig:
         unlabelled_ratio=_get(raw, "unlabelled_ratio", "sample", float),
         split=split,
     )
-    if config.window < 1 or config.window % 2 == 0:
-        raise ConfigError(f"sample.window: {config.window} must be a positive odd number")
+    if config.window < 13 or config.window % 6 != 1:
+        raise ConfigError(f"sample.window: {config.window} must be 13, 19, 25, ... (odd, and "
+                          "what the discriminator's 3 x 3 pooling divides)")
     if split.block_size < 2 * config.window:
         raise ConfigError(f"sample.split.block_size: {split.block_size} must be at least "
                           f"twice the window ({2 * config.window})")

@@ -1,9 +1,11 @@
 """The discriminator: a feed-forward CNN over one window, with N + 1 or N outputs.
 
-Valid convolutions, one 2 x 2 max-pool and a fully connected head over the last 2 x 2 map:
-every layer can be re-expressed densely (pooling with stride 1 and later layers dilated by 2,
-the dense head as a dilated 2 x 2 convolution), so the same weights can later classify every
-pixel of a raster block exactly as they classify that pixel's own window.
+Two valid 3 x 3 convolutions (13 -> 9), a 3 x 3 max-pool with stride 3 (9 -> 3), a valid
+convolution over what is left (3 x 3 -> 1 for a 13 window) and a fully connected head: the
+receptive field is exactly the window, centred on its centre pixel, and every layer has a
+dense equivalent (the pool with stride 1 and the next convolution dilated by 3, the head as
+1 x 1 convolutions), so the same weights can classify every pixel of a raster block exactly
+as they classify that pixel's own window.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ def build_discriminator(window: int, channels: int, widths: tuple[int, int],
                         outputs: int, name: str = "discriminator") -> keras.Model:
     """Logits for `outputs` classes: 3 for the SSGAN (N + 1), 2 for the supervised baseline.
     The hidden layer is the feature layer used by feature matching."""
+    if window < 7 or (window - 4) % 3:
+        raise ValueError(f"window {window}: the discriminator needs 7, 13, 19, 25, ... pixels")
     inputs = keras.Input((window, window, channels), name="windows")
     x = inputs
     for width in (widths[0], widths[0]):
         x = layers.Conv2D(width, 3, padding="valid", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.LeakyReLU(leaky_slope)(x)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(widths[1], 3, padding="valid", use_bias=False)(x)
+    x = layers.MaxPooling2D(3)(x)
+    x = layers.Conv2D(widths[1], (window - 4) // 3, padding="valid", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.LeakyReLU(leaky_slope)(x)
     x = layers.Flatten()(x)
