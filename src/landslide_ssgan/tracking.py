@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from landslide_ssgan.errors import LandslideError
+from landslide_ssgan.models.ssgan import landslide_probability
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -138,9 +139,7 @@ class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
             raise MlflowException("windows contain NaN or infinite values",
                                   error_code=INVALID_PARAMETER_VALUE)
         logits = self.model.predict((windows - self.mean) / self.std, verbose=0)[0]
-        shifted = logits[:, :2] - logits[:, :2].max(axis=1, keepdims=True)
-        odds = np.exp(shifted)
-        return (odds[:, 1] / odds.sum(axis=1)).astype(np.float32)
+        return np.asarray(landslide_probability(logits), dtype=np.float32)
 
 
 def log_window_model(discriminator_path: Path, normalisation: dict[str, Any],

@@ -19,6 +19,7 @@ from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import Samples
 from landslide_ssgan.data.stack import Stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
+from landslide_ssgan.errors import InputError
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.discriminator import build_discriminator
 from landslide_ssgan.models.generator import build_generator
@@ -54,7 +55,8 @@ def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_s
     bands = stack.indices(feature_set)
     names = tuple(stack.grid.band_names[i] for i in bands)
     if tuple(norm.bands) != stack.grid.band_names:
-        raise ValueError("normalisation bands differ from the stack's: re-run the sample stage")
+        raise InputError("the normalisation file's bands differ from the stack's: re-run the "
+                         "sample stage")
     image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
     return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands])
 

@@ -111,8 +111,12 @@ def _resumable_run(kind: ModelKind, cfg: Params, backup: Path) -> str:
 
 def data_digest(cfg: Params) -> str:
     """Identifies the data a model saw: the DVC hashes of the samples and the stack."""
-    return (tracking.file_digest(cfg.paths.samples)[:8]
-            + tracking.file_digest(cfg.paths.stack)[:8])
+    return _digest_of(tracking.file_digest(cfg.paths.samples),
+                      tracking.file_digest(cfg.paths.stack))
+
+
+def _digest_of(samples_md5: str, stack_md5: str) -> str:
+    return samples_md5[:8] + stack_md5[:8]
 
 
 def _new_run(kind: str, cfg: Params, stage: str = "train", nested: bool = False) -> str:
@@ -123,7 +127,7 @@ def _new_run(kind: str, cfg: Params, stage: str = "train", nested: bool = False)
         mlflow.log_params(flat_params(cfg))
         mlflow.set_tags({
             "model": kind, "feature_set": cfg.features.set, "stage": stage,
-            "data_digest": digests["samples"][:8] + digests["stack"][:8],
+            "data_digest": _digest_of(digests["samples"], digests["stack"]),
             "split_method": cfg.sample.split.method, "mlflow.source.git.commit":
             tracking.git_commit(), "mlflow.note.content":
             f"{kind} on the {cfg.features.set} feature set; compare with the other models "
@@ -213,9 +217,10 @@ def evaluate_and_log(cfg: Params) -> dict[str, dict[str, dict[str, Any]]]:
     reports/ and to each model's MLflow run."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
     client = MlflowClient()
+    stack, samples = read_stack(cfg.paths.stack), read_samples(cfg.paths.samples)
+    norm = Normalisation.load(cfg.paths.norm)
     for feature_set in cfg.evaluate.feature_sets:
-        source = load_window_source(replace(cfg, features=replace(cfg.features,
-                                                                  set=feature_set)))
+        source = window_source(stack, samples, norm, feature_set, cfg.sample.window)
         windows, labels = source.windows("test")
         if len(labels) == 0:
             raise InputError(f"{cfg.paths.samples}: has no test windows")
@@ -255,12 +260,12 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _metric_rows(rows: dict[str, dict[str, Any]], label: Callable[[str], str]) -> list[str]:
+def _metric_rows(rows: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, row in rows.items():
         (tn, fp), (fn, tp) = row["confusion_matrix"]
         cells = " | ".join(f"{row[metric]:.4f}" for metric in METRIC_NAMES)
-        lines.append(f"| {label(name)} | {cells} | {tp} | {fp} | {fn} | {tn} |")
+        lines.append(f"| {name} | {cells} | {tp} | {fp} | {fn} | {tn} |")
     return lines
 
 
@@ -277,7 +282,7 @@ def comparison_table(results: dict[str, dict[str, Any]], cfg: Params) -> str:
         f"Split: {cfg.sample.split.method}; threshold {cfg.train.threshold}; {n_test} test "
         "windows. The forest sees each window's centre pixel and its per-band mean and "
         "standard deviation.", "", *_header("model"),
-        *_metric_rows(results, str)]
+        *_metric_rows(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -287,8 +292,7 @@ def feature_set_table(results: dict[str, dict[str, dict[str, Any]]], cfg: Params
              "loss components per epoch of each SSGAN: `feature_set_losses.png`.", "",
              *_header("feature set / model")]
     for feature_set, rows in results.items():
-        lines += _metric_rows({f"{feature_set} / {kind}": row for kind, row in rows.items()},
-                              str)
+        lines += _metric_rows({f"{feature_set} / {kind}": row for kind, row in rows.items()})
     return "\n".join(lines) + "\n"
 
 
