@@ -34,9 +34,10 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["paths"] = {k: str(root / v) for k, v in {
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
         "samples": "samples.csv", "norm": "norm.json", "models": "models",
-        "reports": "reports"}.items()}
+        "maps": "maps", "reports": "reports"}.items()}
     raw["train"].update(TINY | {"forest_trees": 20})
     raw["evaluate"] = {"feature_sets": ["joint"]}
+    raw["map"].update({"block_size": 100, "preview_size": 200})
     raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
                         "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
@@ -46,7 +47,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
         for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
                         ["train", "baseline"], ["train", "forest"], ["evaluate"], ["tune"],
-                        ["register"]):
+                        ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
     mlflow.set_tracking_uri(store)
@@ -366,3 +367,49 @@ def test_two_workers_share_one_postgresql_study(pipeline: dict[str, Any], postgr
     runs = client.search_runs([experiment.experiment_id],
                               "tags.optuna_study = 'shared' AND tags.stage = 'tune'")
     assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3]
+
+
+def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) -> None:
+    import geopandas as gpd
+    import rasterio
+
+    from landslide_ssgan.data.blocks import is_cog
+
+    raw = pipeline["raw"]
+    maps, reports = Path(raw["paths"]["maps"]), Path(raw["paths"]["reports"])
+    summary = json.loads((reports / "map_summary.json").read_text())
+    champion = json.loads((reports / "champion.json").read_text())
+    assert summary["champion"]["version"] == champion["version"]
+    assert summary["champion"]["dense_inference"] is True
+    for prefix, polygons in (("landslide", "landslides.gpkg"),
+                             ("baseline", "baseline_landslides.gpkg")):
+        probability, classes = maps / f"{prefix}_probability.tif", maps / f"{prefix}_class.tif"
+        assert is_cog(probability) and is_cog(classes)
+        with rasterio.open(probability) as src, rasterio.open(classes) as cls:
+            values, labels = src.read(1), cls.read(1)
+            assert src.crs.to_epsg() == 32646
+        valid = np.isfinite(values)
+        assert np.array_equal(labels == 255, ~valid)
+        assert ((values[valid] >= 0) & (values[valid] <= 1)).all()
+        bodies = gpd.read_file(maps / polygons)
+        row = summary["champion" if prefix == "landslide" else "baseline"]
+        assert len(bodies) == row["count"]
+        assert list(bodies["id"]) == list(range(1, len(bodies) + 1))
+        np.testing.assert_allclose(bodies.geometry.area, bodies["area_m2"])
+        assert (bodies["area_m2"] >= raw["map"]["min_area_m2"]).all()
+        assert bodies["area_m2"].sum() / 1e6 == pytest.approx(row["total_area_km2"])
+        assert (labels == 1).sum() * 100.0 == pytest.approx(bodies["area_m2"].sum())
+    assert (reports / "map_preview.png").stat().st_size > 10_000
+    assert not list(maps.glob(".*"))  # no block store or staging file left behind
+
+
+def test_map_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    params = write_params(pipeline["raw"], tmp_path / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        result = runner.invoke(app, ["map", "--params", str(params), "--model-uri",
+                                     "models:/no-such-model@champion"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: model models:/no-such-model@champion")
+    assert len(result.output.strip().splitlines()) == 1

@@ -6,9 +6,10 @@ setting, bad input file) is one line on stderr and exit code 2, never a stack tr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -230,6 +231,39 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
                f"{summary['previous_champion_val_f1']})")
 
 
+@app.command("map")
+@stage
+def map_area(
+    model_uri: Annotated[str | None, typer.Option(
+        help="models:/..., runs:/... or a model folder; default: map.model_uri, else "
+             "models:/<registry.model_name>@<registry.alias>.")] = None,
+    dask: Annotated[bool, typer.Option(
+        "--dask", help="Spread blocks over a local Dask cluster (see --workers).")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a running Dask scheduler (tcp://host:8786); its workers must be "
+             "able to read the stack's path.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster.")] = 2,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Map the whole study area with the champion: every pixel classified by its own window
+    (exact dense inference, block by block), probability and class Cloud Optimized GeoTIFFs,
+    landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
+    minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
+    run resumes at the first block it had not finished."""
+    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
+        summary = workflows.map_area(cfg, model_uri, client, on_block)
+    for name in ("champion", "baseline"):
+        if name in summary:
+            row = summary[name]
+            typer.echo(f"{name:9s} {row['count']} landslides, {row['total_area_km2']:.3f} km2, "
+                       f"{row['pixels_per_second']:,} px/s -> {row['outputs']['polygons']}")
+
+
 @app.command()
 @stage
 def serve(
@@ -276,6 +310,51 @@ def ui(
     raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host",
                                       "127.0.0.1", "--port", str(port),
                                       "--backend-store-uri", uri]))
+
+
+@contextlib.contextmanager
+def _dask_client(local: bool, scheduler: str | None, workers: int) -> Iterator[Any]:
+    """No client (blocks computed here), a local cluster, or a client of a running scheduler."""
+    if not (local or scheduler):
+        yield None
+        return
+    from dask.distributed import Client, LocalCluster
+
+    from landslide_ssgan.errors import InputError
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"--scheduler: {scheduler} cannot be reached ({exc})") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _block_progress() -> Iterator[Callable[[str, Any, bool, int], None]]:
+    """A progress bar per mapped model, in pixels, with the pixels per second it computes."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.percentage:>3.0f}%"),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def advance(name: str, block: Any, resumed: bool, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"map {name}", total=total, rate="")
+            task = bar.tasks[tasks[name]]
+            pixels = block.height * block.width
+            bar.update(tasks[name], advance=pixels, rate=f"{task.speed or 0:,.0f} px/s"
+                       if not resumed else "resumed")
+
+        yield advance
 
 
 def main() -> None:

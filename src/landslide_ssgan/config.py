@@ -140,6 +140,21 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class MapConfig:
+    """Batch mapping of the whole stack and the post-processing into landslide bodies."""
+
+    model_uri: str | None      # None: models:/<registry.model_name>@<registry.alias>
+    compare_baseline: bool     # also map models/<set>/baseline for map_summary.json
+    block_size: int
+    threshold: float
+    opening: int               # radius in pixels (0 = off)
+    closing: int
+    min_area_m2: float
+    connectivity: Literal[4, 8]
+    preview_size: int          # longest side of the PNG preview, pixels
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     model_name: str
     alias: str
@@ -159,6 +174,7 @@ class PathsConfig:
     samples: str
     norm: str
     models: str
+    maps: str
     reports: str
 
 
@@ -173,6 +189,7 @@ class Params:
     factors: FactorsConfig
     evaluate: EvaluateConfig
     tune: TuneConfig
+    map: MapConfig
     registry: RegistryConfig
     tracking: TrackingConfig
 
@@ -328,7 +345,8 @@ def _sample(raw: Mapping[str, Any]) -> SampleConfig:
 
 
 def _paths(raw: Mapping[str, Any]) -> PathsConfig:
-    keys = ("stack", "labels", "inventory_ids", "samples", "norm", "models", "reports")
+    keys = ("stack", "labels", "inventory_ids", "samples", "norm", "models", "maps",
+            "reports")
     return PathsConfig(**{k: _get(raw, k, "paths", str) for k in keys})
 
 
@@ -444,6 +462,32 @@ def _tune(raw: Mapping[str, Any]) -> TuneConfig:
     return config
 
 
+def _map(raw: Mapping[str, Any]) -> MapConfig:
+    where = "map"
+    connectivity = _get(raw, "connectivity", where, int)
+    if connectivity not in (4, 8):
+        raise ConfigError(f"map.connectivity: {connectivity} must be 4 or 8")
+    config = MapConfig(
+        model_uri=_get(raw, "model_uri", where, str, None),
+        compare_baseline=_get(raw, "compare_baseline", where, bool),
+        block_size=_get(raw, "block_size", where, int),
+        threshold=_get(raw, "threshold", where, float),
+        opening=_get(raw, "opening", where, int),
+        closing=_get(raw, "closing", where, int),
+        min_area_m2=_get(raw, "min_area_m2", where, float),
+        connectivity=connectivity,  # type: ignore[arg-type]
+        preview_size=_get(raw, "preview_size", where, int),
+    )
+    if not 16 <= config.block_size <= 8192:
+        raise ConfigError(f"map.block_size: {config.block_size} is out of range [16, 8192]")
+    _in_range(config.threshold, 0.0, 1.0, "map.threshold")
+    for key in ("opening", "closing"):
+        _in_range(getattr(config, key), 0, 50, f"map.{key}")
+    _in_range(config.min_area_m2, 0.0, 1e9, "map.min_area_m2")
+    _in_range(config.preview_size, 64, 8192, "map.preview_size")
+    return config
+
+
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed params mapping (what params.yaml holds)."""
     if not isinstance(raw, Mapping):
@@ -461,6 +505,7 @@ def parse_params(raw: Any) -> Params:
         factors=_factors(_section(raw, "factors", "params")),
         evaluate=_evaluate(_section(raw, "evaluate", "params"), features),
         tune=_tune(_section(raw, "tune", "params")),
+        map=_map(_section(raw, "map", "params")),
         registry=RegistryConfig(
             model_name=_get(_section(raw, "registry", "params"), "model_name", "registry", str),
             alias=_get(_section(raw, "registry", "params"), "alias", "registry", str)),

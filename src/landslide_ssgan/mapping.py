@@ -1,17 +1,42 @@
-"""Whole-raster inference: the discriminator re-expressed as a fully convolutional network.
+"""Whole-raster inference: every pixel classified by its own window, block by block.
 
 Classifying every pixel by its own window one window at a time repeats almost all of the
 convolution work (169 times for 13 x 13 windows). The dense twin runs over a whole block
 instead and gives, at each pixel, exactly what the window model gives for that pixel's window:
 convolutions before the pool are unchanged, the pool keeps its size with stride 1, every layer
 after it is dilated by the pool's stride, and the dense layers become 1 x 1 convolutions.
+
+A map is computed block by block (a block of output pixels plus the half-window halo its
+windows reach into), each finished block saved on its own, so memory does not grow with the
+area and an interrupted run resumes at the first block it had not saved. Blocks can be
+spread over a Dask cluster; the result is the same because each block is computed by the same
+function from the same inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers
+
+from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
+from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.errors import InputError
+
+EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 
 
 def dense_discriminator(model: keras.Model) -> keras.Model:
@@ -50,3 +75,261 @@ def dense_discriminator(model: keras.Model) -> keras.Model:
 def dense_logits(dense: keras.Model, image: np.ndarray) -> np.ndarray:
     """Logits for every window centre of a padded image block (rows + w - 1, cols + w - 1, C)."""
     return np.asarray(dense(image[None].astype("float32"), training=False)[0][0])
+
+
+def per_window_logits(model: keras.Model, image: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """The slow, always-correct path: every window cut out and classified on its own."""
+    window = model.input_shape[1]
+    views = np.lib.stride_tricks.sliding_window_view(image, (window, window), axis=(0, 1))
+    rows, cols = views.shape[:2]
+    flat = views.reshape(rows * cols, *views.shape[2:])  # (N, C, w, w)
+    out = [np.asarray(model(np.moveaxis(flat[i:i + batch], 1, -1), training=False)[0])
+           for i in range(0, len(flat), batch)]
+    return np.concatenate(out).reshape(rows, cols, -1)
+
+
+def exact_dense_twin(model: keras.Model, seed: int = 0) -> keras.Model | None:
+    """The dense twin if it reproduces the window model on a random block, else None with a
+    warning (an architecture this module does not know, e.g. a layer mixing positions)."""
+    try:
+        dense = dense_discriminator(model)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        warnings.warn(f"model {model.name} has no exact dense form ({exc}); mapping falls "
+                      "back to per-window inference, which is much slower", stacklevel=2)
+        return None
+    window, channels = model.input_shape[1], model.input_shape[-1]
+    probe = np.random.default_rng(seed).normal(size=(window + 7, window + 9, channels))
+    probe = probe.astype(np.float32)
+    gap = np.abs(dense_logits(dense, probe) - per_window_logits(model, probe)).max()
+    if not gap < EXACT:
+        warnings.warn(f"model {model.name}: dense inference differs from per-window inference "
+                      f"by {gap:.2g}; mapping falls back to per-window inference", stacklevel=2)
+        return None
+    return dense
+
+
+def probability_of(logits: np.ndarray) -> np.ndarray:
+    """P(landslide | real) from logits (..., 2) or (..., 3): softmax over the two real classes
+    (the SSGAN's third, "generated", output plays no part)."""
+    real = logits[..., :2].astype(np.float64)
+    return (1.0 / (1.0 + np.exp(real[..., 0] - real[..., 1]))).astype(np.float32)
+
+
+# --- a trained model, ready to map ------------------------------------------------------
+
+
+@dataclass
+class WindowModel:
+    """A discriminator with the normalisation it was trained with and, when it has one, its
+    exact dense twin."""
+
+    discriminator: keras.Model
+    bands: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    dense: keras.Model | None
+
+    @property
+    def window(self) -> int:
+        return int(self.discriminator.input_shape[1])
+
+    @classmethod
+    def load(cls, folder: str | Path, dense: bool = True) -> WindowModel:
+        """From a folder with discriminator.keras and normalisation.json (a models/ folder or
+        the artifacts of a logged MLflow model)."""
+        folder = Path(folder)
+        paths = [folder / "discriminator.keras", folder / "normalisation.json"]
+        for path in paths:
+            if not path.is_file():
+                raise InputError(f"{path}: not found; a mappable model folder holds "
+                                 "discriminator.keras and normalisation.json")
+        model = keras.saving.load_model(paths[0], compile=False)
+        spec = json.loads(paths[1].read_text())
+        return cls(model, tuple(spec["bands"]), np.asarray(spec["mean"], np.float32),
+                   np.asarray(spec["std"], np.float32),
+                   exact_dense_twin(model) if dense else None)
+
+    def band_indices(self, grid: Grid, source: str) -> list[int]:
+        missing = [b for b in self.bands if b not in grid.band_names]
+        if missing:
+            raise InputError(f"{source}: the model needs bands {missing}, which the stack "
+                             f"does not have ({', '.join(grid.band_names)})")
+        return [grid.band_names.index(b) for b in self.bands]
+
+    def block_probability(self, raw: np.ndarray) -> np.ndarray:
+        """P(landslide) for the centre pixels of a raw block (C, h + w - 1, w' + w - 1) read
+        with its halo; NaN where the centre pixel has no data. Nodata inside a window is the
+        training mean (0 after normalisation), exactly as in training."""
+        half = self.window // 2
+        centre = raw[:, half:raw.shape[1] - half, half:raw.shape[2] - half]
+        valid = np.isfinite(centre).all(axis=0)
+        if not valid.any():  # e.g. sea or outside the scene: nothing to classify
+            return np.full(valid.shape, np.nan, np.float32)
+        image = (np.moveaxis(raw, 0, -1) - self.mean) / self.std
+        image = np.nan_to_num(image, nan=0.0).astype(np.float32)
+        logits = (dense_logits(self.dense, image) if self.dense is not None
+                  else per_window_logits(self.discriminator, image))
+        return np.where(valid, probability_of(logits), np.float32(np.nan))
+
+
+def model_digest(folder: str | Path) -> str:
+    """Identifies a model by its files: a different model never resumes another's map."""
+    digest = hashlib.md5()
+    for name in ("discriminator.keras", "normalisation.json"):
+        digest.update((Path(folder) / name).read_bytes())
+    return digest.hexdigest()
+
+
+# --- block store: finished blocks on disk, for resumption -------------------------------
+
+
+class BlockStore:
+    """Finished blocks of one map run, one .npy file each, written atomically. A store made
+    for other inputs (model, stack, block size) is wiped rather than resumed."""
+
+    def __init__(self, folder: Path, fingerprint: dict[str, Any]) -> None:
+        self.folder = folder
+        manifest = folder / "manifest.json"
+        if manifest.is_file() and json.loads(manifest.read_text()) != fingerprint:
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not manifest.is_file():
+            manifest.write_text(json.dumps(fingerprint))
+
+    def _path(self, block: Block) -> Path:
+        return self.folder / f"block_{block.index:06d}.npy"
+
+    def has(self, block: Block) -> bool:
+        return self._path(block).is_file()
+
+    def save(self, block: Block, values: np.ndarray) -> None:
+        path = self._path(block)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")
+        np.save(tmp, values)
+        os.replace(tmp, path)
+
+    def load(self, block: Block) -> np.ndarray:
+        return np.load(self._path(block))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def stack_fingerprint(stack: str | Path, model_folder: str | Path, block_size: int) -> dict:
+    info = Path(stack).stat()
+    return {"stack": str(Path(stack).resolve()), "stack_size": info.st_size,
+            "stack_mtime_ns": info.st_mtime_ns, "model": model_digest(model_folder),
+            "block_size": block_size}
+
+
+# --- computing blocks: here, or on a Dask cluster ----------------------------------------
+
+BlockResult = tuple[Block, np.ndarray]
+
+
+def local_blocks(model: WindowModel, stack: str | Path, bands: list[int],
+                 blocks: list[Block]) -> Iterator[BlockResult]:
+    halo = model.window // 2
+    for block in blocks:
+        yield block, model.block_probability(read_block(stack, block, bands, halo))
+
+
+_WORKER_MODELS: dict[str, WindowModel] = {}
+
+
+def _model_from_payload(payload: dict[str, Any]) -> WindowModel:
+    """A worker's copy of the model, loaded once per process from the bytes sent to it (no
+    shared file system needed for the model; the stack path must be readable by workers)."""
+    key = payload["digest"]
+    if key not in _WORKER_MODELS:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "discriminator.keras").write_bytes(payload["discriminator"])
+            (Path(tmp) / "normalisation.json").write_text(payload["normalisation"])
+            _WORKER_MODELS[key] = WindowModel.load(tmp, dense=payload["dense"])
+    return _WORKER_MODELS[key]
+
+
+def _block_task(payload: dict[str, Any], stack: str, bands: list[int],
+                block: Block) -> np.ndarray:
+    model = _model_from_payload(payload)
+    return model.block_probability(read_block(stack, block, bands, model.window // 2))
+
+
+def model_payload(folder: str | Path, dense: bool) -> dict[str, Any]:
+    folder = Path(folder)
+    return {"digest": model_digest(folder), "dense": dense,
+            "discriminator": (folder / "discriminator.keras").read_bytes(),
+            "normalisation": (folder / "normalisation.json").read_text()}
+
+
+def dask_blocks(client: Any, payload: dict[str, Any], stack: str | Path, bands: list[int],
+                blocks: list[Block]) -> Iterator[BlockResult]:
+    """Blocks computed by the cluster's workers, a few per worker in flight at a time so that
+    memory on this side stays bounded; yielded as they finish."""
+    from dask.distributed import as_completed
+
+    in_flight = 2 * max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    pending = iter(blocks)
+    payload_future = client.scatter(payload, broadcast=True)
+
+    def submit(block: Block) -> Any:
+        future = client.submit(_block_task, payload_future, str(Path(stack).resolve()),
+                               bands, block, key=f"landslide-block-{payload['digest'][:8]}-"
+                               f"{block.index}", pure=False)
+        future.block = block
+        return future
+
+    queue = as_completed([submit(b) for b in itertools.islice(pending, in_flight)])
+    for future in queue:
+        yield future.block, future.result()
+        nxt = next(pending, None)
+        if nxt is not None:
+            queue.add(submit(nxt))
+
+
+# --- a whole map ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapRun:
+    grid: Grid
+    blocks: int
+    resumed_blocks: int
+    computed_pixels: int
+    seconds: float
+    dense: bool
+
+    @property
+    def pixels_per_second(self) -> float:
+        return self.computed_pixels / self.seconds if self.seconds else 0.0
+
+
+def map_probability(stack: str | Path, model_folder: str | Path, store_folder: Path,
+                    block_size: int, client: Any = None,
+                    on_block: Callable[[Block, bool, int], None] | None = None
+                    ) -> tuple[MapRun, BlockStore, list[Block]]:
+    """Compute (or resume) the probability of every block into a block store. `on_block`
+    hears of each block as it is saved (True when it came from an earlier, interrupted run),
+    with the map's pixel count."""
+    grid = stack_grid(stack)
+    model = WindowModel.load(model_folder)
+    bands = model.band_indices(grid, str(stack))
+    blocks = blocks_of(grid, block_size)
+    store = BlockStore(store_folder, stack_fingerprint(stack, model_folder, block_size))
+    done = [b for b in blocks if store.has(b)]
+    todo = [b for b in blocks if not store.has(b)]
+    for block in done:
+        if on_block:
+            on_block(block, True, grid.width * grid.height)
+    started = time.perf_counter()
+    results = (local_blocks(model, stack, bands, todo) if client is None else
+               dask_blocks(client, model_payload(model_folder, model.dense is not None),
+                           stack, bands, todo))
+    for block, values in results:
+        store.save(block, values)
+        if on_block:
+            on_block(block, False, grid.width * grid.height)
+    seconds = time.perf_counter() - started
+    run = MapRun(grid, len(blocks), len(done), sum(b.height * b.width for b in todo), seconds,
+                 model.dense is not None)
+    return run, store, blocks

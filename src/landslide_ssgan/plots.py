@@ -147,3 +147,32 @@ def study_figures(study: Any, history_path: str | Path, importance_path: str | P
         if len(finished) >= 2:
             ax = optuna_plots.plot_param_importances(study)
             _save(ax.figure, importance_path)
+
+
+def _stretched_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(3, h, w) -> (h, w, 3) in [0, 1] with a 2-98 % stretch per band; nodata white."""
+    out = np.ones((*rgb.shape[1:], 3))
+    for k, band in enumerate(rgb):
+        finite = band[np.isfinite(band)]
+        low, high = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+        out[..., k] = np.where(np.isfinite(band), np.clip((band - low) / max(high - low, 1e-9),
+                                                          0, 1), 1.0)
+    return out
+
+
+def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], threshold: float,
+                titles: dict[str, str], path: str | Path) -> None:
+    """One panel per mapped model: the optical image with the landslide probability laid over
+    it where it reaches the threshold."""
+    background = _stretched_rgb(rgb)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 7), squeeze=False)
+    for ax, (name, probability) in zip(axes[0], maps.items(), strict=True):
+        ax.imshow(background, interpolation="nearest")
+        shown = np.where(probability >= threshold, probability, np.nan)
+        image = ax.imshow(shown, cmap="autumn_r", vmin=threshold, vmax=1.0, alpha=0.85,
+                          interpolation="nearest")
+        ax.set_title(titles.get(name, name), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5, label="P(landslide)")
+    _save(fig, path)

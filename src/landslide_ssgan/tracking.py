@@ -202,3 +202,36 @@ def alias_version(name: str, alias: str) -> Any | None:
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def window_model_folder(uri: str, workdir: Path) -> Path:
+    """A folder with discriminator.keras and normalisation.json for a model URI (models:/...,
+    runs:/..., any MLflow artifact URI) or a local model folder (models/joint/ssgan)."""
+    if Path(uri).is_dir():
+        return Path(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"model {uri}: cannot be loaded ({first}); run `landslide "
+                            "register` first or give --model-uri") from None
+    folder = Path(local) / "artifacts"
+    if not (folder / "discriminator.keras").is_file():
+        raise TrackingError(f"model {uri}: not a landslide window model (no "
+                            "artifacts/discriminator.keras)")
+    return folder
+
+
+def model_version_of(uri: str) -> dict[str, str]:
+    """Registry version and run behind a models:/name@alias or models:/name/version URI."""
+    if not uri.startswith("models:/"):
+        return {"uri": uri}
+    name, _, ref = uri[len("models:/"):].partition("@")
+    client = MlflowClient()
+    try:
+        version = (client.get_model_version_by_alias(name, ref) if ref else
+                   client.get_model_version(*name.split("/", 1)))
+    except (MlflowException, TypeError):
+        return {"uri": uri}
+    return {"uri": uri, "version": str(version.version), "run_id": str(version.run_id)}

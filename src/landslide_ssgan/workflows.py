@@ -24,8 +24,16 @@ import yaml
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import factors, forest, plots, tracking, tuning
+from landslide_ssgan import bodies, factors, forest, mapping, plots, tracking, tuning
 from landslide_ssgan.config import Params
+from landslide_ssgan.data.blocks import (
+    Block,
+    body_polygons,
+    read_decimated,
+    read_map,
+    write_cog_from_blocks,
+    write_geopackage,
+)
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import read_stack
@@ -474,3 +482,96 @@ def register_champion(cfg: Params) -> dict[str, Any]:
                "previous_champion_val_f1": current_f1, "data_digest": digest}
     write_json(Path(cfg.paths.reports) / "champion.json", summary)
     return summary
+
+
+# --- map --------------------------------------------------------------------------------
+
+MAP_PREFIX = {"champion": "landslide", "baseline": "baseline"}  # file names of each model's map
+
+
+def map_outputs(maps: Path, prefix: str) -> dict[str, Path]:
+    """probability and class COGs and the GeoPackage of landslide bodies of one model."""
+    polygons = "landslides.gpkg" if prefix == "landslide" else f"{prefix}_landslides.gpkg"
+    return {"probability": maps / f"{prefix}_probability.tif",
+            "class": maps / f"{prefix}_class.tif", "polygons": maps / polygons}
+
+
+def map_area(cfg: Params, model_uri: str | None = None, client: Any = None,
+             on_block: Callable[[str, Any, bool, int], None] | None = None) -> dict[str, Any]:
+    """Map the whole stack with the champion (and the supervised baseline, for comparison):
+    probability and class COGs, landslide polygons, reports/map_summary.json and a preview;
+    logged as an MLflow run of its own."""
+    uri = model_uri or cfg.map.model_uri or \
+        f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
+    summary: dict[str, Any] = {"threshold": cfg.map.threshold, "opening": cfg.map.opening,
+                               "closing": cfg.map.closing, "min_area_m2": cfg.map.min_area_m2,
+                               "connectivity": cfg.map.connectivity}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"champion": (tracking.window_model_folder(uri, Path(tmp)),
+                               tracking.model_version_of(uri))}
+        if cfg.map.compare_baseline:
+            folder = model_dir(cfg, "baseline")
+            models["baseline"] = (folder, {"uri": str(folder)})
+        for name, (folder, identity) in models.items():
+            hook = (lambda block, resumed, total, n=name: on_block(n, block, resumed, total)) \
+                if on_block else None
+            summary[name] = {**identity, **_map_with(cfg, folder, MAP_PREFIX[name], client,
+                                                     hook)}
+    _map_preview(cfg, list(models))
+    reports = Path(cfg.paths.reports)
+    write_json(reports / "map_summary.json", summary)
+    _log_map_run(cfg, summary)
+    return summary
+
+
+def _map_with(cfg: Params, folder: Path, prefix: str, client: Any,
+              on_block: Callable[[Any, bool, int], None] | None) -> dict[str, Any]:
+    maps = Path(cfg.paths.maps)
+    run, store, blocks = mapping.map_probability(
+        cfg.paths.stack, folder, maps / f".{prefix}.blocks", cfg.map.block_size, client,
+        on_block)
+    outputs = map_outputs(maps, prefix)
+    write_cog_from_blocks(outputs["probability"], run.grid, ((b, store.load(b)) for b in blocks),
+                          "float32", float("nan"), "landslide_probability")
+    probability, grid = read_map(outputs["probability"])
+    found = bodies.landslide_bodies(probability, cfg.map, grid.resolution ** 2)
+    whole = Block(0, 0, 0, grid.height, grid.width)
+    write_cog_from_blocks(outputs["class"], grid,
+                          iter([(whole, bodies.class_raster(found, probability))]), "uint8",
+                          bodies.CLASS_NODATA, "landslide_class")
+    polygons = body_polygons(found.labels, grid)
+    polygons["area_m2"] = found.areas_m2
+    polygons["mean_probability"] = found.mean_probability
+    write_geopackage(polygons, outputs["polygons"], "landslides")
+    store.clear()
+    return {**found.summary(), "dense_inference": run.dense,
+            "mapped_pixels": int(np.isfinite(probability).sum()),
+            "computed_pixels": run.computed_pixels, "resumed_blocks": run.resumed_blocks,
+            "seconds": round(run.seconds, 2),
+            "pixels_per_second": round(run.pixels_per_second),
+            "outputs": {k: str(v) for k, v in outputs.items()}}
+
+
+def _map_preview(cfg: Params, names: list[str]) -> None:
+    size = cfg.map.preview_size
+    rgb = read_decimated(cfg.paths.stack, size, cfg.features.rgb)
+    folder = Path(cfg.paths.maps)
+    maps = {name: read_decimated(map_outputs(folder, MAP_PREFIX[name])["probability"], size,
+                                 resampling="nearest")[0] for name in names}
+    titles = {"champion": "SSGAN champion", "baseline": "supervised baseline"}
+    plots.map_preview(rgb, maps, cfg.map.threshold, titles,
+                      Path(cfg.paths.reports) / "map_preview.png")
+
+
+def _log_map_run(cfg: Params, summary: dict[str, Any]) -> None:
+    reports = Path(cfg.paths.reports)
+    with mlflow.start_run(run_name="map", tags={"stage": "map",
+                                                "model_uri": summary["champion"]["uri"]}):
+        mlflow.log_params({f"map.{k}": summary[k] for k in (
+            "threshold", "opening", "closing", "min_area_m2", "connectivity")})
+        for name in MAP_PREFIX:
+            if name in summary:
+                mlflow.log_metrics({f"{name}_{k}": float(summary[name][k]) for k in (
+                    "count", "total_area_km2", "pixels_per_second")})
+        mlflow.log_artifact(str(reports / "map_summary.json"))
+        mlflow.log_artifact(str(reports / "map_preview.png"))

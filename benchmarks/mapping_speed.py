@@ -1,0 +1,143 @@
+"""Mapping speed and memory, measured side by side in one run.
+
+Run after `dvc repro` (it reads the real stack and the trained joint SSGAN of params.yaml):
+
+    .venv/bin/python benchmarks/mapping_speed.py
+
+1. Dense versus per-window inference with the same model on the same real blocks (the
+   per-window path cuts every 13 x 13 window and classifies it alone, in batches): pixels
+   per second of each and the ratio.
+2. The whole Chattogram stack mapped block by block (reading, inference, saving blocks).
+3. Peak memory (max RSS of a fresh process) of mapping the stack and a 2 x 2 mosaic of it
+   (4x the pixels), each in its own process: inference into the block store plus the COG,
+   then also the post-processing into bodies.
+4. The projected time for the paper's 4314 x 7210 stack at the dense speed on data pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+
+from landslide_ssgan import bodies  # noqa: E402
+from landslide_ssgan.config import load_params  # noqa: E402
+from landslide_ssgan.data.blocks import (  # noqa: E402
+    blocks_of,
+    read_block,
+    read_map,
+    stack_grid,
+    write_cog_from_blocks,
+)
+from landslide_ssgan.mapping import WindowModel, map_probability  # noqa: E402
+
+PAPER_PIXELS = 4314 * 7210
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dense_versus_per_window(stack: str, folder: Path) -> tuple[float, float]:
+    model = WindowModel.load(folder)
+    slow = WindowModel(model.discriminator, model.bands, model.mean, model.std, dense=None)
+    grid = stack_grid(stack)
+    bands = model.band_indices(grid, stack)
+    halo = model.window // 2
+    blocks = blocks_of(grid, 256)
+    raws = [read_block(stack, b, bands, halo) for b in blocks]
+    full = sorted(raws, key=lambda r: -np.isfinite(r).mean())[:2]  # the two fullest of data
+    pixels = 2 * 256 * 256
+    model.block_probability(full[0])  # warm-up: graph tracing is not inference
+    slow.block_probability(full[0][:, :40, :40])
+    start = time.perf_counter()
+    dense = [model.block_probability(r) for r in full]
+    dense_rate = pixels / (time.perf_counter() - start)
+    start = time.perf_counter()
+    per_window = [slow.block_probability(r) for r in full]
+    window_rate = pixels / (time.perf_counter() - start)
+    gap = max(float(np.abs(d - w).max()) for d, w in zip(dense, per_window, strict=True))
+    print(f"same 2 blocks of 256 x 256 pixels: max |dense - per-window| = {gap:.1e}")
+    return dense_rate, window_rate
+
+
+def child(stack: str, folder: str, block_size: int) -> None:
+    """One mapping in a fresh process; prints its peak memory as JSON."""
+    cfg = load_params("params.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        run, store, blocks = map_probability(stack, folder, Path(tmp) / "store", block_size)
+        write_cog_from_blocks(Path(tmp) / "p.tif", run.grid, ((b, store.load(b)) for b in
+                                                               blocks), "float32",
+                              float("nan"), "p")
+        inference = rss_mib()
+        probability, grid = read_map(Path(tmp) / "p.tif")
+        found = bodies.landslide_bodies(probability, cfg.map, grid.resolution ** 2)
+        print(json.dumps({"inference_mib": inference, "with_bodies_mib": rss_mib(),
+                          "pixels": grid.width * grid.height, "seconds": run.seconds,
+                          "bodies": found.count}))
+
+
+def mosaic(stack: str, path: Path) -> None:
+    """The stack tiled 2 x 2 (4x the pixels), written block by block."""
+    with rasterio.open(stack) as src:
+        profile = src.profile | {"width": 2 * src.width, "height": 2 * src.height}
+        data = src.read()
+        with rasterio.open(path, "w", **profile) as dst:
+            for r in range(2):
+                for c in range(2):
+                    dst.write(data, window=rasterio.windows.Window(
+                        c * src.width, r * src.height, src.width, src.height))
+            dst.descriptions = src.descriptions
+
+
+def measured(stack: str, folder: Path, block_size: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", stack, str(folder),
+                          str(block_size)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    cfg = load_params("params.yaml")
+    stack, folder = cfg.paths.stack, Path(cfg.paths.models) / cfg.features.set / "ssgan"
+    dense_rate, window_rate = dense_versus_per_window(stack, folder)
+    print(f"dense inference     {dense_rate:12,.0f} px/s")
+    print(f"per-window (batched){window_rate:12,.0f} px/s")
+    print(f"dense / per-window  {dense_rate / window_rate:12.1f} x")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run, _, _ = map_probability(stack, folder, Path(tmp) / "store", cfg.map.block_size)
+    grid = run.grid
+    print(f"whole stack {grid.height} x {grid.width} ({run.blocks} blocks of "
+          f"{cfg.map.block_size}): {run.seconds:.1f} s, {run.pixels_per_second:,.0f} px/s "
+          "(blocks without data are skipped)")
+    print(f"projected for the paper's 4314 x 7210 stack, all data: "
+          f"{PAPER_PIXELS / dense_rate:.0f} s at the dense rate on data pixels")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "mosaic.tif"
+        mosaic(stack, big)
+        one = measured(stack, folder, cfg.map.block_size)
+        four = measured(str(big), folder, cfg.map.block_size)
+    for name, row in (("stack", one), ("4x mosaic", four)):
+        print(f"peak memory {name:9s} ({row['pixels']:>10,} px): inference + COG "
+              f"{row['inference_mib']:7.0f} MiB, with bodies {row['with_bodies_mib']:7.0f} MiB")
+    print(f"memory growth for 4x the pixels: inference + COG "
+          f"{four['inference_mib'] / one['inference_mib'] - 1:+.1%}, with bodies "
+          f"{four['with_bodies_mib'] / one['with_bodies_mib'] - 1:+.1%}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()

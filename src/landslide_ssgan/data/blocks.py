@@ -1,0 +1,143 @@
+"""Raster I/O for mapping: blocks of the stack with a halo, map rasters, body polygons.
+
+Mapping never holds the stack in memory: it reads one block of pixels plus the halo that the
+window needs around it, and writes results block by block. Everything after this module sees
+numpy arrays and a `Grid`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import rasterio.enums
+import rasterio.features
+import rasterio.shutil
+from rasterio.windows import Window
+from shapely.geometry import shape
+from shapely.ops import unary_union
+
+from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.layers import require_file
+from landslide_ssgan.errors import InputError
+from landslide_ssgan.files import atomic_path
+
+
+@dataclass(frozen=True)
+class Block:
+    """Output pixels [row, row + height) x [col, col + width) of the map."""
+
+    index: int
+    row: int
+    col: int
+    height: int
+    width: int
+
+
+def stack_grid(path: str | Path) -> Grid:
+    with rasterio.open(require_file(path)) as src:
+        names = tuple(src.descriptions[i] or f"band{i + 1}" for i in range(src.count))
+        return Grid(src.crs, src.transform, src.width, src.height, names)
+
+
+def blocks_of(grid: Grid, size: int) -> list[Block]:
+    """The map cut into size x size blocks in row-major order (the last row and column of
+    blocks may be smaller)."""
+    return [Block(i, row, col, min(size, grid.height - row), min(size, grid.width - col))
+            for i, (row, col) in enumerate((r, c) for r in range(0, grid.height, size)
+                                           for c in range(0, grid.width, size))]
+
+
+def read_block(path: str | Path, block: Block, bands: list[int], halo: int) -> np.ndarray:
+    """(len(bands), height + 2 halo, width + 2 halo) float32; NaN where the halo lies past the
+    raster's edge or the stack has no data."""
+    with rasterio.open(path) as src:
+        top, left = max(block.row - halo, 0), max(block.col - halo, 0)
+        bottom = min(block.row + block.height + halo, src.height)
+        right = min(block.col + block.width + halo, src.width)
+        window = Window(left, top, right - left, bottom - top)  # type: ignore[call-arg]
+        inside = src.read([b + 1 for b in bands], window=window).astype(np.float32)
+    out = np.full((len(bands), block.height + 2 * halo, block.width + 2 * halo), np.nan,
+                  np.float32)
+    r0, c0 = top - (block.row - halo), left - (block.col - halo)
+    out[:, r0:r0 + inside.shape[1], c0:c0 + inside.shape[2]] = inside
+    return out
+
+
+def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
+                   resampling: str = "average") -> np.ndarray:
+    """Bands (all, or those named) read at a reduced size (longest side <= max_side), for
+    previews; a COG answers from its overviews."""
+    with rasterio.open(require_file(path)) as src:
+        described = list(src.descriptions)
+        missing = [n for n in names if n not in described]
+        if missing:
+            raise InputError(f"{path}: bands {missing} not in the raster ({described})")
+        indexes = [described.index(n) + 1 for n in names] if names else list(src.indexes)
+        step = max(1, -(-max(src.height, src.width) // max_side))
+        shape = (len(indexes), -(-src.height // step), -(-src.width // step))
+        return src.read(indexes, out_shape=shape,
+                        resampling=rasterio.enums.Resampling[resampling]).astype(np.float32)
+
+
+def _profile(grid: Grid, dtype: str, nodata: float | int, block: int = 256) -> dict:
+    return {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1,
+            "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
+            "tiled": True, "blockxsize": block, "blockysize": block, "compress": "deflate",
+            "BIGTIFF": "IF_SAFER"}
+
+
+def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[Block,
+                          np.ndarray]], dtype: str, nodata: float | int,
+                          description: str) -> None:
+    """A Cloud Optimized GeoTIFF (tiled, deflate, overviews) written block by block: a tiled
+    GeoTIFF first, then GDAL's COG driver; the final name appears only when both are done."""
+    path = Path(path)
+    staging = path.with_name(f".{path.stem}.staging-{os.getpid()}.tif")
+    try:
+        with rasterio.open(staging, "w", **_profile(grid, dtype, nodata)) as dst:
+            for block, values in blocks:
+                dst.write(values.astype(dtype), 1, window=Window(
+                    block.col, block.row, block.width, block.height))  # type: ignore[call-arg]
+            dst.set_band_description(1, description)
+        with atomic_path(path) as tmp:
+            rasterio.shutil.copy(staging, tmp, driver="COG", compress="deflate",
+                                 overview_resampling="average" if dtype.startswith("float")
+                                 else "nearest", blocksize=256, bigtiff="IF_SAFER")
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def read_map(path: str | Path) -> tuple[np.ndarray, Grid]:
+    with rasterio.open(require_file(path)) as src:
+        values = src.read(1)
+        return values, Grid(src.crs, src.transform, src.width, src.height)
+
+
+def is_cog(path: str | Path) -> bool:
+    """GDAL's own verdict: a COG has a layout note and tiled overviews."""
+    with rasterio.open(path) as src:
+        layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "")
+        return layout.upper() == "COG" and src.profile.get("tiled", False)
+
+
+def body_polygons(labels: np.ndarray, grid: Grid) -> gpd.GeoDataFrame:
+    """One (multi)polygon per positive label of `labels`, in the grid's CRS, column `id`."""
+    parts: dict[int, list] = {}
+    for geom, value in rasterio.features.shapes(labels.astype(np.int32), mask=labels > 0,
+                                                connectivity=8, transform=grid.transform):
+        parts.setdefault(int(value), []).append(shape(geom))
+    ids = sorted(parts)
+    return gpd.GeoDataFrame({"id": ids}, geometry=[unary_union(parts[i]) for i in ids],
+                            crs=grid.crs)
+
+
+def write_geopackage(frame: gpd.GeoDataFrame, path: str | Path, layer: str) -> None:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")

@@ -1,0 +1,68 @@
+"""Post-processing on hand-made probability rasters whose bodies are known."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from landslide_ssgan.bodies import CLASS_NODATA, class_raster, landslide_bodies
+from landslide_ssgan.config import MapConfig
+
+PIXEL_AREA = 100.0  # 10 m pixels
+PLAIN = MapConfig(model_uri=None, compare_baseline=False, block_size=512, threshold=0.5,
+                  opening=0, closing=0, min_area_m2=500.0, connectivity=8, preview_size=600)
+
+
+def _raster() -> np.ndarray:
+    p = np.full((40, 50), 0.1, np.float32)
+    p[2:7, 3:8] = 0.9            # body A: 5 x 5 = 25 px, first in scan order
+    p[3:5, 20:22] = 0.8          # 2 x 2 = 4 px = 400 m2 < 500 m2: dropped
+    p[10:20, 30:33] = 0.7        # body B: 10 x 3 = 30 px
+    p[25:28, 5:8] = 0.6          # C1: 3 x 3, touching C2 only at a corner
+    p[28:31, 8:11] = 0.6         # C2
+    p[35:40, 45:50] = 0.95       # body at the raster's corner: 25 px
+    p[0:2, 40:50] = np.nan       # nodata
+    return p
+
+
+def test_counts_areas_ids_and_mean_probability() -> None:
+    found = landslide_bodies(_raster(), PLAIN, PIXEL_AREA)
+    # 8-connectivity joins C1 and C2; the 4-pixel body is below the minimum area
+    assert found.count == 4
+    np.testing.assert_allclose(found.areas_m2, [2500, 3000, 1800, 2500])
+    np.testing.assert_allclose(found.mean_probability, [0.9, 0.7, 0.6, 0.95], rtol=1e-6)
+    assert found.labels[4, 5] == 1 and found.labels[15, 31] == 2 and found.labels[37, 47] == 4
+    assert found.labels[3, 20] == 0
+    summary = found.summary()
+    assert summary["count"] == 4 and summary["smallest_m2"] == 1800.0
+    assert summary["largest_m2"] == 3000.0
+    assert summary["total_area_km2"] == pytest.approx(9800 / 1e6)
+
+
+def test_four_connectivity_splits_bodies_touching_at_a_corner() -> None:
+    found = landslide_bodies(_raster(), replace(PLAIN, connectivity=4, min_area_m2=0.0), 100.0)
+    assert found.count == 6  # A, the small one, B, C1, C2, the corner body
+    assert found.labels[26, 6] != found.labels[29, 9]
+
+
+def test_opening_removes_specks_and_closing_fills_gaps_without_eating_the_edge() -> None:
+    p = np.full((30, 30), 0.0, np.float32)
+    p[5, 5] = 0.9                # a one-pixel speck
+    p[10:20, 10:20] = 0.9
+    p[15, 15] = 0.0              # a one-pixel hole
+    p[0:6, 24:30] = 0.9          # at the raster's edge
+    smoothed = landslide_bodies(p, replace(PLAIN, opening=1, closing=1, min_area_m2=0.0),
+                                PIXEL_AREA)
+    assert smoothed.labels[5, 5] == 0
+    assert smoothed.labels[15, 15] > 0
+    assert (smoothed.labels[0:5, 25:30] > 0).all()  # the edge is not eroded by the padding
+
+
+def test_class_raster_marks_nodata() -> None:
+    p = _raster()
+    found = landslide_bodies(p, PLAIN, PIXEL_AREA)
+    classes = class_raster(found, p)
+    assert classes[0, 45] == CLASS_NODATA
+    assert classes[4, 5] == 1 and classes[3, 20] == 0 and classes[20, 20] == 0
