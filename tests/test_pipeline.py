@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -38,6 +39,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["train"].update(TINY | {"forest_trees": 20})
     raw["evaluate"] = {"feature_sets": ["joint"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
+    raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
+                         "variants": {"ema": {"ema": 0.9}}})
     raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
                         "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
@@ -378,8 +381,8 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
     raw = pipeline["raw"]
     maps, reports = Path(raw["paths"]["maps"]), Path(raw["paths"]["reports"])
     summary = json.loads((reports / "map_summary.json").read_text())
-    champion = json.loads((reports / "champion.json").read_text())
-    assert summary["champion"]["version"] == champion["version"]
+    assert summary["champion"]["uri"] == "models:/landslide-ssgan@champion"
+    assert summary["champion"]["version"].isdigit()  # the registry version that was mapped
     assert summary["champion"]["dense_inference"] is True
     for prefix, polygons in (("landslide", "landslides.gpkg"),
                              ("baseline", "baseline_landslides.gpkg")):
@@ -413,3 +416,36 @@ def test_map_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, An
     assert result.exit_code == 2
     assert result.output.strip().startswith("error: model models:/no-such-model@champion")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, Any],
+                                                            tmp_path: Path) -> None:
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["paths"]["reports"] = str(tmp_path / "reports")
+    params = write_params(raw, tmp_path / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        patch.chdir(pipeline["root"])
+        result = runner.invoke(app, ["study", "--params", str(params)])
+    assert result.exit_code == 0, (result.output, repr(result.exception))
+    reports = tmp_path / "reports"
+    rows = pd.read_csv(reports / "label_efficiency.csv")
+    # 2 budgets x 1 seed: spatial has 3 models + 1 variant, random the 3 models
+    assert len(rows) == 2 * 4 + 2 * 3
+    assert set(rows.model) == {"ssgan", "baseline", "forest", "ssgan+ema"}
+    small, full = (rows[(rows.split == "spatial") & (rows.budget == b)] for b in (0.5, 1.0))
+    assert (small.labelled_windows < full.labelled_windows.iloc[0]).all()
+    report = (reports / "label_efficiency.md").read_text()
+    assert "SSGAN minus its supervised twin" in report and "| spatial | 0.5 |" in report
+    assert "Spatial versus random split" in report
+    assert (reports / "label_efficiency.png").stat().st_size > 10_000
+    client = MlflowClient(pipeline["store"])
+    parent = client.search_runs(
+        [client.get_experiment_by_name(raw["tracking"]["experiment"]).experiment_id],
+        filter_string="tags.stage = 'study' AND attributes.run_name = 'label-efficiency'")[0]
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=100)
+    assert len(children) == len(rows)
+    assert {c.data.tags["budget"] for c in children} == {"0.5", "1.0"}
+    assert all("test_f1" in c.data.metrics for c in children)

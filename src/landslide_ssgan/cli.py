@@ -266,6 +266,31 @@ def map_area(
 
 @app.command()
 @stage
+def study(params: ParamsOption = Path("params.yaml")) -> None:
+    """Does the semi-supervision pay? Train the SSGAN, its supervised twin and the random
+    forest on shrinking label budgets (whole polygons, nested) over several seeds, on the
+    spatial and the random split, plus the SSGAN variants of study.variants; score each on
+    the fixed test windows. Writes reports/label_efficiency.md, .png and .csv; every run is an
+    MLflow run nested under one parent. Not part of `dvc repro` (see studies/dvc.yaml)."""
+    import time
+
+    from landslide_ssgan import study as label_study
+    from landslide_ssgan import tracking
+    from landslide_ssgan.config import load_params
+
+    cfg = load_params(params)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    started = time.perf_counter()
+    results = label_study.label_efficiency(cfg, on_run=lambda row: typer.echo(
+        f"{row['split']:7s} seed {row['seed']} budget {row['budget']:<5g} "
+        f"{row['model']:24s} F1 {row['f1']:.3f} kappa {row['kappa']:.3f} "
+        f"({row['seconds']:.0f} s)"))
+    path = label_study.write_reports(results, cfg, time.perf_counter() - started)
+    typer.echo(f"{len(results)} runs -> {path}")
+
+
+@app.command()
+@stage
 def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
     model_uri: Annotated[str | None, typer.Option(

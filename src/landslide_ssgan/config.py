@@ -110,6 +110,8 @@ class TrainConfig:
     w_generated: float
     feature_matching: bool
     gradient_penalty: float
+    class_weighting: bool
+    ema: float
     threshold: float
     image_every: int
     forest_trees: int
@@ -155,6 +157,19 @@ class MapConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """The label-efficiency study: budgets x seeds x models, on fixed test windows."""
+
+    budgets: tuple[float, ...]        # fractions of the labelled training windows
+    seeds: tuple[int, ...]
+    models: tuple[str, ...]           # ssgan, baseline, forest
+    steps: int                        # optimiser steps per network, whatever the budget
+    forest_trees: int
+    splits: tuple[SplitMethod, ...]   # spatial (honest) and random (the paper's), compared
+    variants: Mapping[str, Mapping[str, Any]]  # SSGAN improvements: name -> train settings
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     model_name: str
     alias: str
@@ -190,6 +205,7 @@ class Params:
     evaluate: EvaluateConfig
     tune: TuneConfig
     map: MapConfig
+    study: StudyConfig
     registry: RegistryConfig
     tracking: TrackingConfig
 
@@ -379,6 +395,8 @@ def _train(raw: Mapping[str, Any]) -> TrainConfig:
         w_generated=_get(weights, "generated", "train.loss_weights", float),
         feature_matching=_get(raw, "feature_matching", where, bool),
         gradient_penalty=_get(raw, "gradient_penalty", where, float),
+        class_weighting=_get(raw, "class_weighting", where, bool),
+        ema=_get(raw, "ema", where, float),
         threshold=_get(raw, "threshold", where, float),
         image_every=_get(raw, "image_every", where, int),
         forest_trees=_get(raw, "forest_trees", where, int),
@@ -393,6 +411,7 @@ def _train(raw: Mapping[str, Any]) -> TrainConfig:
     _in_range(config.leaky_slope, 0.0, 1.0, "train.leaky_slope")
     _in_range(config.threshold, 0.0, 1.0, "train.threshold")
     _in_range(config.gradient_penalty, 0.0, 1000.0, "train.gradient_penalty")
+    _in_range(config.ema, 0.0, 0.9999, "train.ema")
     for key in ("w_labelled", "w_unlabelled", "w_generated"):
         _in_range(getattr(config, key), 0.0, 1000.0, f"train.loss_weights.{key[2:]}")
     return config
@@ -419,7 +438,7 @@ def _evaluate(raw: Mapping[str, Any], features: Mapping[str, Any]) -> EvaluateCo
 
 TUNABLE = {"lr_d", "lr_g", "beta1", "latent_dim", "d_hidden", "g_width", "dropout",
            "w_labelled", "w_unlabelled", "w_generated", "batch_size", "feature_matching",
-           "gradient_penalty", "leaky_slope"}
+           "gradient_penalty", "leaky_slope", "class_weighting", "ema"}
 
 
 def _space(raw: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
@@ -488,6 +507,40 @@ def _map(raw: Mapping[str, Any]) -> MapConfig:
     return config
 
 
+def _study(raw: Mapping[str, Any]) -> StudyConfig:
+    where = "study"
+    budgets = raw.get("budgets")
+    if not (isinstance(budgets, list) and budgets and all(
+            isinstance(b, int | float) and not isinstance(b, bool) and 0 < b <= 1
+            for b in budgets)):
+        raise ConfigError(f"study.budgets: expected a list of fractions in (0, 1], got "
+                          f"{_shown(budgets)}")
+    seeds = raw.get("seeds")
+    if not (isinstance(seeds, list) and seeds and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ConfigError(f"study.seeds: expected a list of integers, got {_shown(seeds)}")
+    models = _strings(raw, "models", where)
+    if not models or set(models) - {"ssgan", "baseline", "forest"}:
+        raise ConfigError(f"study.models: {list(models)} must be some of ssgan, baseline, forest")
+    splits = _strings(raw, "splits", where)
+    if not splits or set(splits) - {"spatial", "random"}:
+        raise ConfigError(f"study.splits: {list(splits)} must be some of spatial, random")
+    variants = raw.get("variants") or {}
+    if not isinstance(variants, Mapping):
+        raise ConfigError(f"study.variants: expected a mapping, got {_shown(variants)}")
+    for name, settings in variants.items():
+        if not isinstance(settings, Mapping) or set(settings) - TUNABLE:
+            raise ConfigError(f"study.variants.{name}: expected train settings (some of "
+                              f"{', '.join(sorted(TUNABLE))})")
+    config = StudyConfig(
+        budgets=tuple(sorted(float(b) for b in budgets)), seeds=tuple(seeds), models=models,
+        steps=_get(raw, "steps", where, int), forest_trees=_get(raw, "forest_trees", where, int),
+        splits=splits, variants={str(k): dict(v) for k, v in variants.items()})  # type: ignore[arg-type]
+    _positive(config.steps, "study.steps")
+    _positive(config.forest_trees, "study.forest_trees")
+    return config
+
+
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed params mapping (what params.yaml holds)."""
     if not isinstance(raw, Mapping):
@@ -506,6 +559,7 @@ def parse_params(raw: Any) -> Params:
         evaluate=_evaluate(_section(raw, "evaluate", "params"), features),
         tune=_tune(_section(raw, "tune", "params")),
         map=_map(_section(raw, "map", "params")),
+        study=_study(_section(raw, "study", "params")),
         registry=RegistryConfig(
             model_name=_get(_section(raw, "registry", "params"), "model_name", "registry", str),
             alias=_get(_section(raw, "registry", "params"), "alias", "registry", str)),

@@ -176,3 +176,26 @@ def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], threshold: float,
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5, label="P(landslide)")
     _save(fig, path)
+
+
+def label_efficiency(results: Any, metrics: tuple[str, ...], path: str | Path) -> None:
+    """Test scores against the number of labelled windows, one line per model and split
+    (mean over seeds, bars = standard deviation)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
+    colours = {"ssgan": "tab:red", "baseline": "tab:blue", "forest": "tab:green"}
+    styles = {"spatial": "-", "random": ":"}
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for (model, split), part in results.groupby(["model", "split"]):
+            if model.startswith("ssgan+"):
+                continue
+            stats = part.groupby("budget").agg(x=("labelled_windows", "mean"),
+                                               y=(metric, "mean"), e=(metric, "std"))
+            ax.errorbar(stats.x, stats.y, yerr=stats.e.fillna(0), capsize=3,
+                        linestyle=styles.get(split, "-"), color=colours.get(model, "grey"),
+                        marker="o", label=f"{model} ({split})")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training windows")
+        ax.set_ylabel(f"test {metric}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)

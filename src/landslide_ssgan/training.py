@@ -76,8 +76,9 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
         outputs=3 if kind == "ssgan" else 2)
     d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1)
     probe = np.zeros((1, source.window, source.window, channels), np.float32)
+    class_weights = _class_weights(source) if cfg.class_weighting else (1.0, 1.0)
     if kind == "baseline":
-        model = Supervised(discriminator)
+        model = Supervised(discriminator, class_weights, cfg.ema)
         model.compile(d_opt)
         model(probe)  # built before fit, so an interrupted run can restore into it
         return model
@@ -88,11 +89,22 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
                                 cfg.leaky_slope, pool.min(axis=(0, 1, 2)),
                                 pool.max(axis=(0, 1, 2)))
     weights = LossWeights(cfg.w_labelled, cfg.w_unlabelled, cfg.w_generated,
-                          cfg.feature_matching, cfg.gradient_penalty)
+                          cfg.feature_matching, cfg.gradient_penalty, class_weights, cfg.ema)
     gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed)
     gan.compile(d_opt, keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1))
     gan(probe)
     return gan
+
+
+def _class_weights(source: WindowSource) -> tuple[float, float]:
+    """n / (2 n_class) per class of the labelled training windows: both classes weigh the same
+    in the loss however unequal their counts."""
+    _, _, labels = source.part("train")
+    counts = np.bincount(labels.astype(int), minlength=2).astype(float)
+    if (counts == 0).any():
+        return (1.0, 1.0)
+    stable, landslide = counts.sum() / (2 * counts)
+    return float(stable), float(landslide)
 
 
 def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
@@ -153,3 +165,5 @@ def fit(model: SSGAN | Supervised, data: tf.data.Dataset, epochs: int,
     (weights and epoch; the backup is removed when training completes)."""
     backup = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True)
     model.fit(data, epochs=epochs, callbacks=[backup, *callbacks], verbose=0, shuffle=False)
+    if model.averaged is not None:  # the averaged weights are the trained model
+        model.averaged.swap_in()

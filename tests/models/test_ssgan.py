@@ -146,3 +146,34 @@ def test_baseline_learns_a_separable_set() -> None:
             tracker.reset_state()
         logs = model.train_step((labelled, labels))
     assert float(logs["labelled_accuracy"]) > 0.9
+
+
+def test_class_weights_weigh_each_window_by_its_class() -> None:
+    from landslide_ssgan.models.ssgan import _class_loss
+
+    labels = tf.constant([0, 0, 0, 1])
+    logits = tf.constant([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.3, 0.1, 0.0]])
+    per_window = keras.losses.sparse_categorical_crossentropy(labels, logits[:, :2],
+                                                              from_logits=True).numpy()
+    weighted = float(_class_loss(labels, logits, (2 / 3, 2.0)))
+    expected = (per_window[:3].sum() * 2 / 3 + per_window[3] * 2.0) / (3 * 2 / 3 + 2.0)
+    assert weighted == pytest.approx(expected, rel=1e-6)
+    assert float(_class_loss(labels, logits)) == pytest.approx(per_window.mean(), rel=1e-6)
+
+
+def test_averaged_weights_follow_the_steps_and_become_the_model() -> None:
+    keras.utils.set_random_seed(1)
+    d = build_discriminator(WINDOW, CHANNELS, (4, 8), 8, 0.0, 0.2, outputs=2)
+    model = Supervised(d, ema=0.5)
+    model.compile(keras.optimizers.Adam(1e-2))
+    start = [v.numpy().copy() for v in d.trainable_variables]
+    windows = np.random.default_rng(0).normal(size=(16, WINDOW, WINDOW, CHANNELS))
+    labels = np.arange(16) % 2
+    model.fit(windows.astype("float32"), labels, batch_size=16, epochs=2, verbose=0)
+    after_two = [v.numpy().copy() for v in d.trainable_variables]
+    averages = [a.numpy() for a in model.averaged.averages]
+    # two updates with momentum 0.5 from the start: 0.25 start + 0.25 w1 + 0.5 w2
+    assert not np.allclose(averages[0], after_two[0])
+    assert not np.allclose(averages[0], start[0])
+    model.averaged.swap_in()
+    np.testing.assert_allclose(d.trainable_variables[0].numpy(), averages[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -33,11 +34,37 @@ class LossWeights:
     generated: float = 1.0
     feature_matching: bool = False
     gradient_penalty: float = 0.0
+    class_weights: tuple[float, float] = (1.0, 1.0)  # stable, landslide: for imbalanced labels
+    ema: float = 0.0  # momentum of the averaged discriminator weights used after training
 
 
-def _class_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    return ops.mean(keras.losses.sparse_categorical_crossentropy(
-        labels, logits[:, :REAL_CLASSES], from_logits=True))
+class AveragedWeights:
+    """An exponential moving average of the discriminator's trainable weights, updated after
+    every step; a smoother model to evaluate than the last step's weights of a GAN, whose
+    discriminator keeps moving with the generator."""
+
+    def __init__(self, discriminator: keras.Model, momentum: float) -> None:
+        self.momentum = momentum
+        self.targets = list(discriminator.trainable_variables)
+        self.averages = [keras.Variable(np.array(v.numpy()), trainable=False, name=f"ema_{i}")
+                         for i, v in enumerate(self.targets)]
+
+    def update(self) -> None:
+        for average, target in zip(self.averages, self.targets, strict=True):
+            average.assign(self.momentum * average + (1.0 - self.momentum) * target)
+
+    def swap_in(self) -> None:
+        for average, target in zip(self.averages, self.targets, strict=True):
+            target.assign(average)
+
+
+def _class_loss(labels: tf.Tensor, logits: tf.Tensor,
+                weights: tuple[float, float] = (1.0, 1.0)) -> tf.Tensor:
+    """Cross-entropy over the real classes, each window weighted by its class's weight."""
+    per_window = keras.losses.sparse_categorical_crossentropy(
+        labels, logits[:, :REAL_CLASSES], from_logits=True)
+    weight = ops.take(ops.convert_to_tensor(weights, "float32"), ops.cast(labels, "int32"))
+    return ops.sum(weight * per_window) / ops.sum(weight)
 
 
 def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -57,6 +84,7 @@ class SSGAN(keras.Model):
         self.latent_dim = latent_dim
         self.loss_weights_ = weights
         self.noise = keras.random.SeedGenerator(seed)
+        self.averaged = AveragedWeights(discriminator, weights.ema) if weights.ema else None
         names = ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
                  "d_gradient_penalty", "labelled_accuracy")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -99,7 +127,7 @@ class SSGAN(keras.Model):
             logits_l, _ = self.discriminator(labelled, training=True)
             logits_u, _ = self.discriminator(unlabelled, training=True)
             logits_g, _ = self._judge_generated(fake)
-            class_loss = _class_loss(labels, logits_l)
+            class_loss = _class_loss(labels, logits_l, w.class_weights)
             unlabelled_loss = ops.mean(ops.softplus(-real_logit(logits_u)))
             generated_loss = ops.mean(ops.softplus(real_logit(logits_g)))
             penalty = (self._gradient_penalty(unlabelled, fake) if w.gradient_penalty > 0
@@ -109,6 +137,8 @@ class SSGAN(keras.Model):
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars,
                                              strict=True))
+        if self.averaged is not None:
+            self.averaged.update()
 
         with tf.GradientTape() as tape:
             fake = self.generator(self._noise(batch), training=True)
@@ -145,9 +175,12 @@ class SSGAN(keras.Model):
 class Supervised(keras.Model):
     """The paper's "model a": the same discriminator with two outputs, labels only."""
 
-    def __init__(self, discriminator: keras.Model, **kwargs: object) -> None:
+    def __init__(self, discriminator: keras.Model, class_weights: tuple[float, float] = (1.0, 1.0),
+                 ema: float = 0.0, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.discriminator = discriminator
+        self.class_weights = class_weights
+        self.averaged = AveragedWeights(discriminator, ema) if ema else None
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_labelled_loss", "labelled_accuracy")}
 
@@ -166,10 +199,12 @@ class Supervised(keras.Model):
         labelled, labels = data
         with tf.GradientTape() as tape:
             logits, _ = self.discriminator(labelled, training=True)
-            loss = _class_loss(labels, logits)
+            loss = _class_loss(labels, logits, self.class_weights)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
                                              strict=True))
+        if self.averaged is not None:
+            self.averaged.update()
         self.trackers["d_labelled_loss"].update_state(loss)
         self.trackers["labelled_accuracy"].update_state(_accuracy(labels, logits))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
