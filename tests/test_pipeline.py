@@ -437,7 +437,8 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert (small.labelled_windows < full.labelled_windows.iloc[0]).all()
     report = (reports / "label_efficiency.md").read_text()
     assert "SSGAN minus its supervised twin" in report and "| spatial | 0.5 |" in report
-    assert "Spatial versus random split" in report
+    assert "Spatial versus random split" in report and "The answer in numbers" in report
+    assert "- SSGAN vs supervised twin, spatial split, f1: " in report
     assert (reports / "label_efficiency.png").stat().st_size > 10_000
     client = MlflowClient(pipeline["store"])
     parent = client.search_runs(

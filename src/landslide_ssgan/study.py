@@ -177,6 +177,7 @@ def report(results: pd.DataFrame, cfg: Params, seconds: float) -> str:
              f"{seconds / 60:.1f} min (`landslide study`, reports/label_efficiency.csv holds "
              "every run).", "",
              "![test scores against labelled windows](label_efficiency.png)", "",
+             "## The answer in numbers", "", *answer(results), "",
              "## Test scores (mean ± standard deviation over seeds)", "",
              "| split | budget | labelled windows | model | F1 | kappa | MIoU |",
              "|---|---|---|---|---|---|---|"]
@@ -200,6 +201,35 @@ def report(results: pd.DataFrame, cfg: Params, seconds: float) -> str:
     lines += ["", "## Spatial versus random split (mean test F1)", "",
               *_split_lines(results)]
     return "\n".join(lines) + "\n"
+
+
+def _readings(results: pd.DataFrame, a: str, b: str, split: str, metric: str) -> str:
+    """Budgets grouped by what the paired interval says about a - b."""
+    table = budgets.paired_difference(results[results.split == split], metric, a, b)
+    groups: dict[str, list[str]] = {}
+    for row in table.itertuples():
+        groups.setdefault(_verdict(row.low, row.high).replace("SSGAN", a), []).append(
+            f"{row.budget:g} ({row.mean:+.3f})")
+    return "; ".join(f"{verdict} at {', '.join(found)}" for verdict, found in groups.items())
+
+
+def answer(results: pd.DataFrame) -> list[str]:
+    """One line per question, from the paired 95 % intervals (budget: mean difference)."""
+    lines = []
+    for split in [s for s in ("spatial", "random") if s in set(results.split)]:
+        for metric in ("f1", "kappa"):
+            if {"ssgan", "baseline"} <= set(results.model):
+                lines.append(f"- SSGAN vs supervised twin, {split} split, {metric}: "
+                             + _readings(results, "ssgan", "baseline", split, metric) + ".")
+    for variant in sorted(m for m in set(results.model) if m.startswith("ssgan+")):
+        lines.append(f"- {variant} vs SSGAN, spatial split, f1: "
+                     + _readings(results, variant, "ssgan", "spatial", "f1") + ".")
+    if {"spatial", "random"} <= set(results.split):
+        gain = (results.groupby(["model", "budget", "split"])["f1"].mean()
+                .unstack("split").eval("random - spatial").dropna())
+        lines.append(f"- The random split raises mean test F1 by {gain.min():+.3f} to "
+                     f"{gain.max():+.3f} over the spatial split (model by budget).")
+    return lines
 
 
 def _split_lines(results: pd.DataFrame) -> list[str]:
