@@ -450,3 +450,24 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert len(children) == len(rows)
     assert {c.data.tags["budget"] for c in children} == {"0.5", "1.0"}
     assert all("test_f1" in c.data.metrics for c in children)
+
+
+def test_map_on_a_local_dask_cluster_writes_the_same_rasters(pipeline: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    import rasterio
+
+    folder = Path(pipeline["raw"]["paths"]["models"]) / "joint" / "ssgan"
+    outputs = {}
+    for name, extra in (("single", []), ("dask", ["--dask", "--workers", "2"])):
+        raw = json.loads(json.dumps(pipeline["raw"]))
+        raw["paths"]["maps"] = str(tmp_path / name / "maps")
+        raw["paths"]["reports"] = str(tmp_path / name / "reports")
+        params = write_params(raw, tmp_path / f"{name}.yaml")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+            result = runner.invoke(app, ["map", "--params", str(params), "--model-uri",
+                                         str(folder), *extra])
+        assert result.exit_code == 0, (result.output, repr(result.exception))
+        with rasterio.open(tmp_path / name / "maps" / "landslide_probability.tif") as src:
+            outputs[name] = src.read(1)
+    np.testing.assert_array_equal(outputs["dask"], outputs["single"])
