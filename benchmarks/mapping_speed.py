@@ -35,10 +35,10 @@ from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.blocks import (  # noqa: E402
     blocks_of,
     read_block,
-    read_map,
     stack_grid,
     write_cog_from_blocks,
 )
+from landslide_ssgan.data.stack import read_single_band  # noqa: E402
 from landslide_ssgan.mapping import WindowModel, map_probability  # noqa: E402
 
 PAPER_PIXELS = 4314 * 7210
@@ -80,7 +80,7 @@ def child(stack: str, folder: str, block_size: int) -> None:
                                                                blocks), "float32",
                               float("nan"), "p")
         inference = rss_mib()
-        probability, grid = read_map(Path(tmp) / "p.tif")
+        probability, grid = read_single_band(Path(tmp) / "p.tif")
         found = bodies.landslide_bodies(probability, cfg.map, grid.resolution ** 2)
         print(json.dumps({"inference_mib": inference, "with_bodies_mib": rss_mib(),
                           "pixels": grid.width * grid.height, "seconds": run.seconds,

@@ -15,7 +15,6 @@ function from the same inputs.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -35,6 +34,8 @@ from keras import layers
 from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.files import file_digest
+from landslide_ssgan.models.ssgan import landslide_probability
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 
@@ -109,10 +110,10 @@ def exact_dense_twin(model: keras.Model, seed: int = 0) -> keras.Model | None:
 
 
 def probability_of(logits: np.ndarray) -> np.ndarray:
-    """P(landslide | real) from logits (..., 2) or (..., 3): softmax over the two real classes
-    (the SSGAN's third, "generated", output plays no part)."""
-    real = logits[..., :2].astype(np.float64)
-    return (1.0 / (1.0 + np.exp(real[..., 0] - real[..., 1]))).astype(np.float32)
+    """P(landslide | real) from logits of any leading shape (..., K): the model's own
+    `landslide_probability`, applied to a map of logits."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    return np.asarray(landslide_probability(flat), np.float32).reshape(logits.shape[:-1])
 
 
 # --- a trained model, ready to map ------------------------------------------------------
@@ -174,10 +175,8 @@ class WindowModel:
 
 def model_digest(folder: str | Path) -> str:
     """Identifies a model by its files: a different model never resumes another's map."""
-    digest = hashlib.md5()
-    for name in ("discriminator.keras", "normalisation.json"):
-        digest.update((Path(folder) / name).read_bytes())
-    return digest.hexdigest()
+    return "".join(file_digest(Path(folder) / name)
+                   for name in ("discriminator.keras", "normalisation.json"))
 
 
 # --- block store: finished blocks on disk, for resumption -------------------------------

@@ -6,7 +6,6 @@ tracking URI is chosen by `use_tracking_store`, called by the commands that log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from landslide_ssgan.errors import LandslideError
+from landslide_ssgan.files import file_digest
 from landslide_ssgan.models.ssgan import landslide_probability
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -58,15 +58,6 @@ def use_tracking_store(default: str, experiment: str) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     return uri
-
-
-def file_digest(path: str | Path) -> str:
-    """The MD5 of a file: the same hash DVC records for it in dvc.lock."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def log_dataset_inputs(paths: dict[str, str]) -> dict[str, str]:

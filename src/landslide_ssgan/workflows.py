@@ -30,15 +30,14 @@ from landslide_ssgan.data.blocks import (
     Block,
     body_polygons,
     read_decimated,
-    read_map,
     write_cog_from_blocks,
     write_geopackage,
 )
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
-from landslide_ssgan.data.stack import read_stack
+from landslide_ssgan.data.stack import read_single_band, read_stack
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.files import write_json, write_text
+from landslide_ssgan.files import file_digest, write_json, write_text
 from landslide_ssgan.metrics import METRIC_NAMES, evaluate_probabilities
 from landslide_ssgan.training import (
     ModelKind,
@@ -119,8 +118,8 @@ def _resumable_run(kind: ModelKind, cfg: Params, backup: Path) -> str:
 
 def data_digest(cfg: Params) -> str:
     """Identifies the data a model saw: the DVC hashes of the samples and the stack."""
-    return _digest_of(tracking.file_digest(cfg.paths.samples),
-                      tracking.file_digest(cfg.paths.stack))
+    return _digest_of(file_digest(cfg.paths.samples),
+                      file_digest(cfg.paths.stack))
 
 
 def _digest_of(samples_md5: str, stack_md5: str) -> str:
@@ -533,7 +532,7 @@ def _map_with(cfg: Params, folder: Path, prefix: str, client: Any,
     outputs = map_outputs(maps, prefix)
     write_cog_from_blocks(outputs["probability"], run.grid, ((b, store.load(b)) for b in blocks),
                           "float32", float("nan"), "landslide_probability")
-    probability, grid = read_map(outputs["probability"])
+    probability, grid = read_single_band(outputs["probability"])
     found = bodies.landslide_bodies(probability, cfg.map, grid.resolution ** 2)
     whole = Block(0, 0, 0, grid.height, grid.width)
     write_cog_from_blocks(outputs["class"], grid,

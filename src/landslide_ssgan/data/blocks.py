@@ -24,6 +24,7 @@ from shapely.ops import unary_union
 
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.layers import require_file
+from landslide_ssgan.data.stack import geotiff_profile
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -85,13 +86,6 @@ def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
                         resampling=rasterio.enums.Resampling[resampling]).astype(np.float32)
 
 
-def _profile(grid: Grid, dtype: str, nodata: float | int, block: int = 256) -> dict:
-    return {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1,
-            "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
-            "tiled": True, "blockxsize": block, "blockysize": block, "compress": "deflate",
-            "BIGTIFF": "IF_SAFER"}
-
-
 def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[Block,
                           np.ndarray]], dtype: str, nodata: float | int,
                           description: str) -> None:
@@ -100,7 +94,7 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
     path = Path(path)
     staging = path.with_name(f".{path.stem}.staging-{os.getpid()}.tif")
     try:
-        with rasterio.open(staging, "w", **_profile(grid, dtype, nodata)) as dst:
+        with rasterio.open(staging, "w", **geotiff_profile(grid, 1, dtype, nodata)) as dst:
             for block, values in blocks:
                 dst.write(values.astype(dtype), 1, window=Window(
                     block.col, block.row, block.width, block.height))  # type: ignore[call-arg]
@@ -111,12 +105,6 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
                                  else "nearest", blocksize=256, bigtiff="IF_SAFER")
     finally:
         staging.unlink(missing_ok=True)
-
-
-def read_map(path: str | Path) -> tuple[np.ndarray, Grid]:
-    with rasterio.open(require_file(path)) as src:
-        values = src.read(1)
-        return values, Grid(src.crs, src.transform, src.width, src.height)
 
 
 def is_cog(path: str | Path) -> bool:

@@ -163,7 +163,8 @@ def _derive(layer: LayerConfig, source: Bands, grid: Grid) -> Bands:
 # --- files ------------------------------------------------------------------------------
 
 
-def _profile(grid: Grid, count: int, dtype: str, nodata: float | int) -> dict:
+def geotiff_profile(grid: Grid, count: int, dtype: str, nodata: float | int) -> dict:
+    """Tiled (256), deflate-compressed GeoTIFF with a predictor: every raster we write."""
     return {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
         "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
@@ -174,7 +175,7 @@ def _profile(grid: Grid, count: int, dtype: str, nodata: float | int) -> dict:
 
 def write_stack(stack: Stack, path: str | Path) -> None:
     with atomic_path(path) as tmp, rasterio.open(
-        tmp, "w", **_profile(stack.grid, len(stack.bands), "float32", float("nan"))
+        tmp, "w", **geotiff_profile(stack.grid, len(stack.bands), "float32", float("nan"))
     ) as dst:
         for i, band in enumerate(stack.bands, start=1):
             dst.write(stack.data[i - 1], i)
@@ -201,7 +202,7 @@ def read_stack(path: str | Path) -> Stack:
 def write_single_band(array: np.ndarray, grid: Grid, path: str | Path, nodata: int,
                       description: str) -> None:
     with atomic_path(path) as tmp, rasterio.open(
-        tmp, "w", **_profile(grid, 1, array.dtype.name, nodata)
+        tmp, "w", **geotiff_profile(grid, 1, array.dtype.name, nodata)
     ) as dst:
         dst.write(array, 1)
         dst.set_band_description(1, description)
