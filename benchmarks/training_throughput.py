@@ -13,17 +13,19 @@ The input pipeline must be far faster than either model, or it is the bottleneck
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.training import (  # noqa: E402
-    build_model,
+    load_window_source,
     seed_everything,
+    train_network,
     training_dataset,
 )
-from landslide_ssgan.workflows import load_window_source  # noqa: E402
 
 
 def timed(func) -> float:  # type: ignore[no-untyped-def]
@@ -35,7 +37,8 @@ def timed(func) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     cfg = load_params("params.yaml")
     seed_everything(cfg.seed)
-    source = load_window_source(cfg)
+    source = load_window_source(cfg.paths.stack, cfg.paths.samples, cfg.paths.norm,
+                                cfg.features.set, cfg.sample.window)
     labelled = len(source.samples.of("train"))
     batch = cfg.train.batch_size
 
@@ -45,9 +48,10 @@ def main() -> None:
 
     epoch_s = {}
     for kind in ("baseline", "ssgan"):
-        model = build_model(kind, cfg.train, source, cfg.seed)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory() as tmp:  # one epoch of the real recipe: warm-up
+            model = train_network(kind, cfg.train, source, cfg.seed,  # type: ignore[arg-type]
+                                  workdir=Path(tmp), epochs=1).model
         ds = training_dataset(kind, source, batch, cfg.seed)  # type: ignore[arg-type]
-        model.fit(ds, epochs=1, verbose=0, shuffle=False)  # trace and warm up
         epoch_s[kind] = min(timed(lambda m=model, d=ds: m.fit(d, epochs=1, verbose=0,
                                                               shuffle=False))
                             for _ in range(3))

@@ -147,3 +147,26 @@ def _assert_refused(result: Any, names: str, message: str) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and names in lines[0] and message in lines[0], lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw["train"].update(epocs=3),
+     "params.yaml: train.epocs is not a setting (did you mean train.epochs?)"),
+    (lambda raw: raw.update(trian=raw.pop("train")),
+     "params.yaml: trian is not a setting (did you mean train?)"),
+])
+def test_a_misspelt_key_stops_the_command(params_dict: dict[str, Any], tmp_path: Path,
+                                          edit: Callable, message: str) -> None:
+    edit(params_dict)
+    result = runner.invoke(app, ["train", "ssgan", "--params",
+                                 str(write_params(params_dict, tmp_path / "params.yaml"))])
+    _assert_refused(result, "params.yaml", message)
+    assert not Path(params_dict["paths"]["models"]).exists()
+
+
+def test_an_unknown_model_or_feature_set_is_refused_by_the_command_line(
+        params_dict: dict[str, Any], tmp_path: Path) -> None:
+    params = str(write_params(params_dict, tmp_path / "params.yaml"))
+    for args in (["train", "gan"], ["train", "ssgan", "--feature-set", "all"]):
+        result = runner.invoke(app, [*args, "--params", params])
+        assert result.exit_code == 2 and "Invalid value" in result.output, result.output

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from landslide_ssgan.config import load_params, parse_params
+from landslide_ssgan.config import load_params, override, parse_params
 from landslide_ssgan.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +32,19 @@ def test_the_committed_params_are_valid() -> None:
     (("sample", "window"), 15, "sample.window: 15 must be 13, 19, 25"),
     (("sample", "split", "train"), 1.5, "sample.split.train: 1.5 is out of range"),
     (("sample", "split", "method"), "blocks", "sample.split.method: 'blocks' is not one of"),
-    (("prepare", "grid", "resolution"), -10, "prepare.grid.resolution: -10.0 must be in"),
+    (("prepare", "grid", "resolution"), -10,
+     "prepare.grid.resolution: -10.0 is out of range (0.0, 10000.0]"),
     (("prepare", "grid", "resolution"), True, "prepare.grid.resolution: expected float"),
     (("prepare", "layers", "slope", "source"), "dem", "slope.source: 'dem' is not a layer"),
     (("prepare", "layers", "landuse", "kind"), "raster", "landuse.kind: 'raster' is not one"),
     (("features", "set"), "all", "features.set: 'all' is not one of"),
-    (("seed",), 1.5, "params.seed: expected int"),
+    (("seed",), 1.5, "seed: expected int"),
+    (("train", "d_widths"), [8], "train.d_widths: expected a list of 2"),
+    (("train", "loss_weights", "unlabelled"), -1, "train.loss_weights.unlabelled: -1.0 is out"),
+    (("map", "connectivity"), 6, "map.connectivity: 6 is not one of 4, 8"),
+    (("study", "models"), ["ssgan", "unet"], "study.models[1]: 'unet' is not one of"),
+    (("tune", "space", "batch_size"), {"choices": [0, 64]},
+     "tune.space.batch_size: 0 is out of range [1, inf]"),
     (("sample", "split", "block_size"), 10, "block_size: 10 must be at least twice"),
 ])
 def test_bad_values_name_their_key(path: tuple[str, ...], value: Any, message: str) -> None:
@@ -69,3 +76,48 @@ def test_config_is_frozen() -> None:
     params = load_params(ROOT / "params.yaml")
     with pytest.raises(AttributeError):
         params.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw["train"].update(epocs=3),
+     "train.epocs is not a setting (did you mean train.epochs?)"),
+    (lambda raw: raw.update(trian=raw.pop("train")),
+     "trian is not a setting (did you mean train?)"),
+    (lambda raw: raw["tune"]["space"].update(lr_dd={"low": 0.001, "high": 0.01}),
+     "tune.space.lr_dd is not a setting (did you mean tune.space.lr_d?)"),
+    (lambda raw: raw["tune"]["space"].update(w_unlabelled={"low": 0.5, "high": 2.0}),
+     "tune.space.w_unlabelled is not a setting (did you mean "
+     "tune.space.loss_weights.unlabelled?)"),
+    (lambda raw: raw["tune"]["space"]["lr_d"].update(hihg=0.1),
+     "tune.space.lr_d.hihg is not a setting (did you mean tune.space.lr_d.high?)"),
+    (lambda raw: raw["study"]["variants"].update(big={"loss_weights": {"unlabeled": 2.0}}),
+     "study.variants.big.loss_weights.unlabeled is not a setting (did you mean "
+     "study.variants.big.loss_weights.unlabelled?)"),
+    (lambda raw: raw["prepare"]["layers"]["sentinel2"].update(band=["B4"]),
+     "prepare.layers.sentinel2.band is not a setting (did you mean "
+     "prepare.layers.sentinel2.bands?)"),
+    (lambda raw: raw["paths"].update(mdoels="x"),
+     "paths.mdoels is not a setting (did you mean paths.models?)"),
+])
+def test_an_unknown_key_is_named_with_the_closest_valid_one(edit: Any, message: str) -> None:
+    raw = copy.deepcopy(_raw())
+    edit(raw)
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value) == message
+
+
+def test_names_are_the_params_yaml_names() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert params.train.loss_weights.unlabelled == 1.0
+    assert "loss_weights.unlabelled" in params.tune.space
+    assert params.prepare.inventory.layer == "inventory"
+
+
+def test_override_checks_changes_like_params_yaml() -> None:
+    train = load_params(ROOT / "params.yaml").train
+    changed = override(train, {"loss_weights": {"generated": 0.5}, "ema": 0.9})
+    assert changed.loss_weights.generated == 0.5 and changed.ema == 0.9
+    assert changed.loss_weights.labelled == train.loss_weights.labelled
+    with pytest.raises(ConfigError, match=r"^x.ema: 2.0 is out of range \[0.0, 0.9999\]$"):
+        override(train, {"ema": 2.0}, "x")

@@ -19,10 +19,16 @@ from landslide_ssgan.cli import app
 from landslide_ssgan.config import parse_params
 from landslide_ssgan.data.windows import cut_windows
 from landslide_ssgan.models.ssgan import landslide_probability
-from landslide_ssgan.workflows import load_window_source
+from landslide_ssgan.training import WindowSource, load_window_source
 from tests.conftest import write_params
 
 runner = CliRunner()
+
+
+def _source(cfg: Any) -> WindowSource:
+    paths = cfg.paths
+    return load_window_source(paths.stack, paths.samples, paths.norm, cfg.features.set,
+                              cfg.sample.window)
 TINY = {"epochs": 2, "batch_size": 32, "latent_dim": 8, "d_widths": [4, 8], "d_hidden": 8,
         "g_width": 8, "image_every": 1}
 
@@ -112,7 +118,7 @@ def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) ->
     folder = Path(raw["paths"]["models"]) / "joint" / "ssgan"
     model_uri = json.loads((folder / "run.json").read_text())["model_uri"]
     cfg = parse_params(raw)
-    source = load_window_source(cfg)
+    source = _source(cfg)
     rows, cols, _ = source.part("test")
     normalised = cut_windows(source.image, rows, cols, source.window)
     raw_windows = normalised * source.std + source.mean  # back to the stack's own units
@@ -184,67 +190,75 @@ def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) 
     assert champion["promoted"] and champion["version"] == "1"
     model = mlflow.pyfunc.load_model(f"models:/{raw['registry']['model_name']}@champion")
     cfg = parse_params(raw)
-    source = load_window_source(cfg)
+    source = _source(cfg)
     rows, cols, _ = source.part("val")
     windows = cut_windows(source.image, rows, cols, source.window) * source.std + source.mean
     probability = model.predict(windows.astype(np.float32))
     assert probability.shape == (len(rows),) and ((probability >= 0) & (probability <= 1)).all()
 
 
-def _constant_model(tmp: Path, channels: int, landslide: bool) -> Path:
-    """A discriminator that calls every window stable (F1 0) or every window a landslide."""
+def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
+    """A model folder whose discriminator calls every window stable (F1 0) or every window a
+    landslide."""
+    from landslide_ssgan.models import bundle
     from landslide_ssgan.models.discriminator import build_discriminator
 
-    model = build_discriminator(13, channels, (2, 2), 2, 0.0, 0.2, outputs=3)
+    model = build_discriminator(13, len(source.bands), (2, 2), 2, 0.0, 0.2, outputs=3)
     head = model.get_layer("logits")
     kernel, _ = head.get_weights()
     head.set_weights([np.zeros_like(kernel), np.array([-5.0, 5.0, 0.0] if landslide
                                                       else [5.0, -5.0, 0.0], "float32")])
-    path = tmp / f"{'slide' if landslide else 'stable'}.keras"
-    model.save(path)
-    return path
+    folder = tmp / f"{'slide' if landslide else 'stable'}"
+    bundle.save_network(folder, model, source.normalisation)
+    return folder
 
 
 def test_promotion_moves_the_alias_only_for_a_better_model(
         pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from landslide_ssgan import tracking, workflows
+    from landslide_ssgan import serving, tracking
+    from landslide_ssgan.stages import register
 
     store = f"sqlite:///{tmp_path / 'registry.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)
     cfg = parse_params(pipeline["raw"])
     tracking.use_tracking_store(store, cfg.tracking.experiment)
-    source = load_window_source(cfg)
-    spec = workflows._normalisation_spec(source)
-    digest = workflows.data_digest(cfg)
+    source = _source(cfg)
+    digest = tracking.data_digest(cfg.paths.samples, cfg.paths.stack)
+    paths = cfg.paths
+
+    def register_champion() -> dict[str, Any]:
+        return register.run(cfg.registry, feature_set=cfg.features.set,
+                            threshold=cfg.train.threshold, window=cfg.sample.window,
+                            experiment=cfg.tracking.experiment, stack=paths.stack,
+                            samples=paths.samples, norm=paths.norm, reports=paths.reports)
 
     def candidate(landslide: bool, logged_f1: float) -> None:
         with mlflow.start_run():
-            uri = tracking.log_window_model(_constant_model(tmp_path, len(source.bands),
-                                                            landslide), spec, tmp_path, [])
+            uri = serving.log_window_model(_constant_model(tmp_path, source, landslide), [])
             mlflow.set_tags({"model": "ssgan", "feature_set": cfg.features.set,
                              "data_digest": digest, "model_uri": uri})
             mlflow.log_metrics({"val_f1": logged_f1, "val_kappa": 0.0})
 
     candidate(landslide=False, logged_f1=0.90)  # first model: nothing to beat
-    first = workflows.register_champion(cfg)
+    first = register_champion()
     assert first["promoted"] and first["version"] == "1"
     assert first["candidate"]["val_f1"] == 0.0  # re-scored on validation windows, not trusted
 
     candidate(landslide=True, logged_f1=0.95)  # really better on the validation windows
-    second = workflows.register_champion(cfg)
+    second = register_champion()
     assert second["promoted"] and second["version"] == "2"
     assert second["candidate"]["val_f1"] > 0.5
 
     candidate(landslide=False, logged_f1=0.99)  # claims more, is worse: registered, not promoted
-    third = workflows.register_champion(cfg)
+    third = register_champion()
     assert not third["promoted"] and third["version"] == "2"
     assert third["candidate"]["version"] == "3"
     alias = mlflow.tracking.MlflowClient().get_model_version_by_alias(cfg.registry.model_name,
                                                                      cfg.registry.alias)
     assert str(alias.version) == "2"
 
-    again = workflows.register_champion(cfg)  # the same best run is not registered twice
+    again = register_champion()  # the same best run is not registered twice
     assert again["candidate"]["version"] == "3"
 
 
@@ -266,7 +280,7 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
 
     raw = pipeline["raw"]
     cfg = parse_params(raw)
-    source = load_window_source(cfg)
+    source = _source(cfg)
     rows, cols, _ = source.part("test")
     windows = (cut_windows(source.image, rows[:8], cols[:8], source.window) * source.std
                + source.mean).astype(np.float32)

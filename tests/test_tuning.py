@@ -27,8 +27,11 @@ def test_suggestions_stay_in_the_declared_space(crop_params: Params, tmp_path) -
     assert values["batch_size"] in space["batch_size"]["choices"]
     train = apply(crop_params.train, values, epochs=3)
     assert train.epochs == 3 and train.lr_d == values["lr_d"]
-    with pytest.raises(ConfigError, match="not train settings"):
+    with pytest.raises(ConfigError, match="tune.space.bogus is not a setting"):
         apply(crop_params.train, {"bogus": 1}, epochs=3)
+    nested = apply(crop_params.train, {"loss_weights.unlabelled": 0.5}, epochs=3)
+    assert nested.loss_weights.unlabelled == 0.5
+    assert nested.loss_weights.generated == crop_params.train.loss_weights.generated
 
 
 def test_pruner_stops_a_trial_whose_validation_f1_lags(crop_params: Params, tmp_path) -> None:

@@ -1,7 +1,9 @@
 """The `landslide` command: one sub-command per DVC stage (stage name = command name).
 
-Each command loads params.yaml, calls the core and writes its outputs; a user error (bad
-setting, bad input file) is one line on stderr and exit code 2, never a stack trace.
+Each command loads params.yaml (and, where it logs, opens the tracking store) through
+`_params`, calls its stage's `run` in `landslide_ssgan.stages` and prints one line of result.
+A user error (bad setting, bad input file) is one line on stderr and exit code 2, never a
+stack trace.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from landslide_ssgan.errors import LandslideError
+
+if TYPE_CHECKING:
+    from landslide_ssgan.config import Params
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ chatter off stderr
 
@@ -29,6 +35,18 @@ app = typer.Typer(
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Model(StrEnum):
+    ssgan = "ssgan"
+    baseline = "baseline"
+    forest = "forest"
+
+
+class FeatureSetChoice(StrEnum):
+    factors = "factors"
+    optical = "optical"
+    joint = "joint"
 
 
 def stage(func: F) -> F:
@@ -45,30 +63,38 @@ def stage(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _params(path: Path) -> Params:
+    """params.yaml, validated."""
+    from landslide_ssgan.config import load_params
+
+    return load_params(path)
+
+
+def _tracked_params(path: Path) -> Params:
+    """params.yaml, with MLflow pointed at the project's tracking store (MLFLOW_TRACKING_URI
+    or tracking.default_uri) and experiment: for the stages that log runs."""
+    from landslide_ssgan import tracking
+
+    cfg = _params(path)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    return cfg
+
+
 @app.command()
 @stage
 def prepare(params: ParamsOption = Path("params.yaml")) -> None:
     """Build the aligned stack on the metric reference grid (every layer resampled, slope,
     aspect, NDVI and distances derived, classes one-hot encoded), rasterise the inventory to
     labels, and write reports/prepare.json and a preview of every layer."""
-    from landslide_ssgan import plots, reporting
-    from landslide_ssgan.config import load_params
-    from landslide_ssgan.data.inventory import rasterize_inventory
-    from landslide_ssgan.data.stack import build_stack, write_single_band, write_stack
-    from landslide_ssgan.files import write_json
+    from landslide_ssgan.stages import prepare as stage_module
 
-    cfg = load_params(params)
-    stack = build_stack(cfg.prepare)
-    labels, ids = rasterize_inventory(cfg.prepare.inventory, stack.grid)
-    summary = reporting.prepare_summary(stack, labels, ids)
-    write_stack(stack, cfg.paths.stack)
-    write_single_band(labels, stack.grid, cfg.paths.labels, 255, "label")
-    write_single_band(ids, stack.grid, cfg.paths.inventory_ids, 0, "landslide_id")
-    reports = Path(cfg.paths.reports)
-    write_json(reports / "prepare.json", summary)
-    plots.stack_preview(stack, labels, reports / "prepare_layers.png")
-    typer.echo(f"stack {stack.data.shape[0]} bands x {stack.grid.height} x {stack.grid.width}, "
-               f"{summary['valid_fraction']:.1%} valid -> {cfg.paths.stack}")
+    cfg = _params(params)
+    paths = cfg.paths
+    summary = stage_module.run(cfg.prepare, stack=paths.stack, labels=paths.labels,
+                               inventory_ids=paths.inventory_ids, reports=paths.reports)
+    grid = summary["grid"]
+    typer.echo(f"stack {len(summary['bands'])} bands x {grid['height']} x {grid['width']}, "
+               f"{summary['valid_fraction']:.1%} valid -> {paths.stack}")
 
 
 @app.command()
@@ -77,82 +103,15 @@ def sample(params: ParamsOption = Path("params.yaml")) -> None:
     """Draw the window centres of the landslide, stable and unlabelled sets, split them into
     train / validation / test (spatially separated by default), and compute the per-band
     normalisation from training pixels only. Writes index files, not windows."""
-    from landslide_ssgan import plots, reporting
-    from landslide_ssgan.config import load_params
-    from landslide_ssgan.data.normalisation import Normalisation
-    from landslide_ssgan.data.sampling import draw_samples, training_statistics, write_samples
-    from landslide_ssgan.data.stack import read_single_band, read_stack
-    from landslide_ssgan.files import write_json
+    from landslide_ssgan.stages import sample as stage_module
 
-    cfg = load_params(params)
-    stack = read_stack(cfg.paths.stack)
-    labels, _ = read_single_band(cfg.paths.labels)
-    ids, _ = read_single_band(cfg.paths.inventory_ids)
-    samples = draw_samples(labels, ids, stack.valid, cfg.sample, cfg.seed)
-    mean, std = training_statistics(stack.data, samples, cfg.sample.window)
-    summary = reporting.sample_summary(samples, labels.shape, cfg.sample.window,
-                                       cfg.sample.split.method)
-    write_samples(samples, cfg.paths.samples)
-    Normalisation(stack.grid.band_names, mean, std).save(cfg.paths.norm)
-    reports = Path(cfg.paths.reports)
-    write_json(reports / "sample.json", summary)
-    table = samples.table
-    plots.split_preview(labels.shape, table.row.to_numpy(), table.col.to_numpy(),
-                        table.split.to_numpy(), stack.valid, reports / "sample_split.png")
-    typer.echo(f"{len(table)} windows; test/train shared pixels: "
-               f"{summary['shared_window_pixels']['test_train']} -> {cfg.paths.samples}")
-
-
-@app.command()
-@stage
-def train(
-    model: Annotated[str, typer.Argument(help="Which model: ssgan, baseline or forest.")],
-    feature_set: Annotated[str | None, typer.Option(
-        help="factors, optical or joint; default: features.set of params.yaml.")] = None,
-    params: ParamsOption = Path("params.yaml"),
-) -> None:
-    """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
-    windows), the supervised baseline (same discriminator, two outputs, labels only) or the
-    random forest on window features; log the run to MLflow (params, data hashes, per-epoch
-    loss components and validation scores, generator images, the model) and save it under
-    models/<feature set>/<model>/. An interrupted network training resumes from its last
-    finished epoch."""
-    from dataclasses import replace
-
-    from landslide_ssgan import tracking, workflows
-    from landslide_ssgan.config import load_params
-    from landslide_ssgan.errors import ConfigError
-
-    if model not in ("ssgan", "baseline", "forest"):
-        raise ConfigError(f"model: {model!r} is not one of ssgan, baseline, forest")
-    if feature_set not in (None, "factors", "optical", "joint"):
-        raise ConfigError(f"--feature-set: {feature_set!r} is not one of factors, optical, joint")
-    cfg = load_params(params)
-    chosen = feature_set or cfg.features.set
-    cfg = replace(cfg, features=replace(cfg.features, set=chosen))  # type: ignore[arg-type]
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    out = (workflows.train_forest_and_log(cfg) if model == "forest"
-           else workflows.train_and_log(model, cfg))  # type: ignore[arg-type]
-    typer.echo(f"{model} on {cfg.features.set} trained -> {out}")
-
-
-@app.command()
-@stage
-def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
-    """Score every trained model (SSGAN, baseline, forest) of every feature set on the test
-    windows (precision, recall, F1, kappa, MIoU, accuracy, confusion matrix); write
-    reports/metrics.json, evaluation.md, feature_sets.md and the loss curves, and add the test
-    metrics to each model's MLflow run."""
-    from landslide_ssgan import tracking, workflows
-    from landslide_ssgan.config import load_params
-
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    results = workflows.evaluate_and_log(cfg)
-    for feature_set, rows in results.items():
-        for kind, row in rows.items():
-            typer.echo(f"{feature_set:8s} {kind:9s} F1 {row['f1']:.3f}  "
-                       f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}")
+    cfg = _params(params)
+    paths = cfg.paths
+    summary = stage_module.run(cfg.sample, seed=cfg.seed, stack=paths.stack, labels=paths.labels,
+                               inventory_ids=paths.inventory_ids, samples=paths.samples,
+                               norm=paths.norm, reports=paths.reports)
+    typer.echo(f"{summary['windows']} windows; test/train shared pixels: "
+               f"{summary['shared_window_pixels']['test_train']} -> {paths.samples}")
 
 
 @app.command()
@@ -162,14 +121,60 @@ def factors(params: ParamsOption = Path("params.yaml")) -> None:
     one-hot factors), random-forest importance by out-of-bag permutation beside the impurity
     importance, on the labelled training pixels. Writes reports/factors.json and two charts
     and logs them to an MLflow run."""
-    from landslide_ssgan import tracking, workflows
-    from landslide_ssgan.config import load_params
+    from landslide_ssgan.stages import factors as stage_module
 
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    summary = workflows.factor_analysis(cfg)
+    cfg = _tracked_params(params)
+    summary = stage_module.run(cfg.factors, seed=cfg.seed, stack=cfg.paths.stack,
+                               samples=cfg.paths.samples, reports=cfg.paths.reports)
     top = ", ".join(summary["ranking"][:3])
     typer.echo(f"most important: {top}; collinear (VIF > 10): {summary['collinear'] or 'none'}")
+
+
+@app.command()
+@stage
+def train(
+    model: Annotated[Model, typer.Argument(help="Which model.")],
+    feature_set: Annotated[FeatureSetChoice | None, typer.Option(
+        help="Which bands; default: features.set of params.yaml.")] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
+    windows), the supervised baseline (same discriminator, two outputs, labels only) or the
+    random forest on window features; log the run to MLflow (params, data hashes, per-epoch
+    loss components and validation scores, generator images, the model) and save it under
+    models/<feature set>/<model>/. An interrupted network training resumes from its last
+    finished epoch."""
+    from landslide_ssgan.stages import train as stage_module
+
+    cfg = _tracked_params(params)
+    chosen = feature_set.value if feature_set else cfg.features.set
+    paths = cfg.paths
+    out = stage_module.run(model.value, chosen, seed=cfg.seed, train=cfg.train,
+                           rgb=cfg.features.rgb, window=cfg.sample.window,
+                           split_method=cfg.sample.split.method, stack=paths.stack,
+                           samples=paths.samples, norm=paths.norm, models=paths.models)
+    typer.echo(f"{model.value} on {chosen} trained -> {out}")
+
+
+@app.command()
+@stage
+def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
+    """Score every trained model (SSGAN, baseline, forest) of every feature set on the test
+    windows (precision, recall, F1, kappa, MIoU, accuracy, confusion matrix); write
+    reports/metrics.json, evaluation.md, feature_sets.md and the loss curves, and add the test
+    metrics to each model's MLflow run."""
+    from landslide_ssgan.stages import evaluate as stage_module
+
+    cfg = _tracked_params(params)
+    paths = cfg.paths
+    results = stage_module.run(
+        cfg.evaluate.feature_sets, main_set=cfg.features.set, threshold=cfg.train.threshold,
+        window=cfg.sample.window, split_method=cfg.sample.split.method, stack=paths.stack,
+        samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports)
+    for feature_set, rows in results.items():
+        for kind, row in rows.items():
+            typer.echo(f"{feature_set:8s} {kind:9s} F1 {row['f1']:.3f}  "
+                       f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}")
 
 
 @app.command()
@@ -187,29 +192,21 @@ def tune(
     nested under the study's run; a stopped study resumes, and workers (here or on other
     machines with the same --storage) share its trial budget. Writes reports/best_params.yaml,
     tune.json and Optuna's history and importance plots; never rewrites params.yaml."""
-    import subprocess
-    import sys
+    from landslide_ssgan.stages import tune as stage_module
 
-    from landslide_ssgan import tracking, tuning, workflows
-    from landslide_ssgan.config import load_params
-
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    url = storage or cfg.tune.storage
-    tuning.open_storage(cfg.tune, url)  # creates the study once, before any worker races
-    parent = parent_run or workflows.study_parent_run(cfg, url)
-    helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
-                                 "--params", str(params), "--storage", url, "--workers", "1",
-                                 "--parent-run", parent]) for _ in range(workers - 1)]
-    workflows.tune_trials(cfg, url, parent)
-    failed = [p.args for p in helpers if p.wait() != 0]
-    if parent_run is not None:
-        return  # a helper worker: the process that started it writes the reports
-    summary = workflows.report_study(cfg, url, parent)
-    typer.echo(f"best trial {summary['best_trial']}: validation F1 "
-               f"{summary['best_val_f1']:.3f} ({summary['finished_trials']} finished, "
-               f"{summary['pruned_trials']} pruned)" + (f"; {len(failed)} workers failed"
-                                                        if failed else ""))
+    cfg = _tracked_params(params)
+    paths = cfg.paths
+    trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
+                                 cfg.sample.split.method, paths.stack, paths.samples, paths.norm)
+    summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
+                               reports=paths.reports, params_file=params, storage=storage,
+                               workers=workers, parent_run=parent_run)
+    if summary is not None:
+        failed = summary["failed_workers"]
+        typer.echo(f"best trial {summary['best_trial']}: validation F1 "
+                   f"{summary['best_val_f1']:.3f} ({summary['finished_trials']} finished, "
+                   f"{summary['pruned_trials']} pruned)"
+                   + (f"; {failed} workers failed" if failed else ""))
 
 
 @app.command()
@@ -218,13 +215,15 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
     """Register the model of the best SSGAN run (validation F1, this data and feature set) as
     `landslide-ssgan` and move the `champion` alias to it only if it beats the current
     champion on the same validation windows. Writes reports/champion.json."""
-    from landslide_ssgan import tracking, workflows
-    from landslide_ssgan.config import load_params
+    from landslide_ssgan.stages import register as stage_module
 
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    summary = workflows.register_champion(cfg)
-    verdict = ("promoted to" if summary["promoted"] else "kept as")
+    cfg = _tracked_params(params)
+    paths = cfg.paths
+    summary = stage_module.run(cfg.registry, feature_set=cfg.features.set,
+                               threshold=cfg.train.threshold, window=cfg.sample.window,
+                               experiment=cfg.tracking.experiment, stack=paths.stack,
+                               samples=paths.samples, norm=paths.norm, reports=paths.reports)
+    verdict = "promoted to" if summary["promoted"] else "kept as"
     typer.echo(f"{summary['name']} version {summary['version']} {verdict} "
                f"@{summary['alias']} (candidate validation F1 "
                f"{summary['candidate']['val_f1']:.3f}, previous "
@@ -250,13 +249,15 @@ def map_area(
     landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
     minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
     run resumes at the first block it had not finished."""
-    from landslide_ssgan import tracking, workflows
-    from landslide_ssgan.config import load_params
+    from landslide_ssgan.stages import map as stage_module
 
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    cfg = _tracked_params(params)
+    paths = cfg.paths
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
-        summary = workflows.map_area(cfg, model_uri, client, on_block)
+        summary = stage_module.run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
+                                   rgb=cfg.features.rgb, stack=paths.stack, models=paths.models,
+                                   maps=paths.maps, reports=paths.reports, model_uri=model_uri,
+                                   client=client, on_block=on_block)
     for name in ("champion", "baseline"):
         if name in summary:
             row = summary[name]
@@ -272,20 +273,18 @@ def study(params: ParamsOption = Path("params.yaml")) -> None:
     spatial and the random split, plus the SSGAN variants of study.variants; score each on
     the fixed test windows. Writes reports/label_efficiency.md, .png and .csv; every run is an
     MLflow run nested under one parent. Not part of `dvc repro` (see studies/dvc.yaml)."""
-    import time
+    from landslide_ssgan.stages import study as stage_module
 
-    from landslide_ssgan import study as label_study
-    from landslide_ssgan import tracking
-    from landslide_ssgan.config import load_params
-
-    cfg = load_params(params)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    started = time.perf_counter()
-    results = label_study.label_efficiency(cfg, on_run=lambda row: typer.echo(
-        f"{row['split']:7s} seed {row['seed']} budget {row['budget']:<5g} "
-        f"{row['model']:24s} F1 {row['f1']:.3f} kappa {row['kappa']:.3f} "
-        f"({row['seconds']:.0f} s)"))
-    path = label_study.write_reports(results, cfg, time.perf_counter() - started)
+    cfg = _tracked_params(params)
+    paths = cfg.paths
+    data = stage_module.Inputs(paths.stack, paths.labels, paths.inventory_ids, paths.samples,
+                               paths.norm)
+    results, path = stage_module.run(
+        cfg.study, data, seed=cfg.seed, sample=cfg.sample, feature_set=cfg.features.set,
+        train=cfg.train, reports=paths.reports, on_run=lambda row: typer.echo(
+            f"{row['split']:7s} seed {row['seed']} budget {row['budget']:<5g} "
+            f"{row['model']:24s} F1 {row['f1']:.3f} kappa {row['kappa']:.3f} "
+            f"({row['seconds']:.0f} s)"))
     typer.echo(f"{len(results)} runs -> {path}")
 
 
@@ -303,9 +302,8 @@ def serve(
     import sys
 
     from landslide_ssgan import tracking
-    from landslide_ssgan.config import load_params
 
-    cfg = load_params(params)
+    cfg = _params(params)
     uri = tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     model = model_uri or f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
     typer.echo(f"serving {model} at http://127.0.0.1:{port}/invocations")
@@ -328,9 +326,8 @@ def ui(
     import sys
 
     from landslide_ssgan import tracking
-    from landslide_ssgan.config import load_params
 
-    uri = tracking.tracking_uri(load_params(params).tracking.default_uri)
+    uri = tracking.tracking_uri(_params(params).tracking.default_uri)
     typer.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host",
                                       "127.0.0.1", "--port", str(port),

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -34,7 +33,13 @@ from keras import layers
 from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.files import file_digest
+from landslide_ssgan.models.bundle import (
+    ModelBundle,
+    bundle_from_bytes,
+    load_bundle,
+    network_bytes,
+    network_digest,
+)
 from landslide_ssgan.models.ssgan import landslide_probability
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
@@ -135,20 +140,18 @@ class WindowModel:
         return int(self.discriminator.input_shape[1])
 
     @classmethod
-    def load(cls, folder: str | Path, dense: bool = True) -> WindowModel:
-        """From a folder with discriminator.keras and normalisation.json (a models/ folder or
-        the artifacts of a logged MLflow model)."""
-        folder = Path(folder)
-        paths = [folder / "discriminator.keras", folder / "normalisation.json"]
-        for path in paths:
-            if not path.is_file():
-                raise InputError(f"{path}: not found; a mappable model folder holds "
-                                 "discriminator.keras and normalisation.json")
-        model = keras.saving.load_model(paths[0], compile=False)
-        spec = json.loads(paths[1].read_text())
-        return cls(model, tuple(spec["bands"]), np.asarray(spec["mean"], np.float32),
-                   np.asarray(spec["std"], np.float32),
+    def from_bundle(cls, bundle: ModelBundle, dense: bool = True) -> WindowModel:
+        if bundle.discriminator is None:
+            raise InputError("only networks can be mapped (this model is a random forest)")
+        model = bundle.discriminator
+        return cls(model, bundle.bands, bundle.normalisation.mean.astype(np.float32),
+                   bundle.normalisation.std.astype(np.float32),
                    exact_dense_twin(model) if dense else None)
+
+    @classmethod
+    def load(cls, folder: str | Path, dense: bool = True) -> WindowModel:
+        """From a model folder (models/<set>/ssgan or a logged model's artifacts)."""
+        return cls.from_bundle(load_bundle(folder), dense)
 
     def band_indices(self, grid: Grid, source: str) -> list[int]:
         missing = [b for b in self.bands if b not in grid.band_names]
@@ -171,12 +174,6 @@ class WindowModel:
         logits = (dense_logits(self.dense, image) if self.dense is not None
                   else per_window_logits(self.discriminator, image))
         return np.where(valid, probability_of(logits), np.float32(np.nan))
-
-
-def model_digest(folder: str | Path) -> str:
-    """Identifies a model by its files: a different model never resumes another's map."""
-    return "".join(file_digest(Path(folder) / name)
-                   for name in ("discriminator.keras", "normalisation.json"))
 
 
 # --- block store: finished blocks on disk, for resumption -------------------------------
@@ -217,7 +214,7 @@ class BlockStore:
 def stack_fingerprint(stack: str | Path, model_folder: str | Path, block_size: int) -> dict:
     info = Path(stack).stat()
     return {"stack": str(Path(stack).resolve()), "stack_size": info.st_size,
-            "stack_mtime_ns": info.st_mtime_ns, "model": model_digest(model_folder),
+            "stack_mtime_ns": info.st_mtime_ns, "model": network_digest(model_folder),
             "block_size": block_size}
 
 
@@ -241,10 +238,8 @@ def _model_from_payload(payload: dict[str, Any]) -> WindowModel:
     shared file system needed for the model; the stack path must be readable by workers)."""
     key = payload["digest"]
     if key not in _WORKER_MODELS:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "discriminator.keras").write_bytes(payload["discriminator"])
-            (Path(tmp) / "normalisation.json").write_text(payload["normalisation"])
-            _WORKER_MODELS[key] = WindowModel.load(tmp, dense=payload["dense"])
+        _WORKER_MODELS[key] = WindowModel.from_bundle(bundle_from_bytes(payload["files"]),
+                                                      dense=payload["dense"])
     return _WORKER_MODELS[key]
 
 
@@ -255,10 +250,7 @@ def _block_task(payload: dict[str, Any], stack: str, bands: list[int],
 
 
 def model_payload(folder: str | Path, dense: bool) -> dict[str, Any]:
-    folder = Path(folder)
-    return {"digest": model_digest(folder), "dense": dense,
-            "discriminator": (folder / "discriminator.keras").read_bytes(),
-            "normalisation": (folder / "normalisation.json").read_text()}
+    return {"digest": network_digest(folder), "dense": dense, "files": network_bytes(folder)}
 
 
 def dask_blocks(client: Any, payload: dict[str, Any], stack: str | Path, bands: list[int],

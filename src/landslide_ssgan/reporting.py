@@ -1,59 +1,163 @@
-"""Summaries that stages write to reports/ for people (and `dvc metrics`) to read."""
+"""Summaries and tables that stages write to reports/ for people (and `dvc metrics`) to read.
+
+Pure: numbers in, text or dicts out; the stages write the files.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
-from landslide_ssgan.data.sampling import SPLITS, UNLABELLED, Samples, shared_pixels
-from landslide_ssgan.data.stack import Stack
+from landslide_ssgan import budgets
+from landslide_ssgan.config import StudyConfig
+from landslide_ssgan.metrics import METRIC_NAMES
 
-
-def _label_counts(labels: np.ndarray) -> dict[str, int]:
-    return {name: int((labels == code).sum())
-            for name, code in (("landslide", LANDSLIDE), ("stable", STABLE), ("unknown", UNKNOWN))}
+# --- evaluate: test metrics of every model ---------------------------------------------
 
 
-def prepare_summary(stack: Stack, labels: np.ndarray, ids: np.ndarray) -> dict[str, Any]:
-    valid = stack.valid
-    bands = {}
-    for band, array in zip(stack.bands, stack.data, strict=True):
-        finite = array[np.isfinite(array)]
-        bands[band.name] = {
-            "layer": band.layer, "role": band.role, "categorical": band.categorical,
-            "min": float(finite.min()) if finite.size else None,
-            "mean": float(finite.mean()) if finite.size else None,
-            "max": float(finite.max()) if finite.size else None,
-            "nodata_share": float(1 - finite.size / array.size),
-        }
-    return {
-        "grid": {"crs": stack.grid.crs.to_string(), "resolution_m": stack.grid.resolution,
-                 "width": stack.grid.width, "height": stack.grid.height,
-                 "bounds": list(stack.grid.bounds)},
-        "valid_fraction": float(valid.mean()),
-        "labels_on_grid": _label_counts(labels),
-        "labels_on_valid_pixels": _label_counts(labels[valid]),
-        "landslides": int(len(np.unique(ids[ids > 0]))),
-        "bands": bands,
-    }
+def _metric_rows(rows: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, row in rows.items():
+        (tn, fp), (fn, tp) = row["confusion_matrix"]
+        cells = " | ".join(f"{row[metric]:.4f}" for metric in METRIC_NAMES)
+        lines.append(f"| {name} | {cells} | {tp} | {fp} | {fn} | {tn} |")
+    return lines
 
 
-def sample_summary(samples: Samples, shape: tuple[int, int], window: int,
-                   method: str) -> dict[str, Any]:
-    table = samples.table
-    names = {1: "landslide", 0: "stable", UNLABELLED: "unlabelled"}
-    counts = {split: {names[k]: int(((table.split == split) & (table.label == k)).sum())
-                      for k in names} for split in SPLITS}
-    return {
-        "method": method,
-        "window": window,
-        "counts": counts,
-        "landslide_groups_per_split": {
-            split: int(table[(table.split == split) & (table.label == 1)].group.nunique())
-            for split in SPLITS} if method == "spatial" else None,
-        "shared_window_pixels": {
-            f"{a}_{b}": shared_pixels(samples, a, b, shape, window)
-            for a, b in (("test", "train"), ("val", "train"), ("test", "val"))},
-    }
+def _header(first: str) -> list[str]:
+    return [f"| {first} | " + " | ".join(METRIC_NAMES) + " | TP | FP | FN | TN |",
+            "|" + "---|" * (len(METRIC_NAMES) + 5)]
+
+
+def comparison_table(results: dict[str, dict[str, Any]], feature_set: str, split_method: str,
+                     threshold: float) -> str:
+    n_test = next(iter(results.values()))["test_windows"]
+    lines = [
+        f"# Test metrics: SSGAN, supervised baseline and random forest "
+        f"({feature_set} features)", "",
+        f"Split: {split_method}; threshold {threshold}; {n_test} test "
+        "windows. The forest sees each window's centre pixel and its per-band mean and "
+        "standard deviation.", "", *_header("model"),
+        *_metric_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+def feature_set_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["# The three sample sets: factors, optical, joint", "",
+             "Same windows, same split, same settings; only the bands differ. Discriminator "
+             "loss components per epoch of each SSGAN: `feature_set_losses.png`.", "",
+             *_header("feature set / model")]
+    for feature_set, rows in results.items():
+        lines += _metric_rows({f"{feature_set} / {kind}": row for kind, row in rows.items()})
+    return "\n".join(lines) + "\n"
+
+
+# --- study: the label-efficiency report ------------------------------------------------
+
+
+def _verdict(low: float, high: float) -> str:
+    if np.isnan(low):
+        return "one seed: no interval"
+    if low > 0:
+        return "SSGAN better"
+    if high < 0:
+        return "SSGAN worse"
+    return "no clear difference"
+
+
+def _difference_lines(results: pd.DataFrame, a: str, b: str, metrics: tuple[str, ...]
+                      ) -> list[str]:
+    lines = ["| split | budget | metric | mean " + f"{a} − {b}" + " | 95 % CI | seeds | reading |",
+             "|---|---|---|---|---|---|---|"]
+    for metric in metrics:
+        table = budgets.paired_difference(results, metric, a, b)
+        for row in table.itertuples():
+            lines.append(f"| {row.split} | {row.budget:g} | {metric} | {row.mean:+.3f} | "
+                         f"[{row.low:+.3f}, {row.high:+.3f}] | {row.n} | "
+                         f"{_verdict(row.low, row.high).replace('SSGAN', a)} |")
+    return lines
+
+
+def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, batch_size: int,
+                 seconds: float) -> str:
+    summary = budgets.summary_table(results, ("f1", "kappa", "miou"))
+    lines = ["# Does the semi-supervision pay? Label-efficiency study", "",
+             f"Feature set `{feature_set}`; budgets {list(study.budgets)} of the "
+             f"labelled training windows (whole inventory polygons, nested), seeds "
+             f"{list(study.seeds)}; every network trained for {study.steps} optimiser "
+             f"steps of {batch_size} windows at every budget (the pipeline's "
+             f"network settings otherwise), forests of {study.forest_trees} trees. Withheld "
+             "labels join the SSGAN's unlabelled pool. Scores are on the fixed test windows of "
+             f"each split; no validation data is used. {len(results)} runs in "
+             f"{seconds / 60:.1f} min (`landslide study`, reports/label_efficiency.csv holds "
+             "every run).", "",
+             "![test scores against labelled windows](label_efficiency.png)", "",
+             "## The answer in numbers", "", *answer(results), "",
+             "## Test scores (mean ± standard deviation over seeds)", "",
+             "| split | budget | labelled windows | model | F1 | kappa | MIoU |",
+             "|---|---|---|---|---|---|---|"]
+    for (split, budget, model), row in summary.iterrows():
+        lines.append(f"| {split} | {budget:g} | {row['labelled_windows'].iloc[0]:.0f} | "
+                     f"{model} | " + " | ".join(
+                         f"{row[(m, 'mean')]:.3f} ± {np.nan_to_num(row[(m, 'std')]):.3f}"
+                         for m in ("f1", "kappa", "miou")) + " |")
+    lines += ["", "## SSGAN minus its supervised twin, paired by seed and budget", "",
+              *_difference_lines(results, "ssgan", "baseline", ("f1", "kappa"))]
+    if "forest" in set(results.model):
+        lines += ["", "## SSGAN minus the random forest", "",
+                  *_difference_lines(results, "ssgan", "forest", ("f1", "kappa"))]
+    variants = sorted(m for m in set(results.model) if m.startswith("ssgan+"))
+    if variants:
+        lines += ["", "## Improvements: each SSGAN variant minus the plain SSGAN (spatial)", ""]
+        for variant in variants:
+            lines += [f"### {variant}", "",
+                      *_difference_lines(results[results.split == "spatial"], variant,
+                                         "ssgan", ("f1", "kappa")), ""]
+    lines += ["", "## Spatial versus random split (mean test F1)", "",
+              *_split_lines(results)]
+    return "\n".join(lines) + "\n"
+
+
+def _readings(results: pd.DataFrame, a: str, b: str, split: str, metric: str) -> str:
+    """Budgets grouped by what the paired interval says about a - b."""
+    table = budgets.paired_difference(results[results.split == split], metric, a, b)
+    groups: dict[str, list[str]] = {}
+    for row in table.itertuples():
+        groups.setdefault(_verdict(row.low, row.high).replace("SSGAN", a), []).append(
+            f"{row.budget:g} ({row.mean:+.3f})")
+    return "; ".join(f"{verdict} at {', '.join(found)}" for verdict, found in groups.items())
+
+
+def answer(results: pd.DataFrame) -> list[str]:
+    """One line per question, from the paired 95 % intervals (budget: mean difference)."""
+    lines = []
+    for split in [s for s in ("spatial", "random") if s in set(results.split)]:
+        for metric in ("f1", "kappa"):
+            if {"ssgan", "baseline"} <= set(results.model):
+                lines.append(f"- SSGAN vs supervised twin, {split} split, {metric}: "
+                             + _readings(results, "ssgan", "baseline", split, metric) + ".")
+    for variant in sorted(m for m in set(results.model) if m.startswith("ssgan+")):
+        lines.append(f"- {variant} vs SSGAN, spatial split, f1: "
+                     + _readings(results, variant, "ssgan", "spatial", "f1") + ".")
+    if {"spatial", "random"} <= set(results.split):
+        gain = (results.groupby(["model", "budget", "split"])["f1"].mean()
+                .unstack("split").eval("random - spatial").dropna())
+        lines.append(f"- The random split raises mean test F1 by {gain.min():+.3f} to "
+                     f"{gain.max():+.3f} over the spatial split (model by budget).")
+    return lines
+
+
+def _split_lines(results: pd.DataFrame) -> list[str]:
+    means = results.groupby(["model", "budget", "split"])["f1"].mean().unstack("split")
+    if not {"spatial", "random"} <= set(means.columns):
+        return ["(only one split method in this study)"]
+    lines = ["| model | budget | spatial | random | random − spatial |", "|---|---|---|---|---|"]
+    for (model, budget), row in means.iterrows():
+        if not np.isnan(row["random"]):
+            lines.append(f"| {model} | {budget:g} | {row['spatial']:.3f} | {row['random']:.3f} "
+                         f"| {row['random'] - row['spatial']:+.3f} |")
+    return lines
+
+

@@ -1,4 +1,4 @@
-"""MLflow: the tracking store, a Keras callback that logs each epoch, and the pyfunc model.
+"""MLflow: the tracking store, run records, a Keras callback that logs each epoch, the registry.
 
 The core never imports this module; the CLI wires it in. Importing it sets nothing: the
 tracking URI is chosen by `use_tracking_store`, called by the commands that log.
@@ -6,7 +6,6 @@ tracking URI is chosen by `use_tracking_store`, called by the commands that log.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -14,6 +13,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +24,11 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from mlflow.models.signature import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import Schema, TensorSpec
 
+from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.errors import LandslideError
 from landslide_ssgan.files import file_digest
-from landslide_ssgan.models.ssgan import landslide_probability
-
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class TrackingError(LandslideError):
@@ -85,10 +80,11 @@ def git_commit() -> str:
 
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs every number in the epoch's logs to the run, and every `image_every` epochs the
-    image `make_image(epoch)` (the generator's windows at fixed noise)."""
+    image `make_image(model)` of the model being trained (the generator's windows at fixed
+    noise)."""
 
     def __init__(self, run_id: str, image_every: int,
-                 make_image: Callable[[], np.ndarray] | None = None) -> None:
+                 make_image: Callable[[Any], np.ndarray] | None = None) -> None:
         super().__init__()
         self.client = MlflowClient()
         self.run_id, self.image_every, self.make_image = run_id, image_every, make_image
@@ -99,61 +95,61 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         metrics = [Metric(key, float(value), stamp, step) for key, value in (logs or {}).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
         if self.make_image is not None and (step % self.image_every == 0 or step == 1):
-            self.client.log_image(self.run_id, self.make_image(),
+            self.client.log_image(self.run_id, self.make_image(self.model),
                                   artifact_file=f"generator/epoch_{step:04d}.png")
 
 
-# --- the model users load: raw windows in, landslide probability out --------------------
+# --- runs: every run of the same data and settings is comparable ------------------------
 
 
-class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
-    """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
-    P(landslide) per window; the normalisation travels with the model."""
-
-    def load_context(self, context: Any) -> None:
-        self.model = keras.saving.load_model(context.artifacts["discriminator"], compile=False)
-        spec = json.loads(Path(context.artifacts["normalisation"]).read_text())
-        self.bands = tuple(spec["bands"])
-        self.mean = np.asarray(spec["mean"], np.float32)
-        self.std = np.asarray(spec["std"], np.float32)
-        self.window = int(spec["window"])
-
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # (no type hints: MLflow would read them as a schema; the signature holds the schema)
-        windows = np.asarray(model_input, dtype=np.float32)
-        expected = (self.window, self.window, len(self.bands))
-        if windows.ndim != 4 or windows.shape[1:] != expected:
-            raise MlflowException(f"expected windows of shape (N, {', '.join(map(str, expected))})"
-                                  f" with bands {list(self.bands)}, got {windows.shape}",
-                                  error_code=INVALID_PARAMETER_VALUE)
-        if not np.isfinite(windows).all():
-            raise MlflowException("windows contain NaN or infinite values",
-                                  error_code=INVALID_PARAMETER_VALUE)
-        logits = self.model.predict((windows - self.mean) / self.std, verbose=0)[0]
-        return np.asarray(landslide_probability(logits), dtype=np.float32)
+def model_params(train: TrainConfig, seed: int, feature_set: str, window: int,
+                 split_method: str) -> dict[str, Any]:
+    """The settings that shape a model, flattened for MLflow's params table
+    (train.loss_weights.unlabelled, ...)."""
+    return {**train_params(train), "seed": seed, "features.set": feature_set,
+            "sample.window": window,
+            "sample.split.method": split_method}
 
 
-def log_window_model(discriminator_path: Path, normalisation: dict[str, Any],
-                     workdir: Path, pip_requirements: list[str]) -> str:
-    """Log the discriminator as an MLflow pyfunc model `model` of the active run."""
-    spec_path = workdir / "normalisation.json"
-    spec_path.write_text(json.dumps(normalisation))
-    window, channels = normalisation["window"], len(normalisation["bands"])
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]))
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=WindowClassifier(),
-        artifacts={"discriminator": str(discriminator_path), "normalisation": str(spec_path)},
-        code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements)
-    return str(info.model_uri)
+def train_params(train: TrainConfig) -> dict[str, Any]:
+    """train.* settings with dotted names, as MLflow params."""
+    return {f"train.{k}": v for k, v in _flattened(asdict(train)).items()}
 
 
-def pinned_requirements(names: tuple[str, ...] = ("mlflow", "tensorflow", "keras", "numpy",
-                                                   "cloudpickle")) -> list[str]:
-    """The packages a served model needs, at the versions installed here."""
-    from importlib.metadata import version
-    return [f"{name}=={version(name)}" for name in names]
+def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def digest_of(samples_md5: str, stack_md5: str) -> str:
+    """Identifies the data a model saw from the DVC hashes of the samples and the stack."""
+    return samples_md5[:8] + stack_md5[:8]
+
+
+def data_digest(samples: str, stack: str) -> str:
+    return digest_of(file_digest(samples), file_digest(stack))
+
+
+def new_run(kind: str, feature_set: str, params: dict[str, Any], inputs: dict[str, str],
+            stage: str = "train", nested: bool = False) -> str:
+    """An MLflow run with the data hashes (`inputs` must name the stack and the samples),
+    params and tags that make runs comparable."""
+    with mlflow.start_run(run_name=f"{kind}-{feature_set}", nested=nested) as run:
+        digests = log_dataset_inputs(inputs)
+        mlflow.log_params(params)
+        mlflow.set_tags({
+            "model": kind, "feature_set": feature_set, "stage": stage,
+            "data_digest": digest_of(digests["samples"], digests["stack"]),
+            "split_method": str(params.get("sample.split.method", "")),
+            "mlflow.source.git.commit": git_commit(),
+            "mlflow.note.content": f"{kind} on the {feature_set} feature set; compare with "
+            "the other models of the same data_digest."})
+        return str(run.info.run_id)
 
 
 # --- the model registry -----------------------------------------------------------------
@@ -193,25 +189,6 @@ def alias_version(name: str, alias: str) -> Any | None:
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-
-
-def window_model_folder(uri: str, workdir: Path) -> Path:
-    """A folder with discriminator.keras and normalisation.json for a model URI (models:/...,
-    runs:/..., any MLflow artifact URI) or a local model folder (models/joint/ssgan)."""
-    if Path(uri).is_dir():
-        return Path(uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
-    except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"model {uri}: cannot be loaded ({first}); run `landslide "
-                            "register` first or give --model-uri") from None
-    folder = Path(local) / "artifacts"
-    if not (folder / "discriminator.keras").is_file():
-        raise TrackingError(f"model {uri}: not a landslide window model (no "
-                            "artifacts/discriminator.keras)")
-    return folder
 
 
 def model_version_of(uri: str) -> dict[str, str]:

@@ -1,6 +1,9 @@
 """Training the SSGAN and the supervised baseline: data, models, validation, resumption.
 
-Pure Keras: MLflow comes in only as a callback handed in by the CLI.
+`train_network` is the one training recipe (seed, build, validation scores, dataset, fit)
+that the train, tune and study stages, the benchmark and the tests all use; each caller adds
+only its own callbacks (the MLflow logger, the pruner). Pure Keras: MLflow comes in only as a
+callback handed in by the stages.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import tensorflow as tf
 
 from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.data.sampling import Samples
-from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.data.sampling import Samples, read_samples
+from landslide_ssgan.data.stack import Stack, read_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.discriminator import build_discriminator
 from landslide_ssgan.models.generator import build_generator
-from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, landslide_probability
+from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, predict_probability
 
 ModelKind = Literal["ssgan", "baseline"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline")
@@ -49,6 +52,11 @@ class WindowSource:
         rows, cols, labels = self.part(split, labelled)
         return cut_windows(self.image, rows, cols, self.window), labels
 
+    @property
+    def normalisation(self) -> Normalisation:
+        """What a model trained on these windows saves beside itself."""
+        return Normalisation(self.bands, self.mean, self.std, self.window)
+
 
 def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_set: str,
                   window: int) -> WindowSource:
@@ -59,6 +67,13 @@ def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_s
                          "sample stage")
     image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
     return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands])
+
+
+def load_window_source(stack: str, samples: str, norm: str, feature_set: str,
+                       window: int) -> WindowSource:
+    """The window source of the sample stage's outputs, for one feature set."""
+    return window_source(read_stack(stack), read_samples(samples), Normalisation.load(norm),
+                         feature_set, window)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,8 +103,9 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     generator = build_generator(cfg.latent_dim, source.window, channels, cfg.g_width,
                                 cfg.leaky_slope, pool.min(axis=(0, 1, 2)),
                                 pool.max(axis=(0, 1, 2)))
-    weights = LossWeights(cfg.w_labelled, cfg.w_unlabelled, cfg.w_generated,
-                          cfg.feature_matching, cfg.gradient_penalty, class_weights, cfg.ema)
+    weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
+                          cfg.loss_weights.generated, cfg.feature_matching,
+                          cfg.gradient_penalty, class_weights, cfg.ema)
     gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed)
     gan.compile(d_opt, keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1))
     gan(probe)
@@ -122,12 +138,6 @@ def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
     unlabelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
                                 shuffle=True, seed=seed + 1).map(lambda x, _: x).repeat()
     return tf.data.Dataset.zip((labelled, unlabelled))
-
-
-def predict_probability(discriminator: keras.Model, windows: np.ndarray,
-                        batch_size: int = 1024) -> np.ndarray:
-    logits = discriminator.predict(windows, batch_size=batch_size, verbose=0)[0]
-    return np.asarray(landslide_probability(logits), dtype=np.float64)
 
 
 class ValidationScores(keras.callbacks.Callback):
@@ -167,3 +177,30 @@ def fit(model: SSGAN | Supervised, data: tf.data.Dataset, epochs: int,
     model.fit(data, epochs=epochs, callbacks=[backup, *callbacks], verbose=0, shuffle=False)
     if model.averaged is not None:  # the averaged weights are the trained model
         model.averaged.swap_in()
+
+
+@dataclass(frozen=True)
+class TrainedNetwork:
+    model: SSGAN | Supervised
+    history: list[dict[str, float]]  # per epoch: losses and, when validated, val_ scores
+
+
+def train_network(kind: ModelKind, cfg: TrainConfig, source: WindowSource, seed: int, *,
+                  workdir: Path, epochs: int | None = None, threshold: float | None = None,
+                  callbacks: tuple[keras.callbacks.Callback, ...] = (),
+                  history_path: Path | None = None) -> TrainedNetwork:
+    """Seed, build, train for `epochs` (default cfg.epochs) and return the trained network.
+
+    With a `threshold`, validation scores at that threshold join each epoch's logs before the
+    caller's `callbacks` see them (a pruner needs val_f1); `history_path` keeps them across an
+    interruption. `workdir` holds the checkpoint an interrupted run resumes from. Seeding
+    happens here, right before the weights are drawn: call this after anything (MLflow) that
+    may draw from Python's random module.
+    """
+    seed_everything(seed)
+    model = build_model(kind, cfg, source, seed)
+    scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path)]
+              if threshold is not None else [])
+    data = training_dataset(kind, source, cfg.batch_size, seed)
+    fit(model, data, epochs or cfg.epochs, [*scores, *callbacks], workdir)
+    return TrainedNetwork(model, scores[0].history if scores else [])

@@ -7,14 +7,13 @@ No MLflow here: the study reports each trial through the callbacks the caller ha
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import keras
 import optuna
 
-from landslide_ssgan.config import TrainConfig, TuneConfig
-from landslide_ssgan.errors import ConfigError, InputError
+from landslide_ssgan.config import TrainConfig, TuneConfig, override
+from landslide_ssgan.errors import InputError
 from landslide_ssgan.urls import redacted
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -39,12 +38,9 @@ def suggest(trial: optuna.Trial, space: Mapping[str, Mapping[str, Any]]) -> dict
 
 
 def apply(train: TrainConfig, values: Mapping[str, Any], epochs: int) -> TrainConfig:
-    """The training settings of one trial: the base settings with the suggested values."""
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"tune.space: {unknown} are not train settings")
-    return replace(train, **dict(values), epochs=epochs)
+    """The training settings of one trial: the base settings with the suggested values
+    (dotted names: loss_weights.unlabelled), checked as params.yaml is."""
+    return override(train, {**values, "epochs": epochs}, "tune.space")
 
 
 class PruneOnValidationF1(keras.callbacks.Callback):

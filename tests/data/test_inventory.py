@@ -50,7 +50,7 @@ def test_points_in_another_crs(crop_stack: Stack, crop_params: Params, tmp_path:
                              geometry=shapely.points(xs, ys), crs=grid.crs).to_crs(3857)
     path = tmp_path / "points.gpkg"
     frame.to_file(path)
-    cfg = replace(crop_params.prepare.inventory, path=str(path), vector_layer=None,
+    cfg = replace(crop_params.prepare.inventory, path=str(path), layer=None,
                   field="kind", landslide=("slide",), stable=("ok",))
     labels, ids = rasterize_inventory(cfg, grid)
     assert (labels == LANDSLIDE).sum() == 2 and (labels == STABLE).sum() == 1
@@ -67,7 +67,7 @@ def test_raster_mask_inventory(crop_stack: Stack, crop_labels: tuple, crop_param
     with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
                        dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
         dst.write(mask, 1)
-    cfg = replace(crop_params.prepare.inventory, path=str(path), vector_layer=None, field=None,
+    cfg = replace(crop_params.prepare.inventory, path=str(path), layer=None, field=None,
                   landslide=("2",), stable=("1",))
     from_mask, ids = rasterize_inventory(cfg, grid)
     np.testing.assert_array_equal(from_mask, labels)

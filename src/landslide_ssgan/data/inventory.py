@@ -39,7 +39,7 @@ def rasterize_inventory(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, n
 
 
 def _from_vector(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    frame = read_vector(cfg.path, cfg.vector_layer)
+    frame = read_vector(cfg.path, cfg.layer)
     if cfg.field is None:
         values = np.array([cfg.landslide[0]] * len(frame), dtype=object)
     elif cfg.field not in frame.columns:

@@ -66,7 +66,7 @@ def reference_grid(cfg: PrepareConfig) -> Grid:
     extent = next(layer for layer in cfg.layers if layer.name == cfg.grid.extent_layer)
     if extent.path is None:
         raise ConfigError("prepare.grid.extent_layer: must name a layer read from a file")
-    bounds = io.layer_bounds(extent.path, crs, extent.vector_layer)
+    bounds = io.layer_bounds(extent.path, crs, extent.layer)
     return grid_over(bounds, crs, cfg.grid.resolution)  # type: ignore[arg-type]
 
 
@@ -98,7 +98,7 @@ def _read_layer(layer: LayerConfig, grid: Grid) -> Bands:
         data = io.read_raster_on_grid(path, grid, Resampling.bilinear, expected_bands=1)
         return [(BandInfo(layer.name, layer.name, layer.role, False), data[0])]
     if layer.kind == "lines":
-        frame = io.read_vector(path, layer.vector_layer)
+        frame = io.read_vector(path, layer.layer)
         distance = io.distance_to_lines(frame, grid, path)
         return [(BandInfo(layer.name, layer.name, layer.role, False), distance)]
     codes, names = _class_codes(layer, grid)
@@ -112,7 +112,7 @@ def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[np.ndarray, tuple[str,
         if layer.field is None:
             raise ConfigError(f"prepare.layers.{layer.name}.field: a categorical vector layer "
                               "needs the attribute that holds its class")
-        codes, names = io.rasterize_classes(io.read_vector(path, layer.vector_layer),
+        codes, names = io.rasterize_classes(io.read_vector(path, layer.layer),
                                             layer.field, grid, path)
     else:
         values = io.read_class_raster_on_grid(path, grid)

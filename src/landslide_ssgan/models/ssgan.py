@@ -27,6 +27,13 @@ def landslide_probability(logits: tf.Tensor) -> tf.Tensor:
     return ops.softmax(logits[:, :REAL_CLASSES], axis=-1)[:, 1]
 
 
+def predict_probability(discriminator: keras.Model, windows: np.ndarray,
+                        batch_size: int = 1024) -> np.ndarray:
+    """P(landslide) of normalised windows (N, w, w, C)."""
+    logits = discriminator.predict(windows, batch_size=batch_size, verbose=0)[0]
+    return np.asarray(landslide_probability(logits), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class LossWeights:
     labelled: float = 1.0
@@ -73,27 +80,21 @@ def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
                              "float32"))
 
 
-class SSGAN(keras.Model):
-    """Trained on ((labelled windows, labels), unlabelled windows) batches."""
+class DiscriminatorTrainer(keras.Model):
+    """What the SSGAN and its supervised twin share: the discriminator they train (its logits
+    are the model's output), its optimizer, loss trackers, and the optional average of its
+    weights that becomes the model after training."""
 
-    def __init__(self, discriminator: keras.Model, generator: keras.Model, latent_dim: int,
-                 weights: LossWeights, seed: int = 0, **kwargs: object) -> None:
+    def __init__(self, discriminator: keras.Model, tracked: tuple[str, ...], ema: float,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.discriminator = discriminator
-        self.generator = generator
-        self.latent_dim = latent_dim
-        self.loss_weights_ = weights
-        self.noise = keras.random.SeedGenerator(seed)
-        self.averaged = AveragedWeights(discriminator, weights.ema) if weights.ema else None
-        names = ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
-                 "d_gradient_penalty", "labelled_accuracy")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.averaged = AveragedWeights(discriminator, ema) if ema else None
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in tracked}
 
-    def compile(self, d_optimizer: keras.optimizers.Optimizer,  # type: ignore[override]
-                g_optimizer: keras.optimizers.Optimizer) -> None:
+    def compile(self, d_optimizer: keras.optimizers.Optimizer) -> None:  # type: ignore[override]
         super().compile(optimizer=d_optimizer)
         self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -101,6 +102,38 @@ class SSGAN(keras.Model):
 
     def call(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.discriminator(windows, training=training)[0]
+
+    def _step_discriminator(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
+        """Apply the discriminator's gradients, then update the averaged weights."""
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                             strict=True))
+        if self.averaged is not None:
+            self.averaged.update()
+
+    def _track(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+class SSGAN(DiscriminatorTrainer):
+    """Trained on ((labelled windows, labels), unlabelled windows) batches."""
+
+    def __init__(self, discriminator: keras.Model, generator: keras.Model, latent_dim: int,
+                 weights: LossWeights, seed: int = 0, **kwargs: object) -> None:
+        super().__init__(discriminator, ("d_labelled_loss", "d_unlabelled_loss",
+                                         "d_generated_loss", "g_loss", "d_gradient_penalty",
+                                         "labelled_accuracy"), weights.ema, **kwargs)
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.loss_weights_ = weights
+        self.noise = keras.random.SeedGenerator(seed)
+
+    def compile(self, d_optimizer: keras.optimizers.Optimizer,  # type: ignore[override]
+                g_optimizer: keras.optimizers.Optimizer) -> None:
+        super().compile(d_optimizer)
+        self.g_optimizer = g_optimizer
 
     def _judge_generated(self, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The discriminator on generated windows, in training mode, but without letting
@@ -134,11 +167,7 @@ class SSGAN(keras.Model):
                        else ops.zeros(()))
             d_loss = (w.labelled * class_loss + w.unlabelled * unlabelled_loss
                       + w.generated * generated_loss + w.gradient_penalty * penalty)
-        d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars,
-                                             strict=True))
-        if self.averaged is not None:
-            self.averaged.update()
+        self._step_discriminator(tape, d_loss)
 
         with tf.GradientTape() as tape:
             fake = self.generator(self._noise(batch), training=True)
@@ -153,12 +182,10 @@ class SSGAN(keras.Model):
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars,
                                              strict=True))
 
-        for name, value in (("d_labelled_loss", class_loss), ("d_unlabelled_loss",
-                            unlabelled_loss), ("d_generated_loss", generated_loss),
-                            ("g_loss", g_loss), ("d_gradient_penalty", penalty),
-                            ("labelled_accuracy", _accuracy(labels, logits_l))):
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self._track({"d_labelled_loss": class_loss, "d_unlabelled_loss": unlabelled_loss,
+                            "d_generated_loss": generated_loss, "g_loss": g_loss,
+                            "d_gradient_penalty": penalty,
+                            "labelled_accuracy": _accuracy(labels, logits_l)})
 
     def _gradient_penalty(self, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
         """(|| d real_logit / d x || - 1)^2 on points between real and generated windows."""
@@ -172,39 +199,19 @@ class SSGAN(keras.Model):
         return ops.mean(ops.square(norm - 1.0))
 
 
-class Supervised(keras.Model):
+class Supervised(DiscriminatorTrainer):
     """The paper's "model a": the same discriminator with two outputs, labels only."""
 
     def __init__(self, discriminator: keras.Model, class_weights: tuple[float, float] = (1.0, 1.0),
                  ema: float = 0.0, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.discriminator = discriminator
+        super().__init__(discriminator, ("d_labelled_loss", "labelled_accuracy"), ema, **kwargs)
         self.class_weights = class_weights
-        self.averaged = AveragedWeights(discriminator, ema) if ema else None
-        self.trackers = {name: keras.metrics.Mean(name=name)
-                         for name in ("d_labelled_loss", "labelled_accuracy")}
-
-    def compile(self, d_optimizer: keras.optimizers.Optimizer) -> None:  # type: ignore[override]
-        super().compile(optimizer=d_optimizer)
-        self.d_optimizer = d_optimizer
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self.trackers.values())
-
-    def call(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return self.discriminator(windows, training=training)[0]
 
     def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
         labelled, labels = data
         with tf.GradientTape() as tape:
             logits, _ = self.discriminator(labelled, training=True)
             loss = _class_loss(labels, logits, self.class_weights)
-        variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
-                                             strict=True))
-        if self.averaged is not None:
-            self.averaged.update()
-        self.trackers["d_labelled_loss"].update_state(loss)
-        self.trackers["labelled_accuracy"].update_state(_accuracy(labels, logits))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        self._step_discriminator(tape, loss)
+        return self._track({"d_labelled_loss": loss,
+                            "labelled_accuracy": _accuracy(labels, logits)})

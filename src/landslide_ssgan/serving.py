@@ -1,0 +1,89 @@
+"""The model users load and serve: raw windows in, landslide probability out.
+
+An MLflow pyfunc around a model folder (models/bundle.py): the discriminator and its
+normalisation travel together, so a served model takes windows in the stack's own units.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models.signature import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import Schema, TensorSpec
+
+from landslide_ssgan.data.normalisation import Normalisation
+from landslide_ssgan.errors import InputError
+from landslide_ssgan.models import bundle
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
+    """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
+    P(landslide) per window."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = bundle.load_bundle(Path(context.artifacts["discriminator"]).parent)
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        # (no type hints: MLflow would read them as a schema; the signature holds the schema)
+        windows = np.asarray(model_input, dtype=np.float32)
+        expected = (self.model.window, self.model.window, len(self.model.bands))
+        if windows.ndim != 4 or windows.shape[1:] != expected:
+            raise MlflowException(f"expected windows of shape (N, {', '.join(map(str, expected))})"
+                                  f" with bands {list(self.model.bands)}, got {windows.shape}",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        if not np.isfinite(windows).all():
+            raise MlflowException("windows contain NaN or infinite values",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        return np.asarray(self.model.raw_probability(windows), dtype=np.float32)
+
+
+def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
+    """Log the network of a model folder as the MLflow pyfunc model `model` of the active
+    run; returns its model URI."""
+    norm = Normalisation.load(folder / bundle.NORMALISATION)
+    if norm.window is None:
+        raise InputError(f"{folder / bundle.NORMALISATION}: does not say the window size")
+    window, channels = norm.window, len(norm.bands)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]))
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=WindowClassifier(),
+        artifacts={"discriminator": str(folder / bundle.DISCRIMINATOR),
+                   "normalisation": str(folder / bundle.NORMALISATION)},
+        code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements)
+    return str(info.model_uri)
+
+
+def pinned_requirements(names: tuple[str, ...] = ("mlflow", "tensorflow", "keras", "numpy",
+                                                   "cloudpickle")) -> list[str]:
+    """The packages a served model needs, at the versions installed here."""
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def window_model_folder(uri: str, workdir: Path) -> Path:
+    """A folder with discriminator.keras and normalisation.json for a model URI (models:/...,
+    runs:/..., any MLflow artifact URI) or a local model folder (models/joint/ssgan)."""
+    if Path(uri).is_dir():
+        return Path(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {uri}: cannot be loaded ({first}); run `landslide "
+                         "register` first or give --model-uri") from None
+    folder = Path(local) / "artifacts"
+    if not (folder / bundle.DISCRIMINATOR).is_file():
+        raise InputError(f"model {uri}: not a landslide window model (no "
+                         f"artifacts/{bundle.DISCRIMINATOR})")
+    return folder

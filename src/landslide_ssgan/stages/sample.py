@@ -1,0 +1,59 @@
+"""sample: window centres of the three sample sets, their split, and the normalisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from landslide_ssgan import plots
+from landslide_ssgan.config import SampleConfig
+from landslide_ssgan.data.normalisation import Normalisation
+from landslide_ssgan.data.sampling import (
+    SPLITS,
+    UNLABELLED,
+    Samples,
+    draw_samples,
+    shared_pixels,
+    training_statistics,
+    write_samples,
+)
+from landslide_ssgan.data.stack import read_single_band, read_stack
+from landslide_ssgan.files import write_json
+
+
+def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids: str,
+        samples: str, norm: str, reports: str) -> dict[str, Any]:
+    """Writes the samples index, the per-band normalisation from training pixels only,
+    reports/sample.json and a map of the split; returns the summary."""
+    image = read_stack(stack)
+    label_raster, _ = read_single_band(labels)
+    ids, _ = read_single_band(inventory_ids)
+    drawn = draw_samples(label_raster, ids, image.valid, cfg, seed)
+    mean, std = training_statistics(image.data, drawn, cfg.window)
+    summary = sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method)
+    write_samples(drawn, samples)
+    Normalisation(image.grid.band_names, mean, std, cfg.window).save(norm)
+    write_json(Path(reports) / "sample.json", summary)
+    table = drawn.table
+    plots.split_preview(label_raster.shape, table.row.to_numpy(), table.col.to_numpy(),
+                        table.split.to_numpy(), image.valid, Path(reports) / "sample_split.png")
+    return {**summary, "windows": len(table)}
+
+
+def sample_summary(samples: Samples, shape: tuple[int, int], window: int,
+                   method: str) -> dict[str, Any]:
+    table = samples.table
+    names = {1: "landslide", 0: "stable", UNLABELLED: "unlabelled"}
+    counts = {split: {names[k]: int(((table.split == split) & (table.label == k)).sum())
+                      for k in names} for split in SPLITS}
+    return {
+        "method": method,
+        "window": window,
+        "counts": counts,
+        "landslide_groups_per_split": {
+            split: int(table[(table.split == split) & (table.label == 1)].group.nunique())
+            for split in SPLITS} if method == "spatial" else None,
+        "shared_window_pixels": {
+            f"{a}_{b}": shared_pixels(samples, a, b, shape, window)
+            for a, b in (("test", "train"), ("val", "train"), ("test", "val"))},
+    }

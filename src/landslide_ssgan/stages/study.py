@@ -1,0 +1,159 @@
+"""study: the label-efficiency study, SSGAN vs supervised twin vs random forest as labels shrink.
+
+For every split method, seed and label budget, each model is trained on the same labelled
+windows (whole polygons, nested budgets) and scored on the same test windows; every run is an
+MLflow run nested under one parent. Networks get the same number of optimiser steps at every
+budget, so a small budget is not also a short training. No validation data is used for
+anything: there is no model selection in the study, the model after the last step is scored.
+Not part of the default `dvc repro` (studies/dvc.yaml).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from landslide_ssgan import budgets, forest, plots, reporting, tracking
+from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, override
+from landslide_ssgan.data.normalisation import Normalisation
+from landslide_ssgan.data.sampling import (
+    Samples,
+    draw_samples,
+    read_samples,
+    training_statistics,
+)
+from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
+from landslide_ssgan.files import write_text
+from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.training import WindowSource, train_network, window_source
+
+METRICS = ("f1", "kappa", "miou", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The pipeline's data the study starts from."""
+
+    stack: str
+    labels: str
+    inventory_ids: str
+    samples: str
+    norm: str
+
+
+def run(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig, feature_set: str,
+        train: TrainConfig, reports: str,
+        on_run: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, Path]:
+    """Every run, then reports/label_efficiency.md, .png and .csv."""
+    started = time.perf_counter()
+    results = label_efficiency(cfg, data, seed=seed, sample=sample, feature_set=feature_set,
+                               train=train, on_run=on_run)
+    folder = Path(reports)
+    write_text(folder / "label_efficiency.csv", results.to_csv(index=False))
+    plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png")
+    path = folder / "label_efficiency.md"
+    write_text(path, reporting.study_report(results, cfg, feature_set, train.batch_size,
+                                            time.perf_counter() - started))
+    return results, path
+
+
+def study_runs(cfg: StudyConfig, train: TrainConfig,
+               split: str) -> Iterator[tuple[str, str, TrainConfig]]:
+    """(name, model kind, train settings): the models, then the SSGAN variants (spatial split
+    only: the improvements are judged on the honest split)."""
+    for kind in cfg.models:
+        yield kind, kind, train
+    if split == "spatial" and "ssgan" in cfg.models:
+        for name, settings in cfg.variants.items():
+            yield f"ssgan+{name}", "ssgan", override(train, settings, f"study.variants.{name}")
+
+
+def _split_samples(data: Inputs, sample: SampleConfig, seed: int, image: Stack,
+                   labels: np.ndarray, ids: np.ndarray, split: str) -> tuple[Samples,
+                                                                         Normalisation]:
+    """The pipeline's samples for its own split method; the other method's drawn afresh
+    (same seed and shares), with its own training-only normalisation."""
+    if split == sample.split.method:
+        return read_samples(data.samples), Normalisation.load(data.norm)
+    other = override(sample, {"split": {"method": split}})
+    drawn = draw_samples(labels, ids, image.valid, other, seed)
+    mean, std = training_statistics(image.data, drawn, sample.window)
+    return drawn, Normalisation(image.grid.band_names, mean, std, sample.window)
+
+
+def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: int,
+                     cfg: StudyConfig) -> dict[str, float]:
+    test_windows, test_labels = source.windows("test")
+    if kind == "forest":
+        windows, labels = source.windows("train")
+        model = forest.fit_forest(windows, labels, cfg.forest_trees, seed)
+        probability = forest.forest_probability(model, test_windows)
+    else:
+        labelled = len(source.samples.of("train"))
+        epochs = math.ceil(cfg.steps / math.ceil(labelled / train.batch_size))
+        with tempfile.TemporaryDirectory() as tmp:
+            trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
+                                    workdir=Path(tmp) / "backup", epochs=epochs)
+        probability = predict_probability(trained.model.discriminator, test_windows)
+    scores, _ = evaluate_probabilities(test_labels, probability, train.threshold)
+    return scores
+
+
+def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig,
+                     feature_set: str, train: TrainConfig,
+                     on_run: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """Every (split, seed, budget, model) run, logged under one MLflow parent run."""
+    image = read_stack(data.stack)
+    labels, _ = read_single_band(data.labels)
+    ids, _ = read_single_band(data.inventory_ids)
+    rows: list[dict[str, Any]] = []
+    with mlflow.start_run(run_name="label-efficiency"):
+        mlflow.set_tags({"stage": "study", "feature_set": feature_set,
+                         "mlflow.source.git.commit": tracking.git_commit()})
+        mlflow.log_params({"study.budgets": list(cfg.budgets), "study.seeds": list(cfg.seeds),
+                           "study.steps": cfg.steps, "study.splits": list(cfg.splits)})
+        for split in cfg.splits:
+            samples, norm = _split_samples(data, sample, seed, image, labels, ids, split)
+            units = budgets.polygon_units(samples, labels, ids)
+            classes = samples.of("train").label.to_numpy()
+            for run_seed in cfg.seeds:
+                masks = budgets.nested_budgets(units, classes, cfg.budgets, run_seed)
+                for budget in cfg.budgets:
+                    source = window_source(image, budgets.with_budget(samples, masks[budget]),
+                                           norm, feature_set, sample.window)
+                    context = {"split": split, "seed": run_seed, "budget": budget,
+                               "labelled_windows": int(masks[budget].sum()),
+                               "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
+                    for name, kind, settings in study_runs(cfg, train, split):
+                        row = _one_run(name, kind, settings, source, cfg, context)
+                        rows.append(row)
+                        if on_run:
+                            on_run(row)
+    return pd.DataFrame(rows)
+
+
+def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg: StudyConfig,
+             context: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
+                          f"s{context['seed']}", nested=True):
+        mlflow.set_tags({"stage": "study", "model": name, "split_method": context["split"],
+                         "budget": str(context["budget"]), "seed": str(context["seed"])})
+        mlflow.log_params({"labelled_windows": context["labelled_windows"],
+                           "labelled_polygons": context["labelled_polygons"],
+                           "steps": cfg.steps,
+                           **({} if kind == "forest" else tracking.train_params(train))})
+        scores = _train_and_score(kind, train, source, context["seed"], cfg)
+        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
+    return {**context, "model": name, **{k: scores[k] for k in METRICS},
+            "seconds": round(time.perf_counter() - started, 2)}

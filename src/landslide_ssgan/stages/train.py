@@ -1,0 +1,116 @@
+"""train: one model (SSGAN, supervised baseline or random forest) on one feature set.
+
+The model folder models/<set>/<model>/ is written under a temporary name and renamed when
+complete; an interrupted network training resumes its MLflow run and its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+from mlflow.models import infer_signature
+
+from landslide_ssgan import forest, plots, serving, tracking
+from landslide_ssgan.config import ModelName, TrainConfig
+from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models import bundle
+from landslide_ssgan.training import WindowSource, load_window_source, train_network
+
+IMAGE_ROWS = 8  # generated windows per image logged to MLflow
+
+
+def run(kind: ModelName, feature_set: str, *, seed: int, train: TrainConfig,
+        rgb: tuple[str, ...], window: int, split_method: str, stack: str, samples: str,
+        norm: str, models: str) -> Path:
+    """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
+    scores, generator images, the model) and write models/<set>/<kind>/."""
+    source = load_window_source(stack, samples, norm, feature_set, window)
+    out = bundle.model_dir(models, feature_set, kind)
+    inputs = {"stack": stack, "samples": samples, "norm": norm}
+    params = tracking.model_params(train, seed, feature_set, window, split_method)
+    staging = _fresh(out.with_name(f".{kind}.staging"))
+    if kind == "forest":
+        _train_forest(source, seed, train, staging,
+                      tracking.new_run(kind, feature_set, params, inputs))
+    else:
+        backup = out.with_name(f".{kind}.backup")
+        run_id = _resumable_run(backup, lambda: tracking.new_run(kind, feature_set, params,
+                                                                 inputs))
+        _train_network(kind, source, seed, train, rgb, staging, backup, run_id)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
+def _fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _resumable_run(backup: Path, new_run: Any) -> str:
+    """The run of an interrupted training of this model, or a new, fully tagged one."""
+    previous = backup / "run_id"
+    if previous.is_file():
+        return previous.read_text().strip()
+    run_id = str(new_run())
+    _fresh(backup)
+    previous.write_text(run_id)
+    return run_id
+
+
+def _train_network(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
+                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
+    with mlflow.start_run(run_id=run_id):
+        image = _generator_image(source, rgb, train.latent_dim, seed) if kind == "ssgan" else None
+        logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
+        trained = train_network(kind, train, source, seed, workdir=backup / "keras",  # type: ignore[arg-type]
+                                threshold=train.threshold, callbacks=(logger,),
+                                history_path=backup / "history.json")
+        bundle.save_network(staging, trained.model.discriminator, source.normalisation,
+                            getattr(trained.model, "generator", None), trained.history)
+        model_uri = serving.log_window_model(staging, serving.pinned_requirements())
+        mlflow.set_tag("model_uri", model_uri)
+        bundle.save_run(staging, run_id, model_uri)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int,
+                     seed: int) -> Any:
+    """The generator's windows at fixed noise, as one image (drawn from its own generator, so
+    it does not disturb the training's random numbers)."""
+    noise = np.random.default_rng(seed).normal(size=(IMAGE_ROWS, latent_dim)).astype("float32")
+
+    def make(model: Any) -> np.ndarray:
+        windows = model.generator(noise, training=False)
+        return plots.window_grid(np.asarray(windows), source.bands, rgb)
+
+    return make
+
+
+def _train_forest(source: WindowSource, seed: int, train: TrainConfig, staging: Path,
+                  run_id: str) -> None:
+    """The random forest on window features, logged like the networks (validation scores,
+    an MLflow sklearn model)."""
+    windows, labels = source.windows("train")
+    model = forest.fit_forest(windows, labels, train.forest_trees, seed)
+    with mlflow.start_run(run_id=run_id):
+        val_windows, val_labels = source.windows("val")
+        if len(val_labels):
+            scores, _ = evaluate_probabilities(
+                val_labels, forest.forest_probability(model, val_windows), train.threshold)
+            mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
+        features = forest.window_features(windows[:5])
+        info = mlflow.sklearn.log_model(
+            model, name="model", signature=infer_signature(features, model.predict_proba(
+                features)), serialization_format="skops",
+            skops_trusted_types=["sklearn.tree._tree.Tree"],  # scikit-learn's own tree type
+            pip_requirements=serving.pinned_requirements(("mlflow", "scikit-learn", "numpy",
+                                                          "skops")))
+    bundle.save_forest(staging, model, source.normalisation)
+    bundle.save_run(staging, run_id, str(info.model_uri))

@@ -1,0 +1,137 @@
+"""tune: an Optuna study over the SSGAN's settings, every trial an MLflow run nested under the
+study's run; shared by workers (here or on other machines) through the study's storage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import yaml
+from mlflow.tracking import MlflowClient
+
+from landslide_ssgan import plots, serving, tracking, tuning
+from landslide_ssgan.config import TrainConfig, TuneConfig
+from landslide_ssgan.errors import InputError
+from landslide_ssgan.files import write_json, write_text
+from landslide_ssgan.models import bundle
+from landslide_ssgan.training import WindowSource, load_window_source, train_network
+from landslide_ssgan.urls import redacted
+
+
+@dataclass(frozen=True)
+class Trials:
+    """What every trial trains on: the base settings and the data."""
+
+    seed: int
+    train: TrainConfig
+    feature_set: str
+    window: int
+    split_method: str
+    stack: str
+    samples: str
+    norm: str
+
+
+def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, params_file: Path,
+        storage: str | None = None, workers: int = 1,
+        parent_run: str | None = None) -> dict[str, Any] | None:
+    """Run this process's share of the study (and `workers - 1` helper processes of the same
+    command); the process that started the helpers then writes the reports and returns the
+    summary. A helper (given `parent_run`) returns None."""
+    url = storage or cfg.storage
+    tuning.open_storage(cfg, url)  # creates the study once, before any worker races
+    parent = parent_run or study_parent_run(cfg, trials.feature_set, experiment, url)
+    helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
+                                 "--params", str(params_file), "--storage", url,
+                                 "--workers", "1", "--parent-run", parent])
+               for _ in range(workers - 1)]
+    source = load_window_source(trials.stack, trials.samples, trials.norm, trials.feature_set,
+                                trials.window)
+    study = tuning.create_study(cfg, url)
+    with mlflow.start_run(run_id=parent):
+        tuning.run_study(study, lambda trial: _trial(trial, cfg, trials, source), cfg.trials)
+    failed = [p.args for p in helpers if p.wait() != 0]
+    if parent_run is not None:
+        return None  # a helper worker: the process that started it writes the reports
+    return {**report_study(cfg, url, parent, Path(reports)), "failed_workers": len(failed)}
+
+
+def study_parent_run(cfg: TuneConfig, feature_set: str, experiment: str, storage: str) -> str:
+    """The MLflow run that holds a study's trials: found again when the study resumes."""
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        runs = MlflowClient().search_runs(
+            [found.experiment_id], filter_string=(
+                f"tags.optuna_study = '{cfg.study}' AND tags.stage = 'tune-study'"),
+            max_results=50)
+        for run in runs:
+            if run.data.tags.get("optuna_storage") == redacted(storage):
+                return str(run.info.run_id)
+    with mlflow.start_run(run_name=f"study-{cfg.study}") as run:
+        mlflow.set_tags({"stage": "tune-study", "optuna_study": cfg.study,
+                         "optuna_storage": redacted(storage), "feature_set": feature_set,
+                         "mlflow.source.git.commit": tracking.git_commit()})
+        mlflow.log_params({"tune.trials": cfg.trials, "tune.epochs": cfg.epochs,
+                           "tune.sampler_seed": cfg.sampler_seed})
+        return str(run.info.run_id)
+
+
+def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowSource) -> float:
+    train = tuning.apply(trials.train, tuning.suggest(trial, cfg.space), cfg.epochs)
+    run_id = tracking.new_run(
+        "ssgan", trials.feature_set, tracking.model_params(
+            train, trials.seed, trials.feature_set, trials.window, trials.split_method),
+        {"stack": trials.stack, "samples": trials.samples, "norm": trials.norm},
+        stage="tune", nested=True)
+    with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"optuna_study": cfg.study, "optuna_trial": str(trial.number),
+                         "mlflow.runName": f"trial-{trial.number}"})
+        callbacks = (tracking.MlflowEpochLogger(run_id, train.image_every),
+                     tuning.PruneOnValidationF1(trial))
+        try:
+            trained = train_network("ssgan", train, source, trials.seed,
+                                    workdir=Path(tmp) / "backup",
+                                    threshold=trials.train.threshold, callbacks=callbacks)
+        except optuna.TrialPruned:
+            mlflow.set_tag("optuna_state", "pruned")
+            raise
+        bundle.save_network(Path(tmp) / "model", trained.model.discriminator,
+                            source.normalisation)
+        uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
+        mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
+        return float(trained.history[-1].get("val_f1", 0.0))
+
+
+def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
+                 reports: Path) -> dict[str, Any]:
+    """Best trial, optimisation history and parameter importances, to reports/ and to the
+    study's parent run. Tuning never rewrites params.yaml: best params go to their own file."""
+    study = tuning.create_study(cfg, storage)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise InputError(f"study {cfg.study}: no trial completed")
+    best = study.best_trial
+    summary = {"study": cfg.study, "best_trial": best.number, "best_val_f1": best.value,
+               "best_params": best.params, "finished_trials": len(study.get_trials(
+                   deepcopy=False, states=tuning.FINISHED)),
+               "pruned_trials": len(study.get_trials(
+                   deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))}
+    write_text(reports / "best_params.yaml", yaml.safe_dump(
+        {"train": best.params, "val_f1": float(best.value or 0.0), "trial": best.number},
+        sort_keys=True))
+    plots.study_figures(study, reports / "tune_history.png", reports / "tune_importance.png")
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.log_metric("best_val_f1", float(best.value or 0.0))
+        mlflow.set_tags({"best_trial": str(best.number)})
+        for name in ("best_params.yaml", "tune_history.png", "tune_importance.png"):
+            if (reports / name).exists():
+                mlflow.log_artifact(str(reports / name))
+    write_json(reports / "tune.json", summary)
+    return summary
+
