@@ -13,16 +13,8 @@ from landslide_ssgan.config import Params
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import draw_samples, training_statistics
 from landslide_ssgan.data.stack import Stack
-from landslide_ssgan.training import (
-    ValidationScores,
-    WindowSource,
-    build_model,
-    fit,
-    predict_probability,
-    seed_everything,
-    training_dataset,
-    window_source,
-)
+from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.training import WindowSource, train_network, window_source
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +35,10 @@ def tiny(crop_params: Params) -> Params:
 
 def _train_once(kind: str, cfg: Params, source: WindowSource, backup: Path,
                 extra: list | None = None) -> tuple[np.ndarray, list]:
-    seed_everything(cfg.seed)
-    model = build_model(kind, cfg.train, source, cfg.seed)  # type: ignore[arg-type]
-    validation = ValidationScores(*source.windows("val"), 0.5)
-    fit(model, training_dataset(kind, source, 32, cfg.seed),  # type: ignore[arg-type]
-        cfg.train.epochs, [validation, *(extra or [])], backup)
+    trained = train_network(kind, cfg.train, source, cfg.seed, workdir=backup,  # type: ignore[arg-type]
+                            threshold=0.5, callbacks=tuple(extra or []))
     windows, _ = source.windows("test")
-    return predict_probability(model.discriminator, windows), validation.history
+    return predict_probability(trained.model.discriminator, windows), trained.history
 
 
 @pytest.mark.parametrize("kind", ["ssgan", "baseline"])
