@@ -142,7 +142,7 @@ def train(
     windows), the supervised baseline (same discriminator, two outputs, labels only) or the
     random forest on window features; log the run to MLflow (params, data hashes, per-epoch
     loss components and validation scores, generator images, the model) and save it under
-    models/<feature set>/<model>/. An interrupted network training resumes from its last
+    `models/<feature set>/<model>/`. An interrupted network training resumes from its last
     finished epoch."""
     from landslide_ssgan.stages import train as stage_module
 
@@ -235,7 +235,7 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
 def map_area(
     model_uri: Annotated[str | None, typer.Option(
         help="models:/..., runs:/... or a model folder; default: map.model_uri, else "
-             "models:/<registry.model_name>@<registry.alias>.")] = None,
+             "`models:/<registry.model_name>@<registry.alias>`.")] = None,
     dask: Annotated[bool, typer.Option(
         "--dask", help="Spread blocks over a local Dask cluster (see --workers).")] = False,
     scheduler: Annotated[str | None, typer.Option(
