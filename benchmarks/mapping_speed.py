@@ -16,6 +16,7 @@ Run after `dvc repro` (it reads the real stack and the trained joint SSGAN of pa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -50,7 +51,7 @@ def rss_mib() -> float:
 
 def dense_versus_per_window(stack: str, folder: Path) -> tuple[float, float]:
     model = WindowModel.load(folder)
-    slow = WindowModel(model.discriminator, model.bands, model.mean, model.std, dense=None)
+    slow = dataclasses.replace(model, dense=None)
     grid = stack_grid(stack)
     bands = model.band_indices(grid, stack)
     halo = model.window // 2

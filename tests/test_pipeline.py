@@ -40,7 +40,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw = json.loads(json.dumps(base_params))
     raw["paths"] = {k: str(root / v) for k, v in {
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
-        "samples": "samples.csv", "norm": "norm.json", "models": "models",
+        "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "models": "models",
         "maps": "maps", "reports": "reports"}.items()}
     raw["train"].update(TINY | {"forest_trees": 20})
     raw["evaluate"] = {"feature_sets": ["joint"]}
@@ -55,8 +55,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         patch.setenv("MLFLOW_TRACKING_URI", store)
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
         for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
-                        ["train", "baseline"], ["train", "forest"], ["evaluate"], ["tune"],
-                        ["register"], ["map"]):
+                        ["train", "baseline"], ["train", "forest"], ["train", "glm"],
+                        ["evaluate"], ["tune"], ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
     mlflow.set_tracking_uri(store)
@@ -75,12 +75,15 @@ def test_reports_hold_every_model(pipeline: dict[str, Any]) -> None:
     reports = Path(pipeline["raw"]["paths"]["reports"])
     metrics = json.loads((reports / "metrics.json").read_text())
     assert set(metrics) == {"joint"}
-    assert set(metrics["joint"]) == {"ssgan", "baseline", "forest"}
-    for row in metrics["joint"].values():
-        assert {"precision", "recall", "f1", "kappa", "miou", "accuracy"} <= set(row)
+    assert set(metrics["joint"]) == {"ssgan", "baseline", "forest", "glm"}
+    for row in metrics["joint"].values():  # headline figures only: dvc metrics show stays short
+        assert set(row) == {"precision", "recall", "f1", "kappa", "miou", "accuracy"}
+    details = json.loads((reports / "evaluation_details.json").read_text())
+    for row in details["joint"].values():
         assert np.array(row["confusion_matrix"]).sum() == row["test_windows"] > 0
     table = (reports / "evaluation.md").read_text()
     assert "| ssgan |" in table and "| baseline |" in table and "| forest |" in table
+    assert "| glm |" in table
     assert "| joint / ssgan |" in (reports / "feature_sets.md").read_text()
     for figure in ("loss_curves.png", "feature_set_losses.png", "factor_importance.png",
                    "factor_vif.png"):
@@ -88,6 +91,37 @@ def test_reports_hold_every_model(pipeline: dict[str, Any]) -> None:
     factors = json.loads((reports / "factors.json").read_text())
     assert set(factors["ranking"]) == set(factors["vif_labelled"])
     assert 0 < factors["oob_score"] <= 1
+
+
+def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, Any]) -> None:
+    raw = pipeline["raw"]
+    reports = Path(raw["paths"]["reports"])
+    compact = json.loads((reports / "map_evaluation.json").read_text())
+    assert set(compact) == {"val", "test"}
+    for area in compact.values():
+        assert set(area) == {"ssgan", "baseline", "forest", "glm"}
+        for row in area.values():
+            assert 0 <= row["auprc"] <= 1 and 0 <= row["flagged_share"] <= 1
+            assert 0 <= row["threshold"] <= 1
+    details = json.loads((reports / "map_evaluation_details.json").read_text())
+    test = details["ssgan"]["test"]
+    assert test["all"]["pixels"] > test["labelled"]["pixels"] > 0
+    assert test["all"]["prevalence"] < test["labelled"]["prevalence"]
+    for kind in ("ssgan", "glm"):  # the threshold each model chose on the validation area
+        info = json.loads((Path(raw["paths"]["models"]) / "joint" / kind / "model.json")
+                          .read_text())
+        assert info["threshold"] == pytest.approx(compact["test"][kind]["threshold"], abs=1e-4)
+        assert "validation area" in info["threshold_source"]
+        assert 0 <= info["validation_map"]["auprc"] <= 1
+    for name in ("map_pr_curves.png", "map_test_preview.png"):
+        assert (reports / name).stat().st_size > 10_000, name
+    assert "## Test area" in (reports / "map_evaluation.md").read_text()
+    assert "| intercept |" in (reports / "glm_coefficients.md").read_text()
+    client = MlflowClient(pipeline["store"])
+    run_id = json.loads((Path(raw["paths"]["models"]) / "joint" / "glm" / "run.json")
+                        .read_text())["run_id"]
+    logged = client.get_run(run_id).data.metrics
+    assert {"val_map_auprc", "test_map_auprc", "map_threshold"} <= set(logged)
 
 
 def test_runs_have_losses_validation_curves_images_and_data_hashes(
@@ -106,7 +140,7 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
     assert names == {"stack", "samples", "norm"}
     images = [a.path for a in client.list_artifacts(run_id, "generator")]
     assert len(images) == TINY["epochs"] and all(p.endswith(".png") for p in images)
-    for other in ("baseline", "forest"):
+    for other in ("baseline", "forest", "glm"):
         other_id = json.loads((models / other / "run.json").read_text())["run_id"]
         other_run = client.get_run(other_id)
         assert other_run.data.tags["data_digest"] == run.data.tags["data_digest"]
@@ -215,23 +249,28 @@ def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
 
 def test_promotion_moves_the_alias_only_for_a_better_model(
         pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from landslide_ssgan import serving, tracking
+    from landslide_ssgan import scoring, serving, tracking
     from landslide_ssgan.stages import register
 
     store = f"sqlite:///{tmp_path / 'registry.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)
-    cfg = parse_params(pipeline["raw"])
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["registry"]["score"] = "balanced_f1"  # constant models: F1 tells them apart, AUPRC not
+    raw["paths"]["reports"] = str(tmp_path / "reports")
+    cfg = parse_params(raw)
     tracking.use_tracking_store(store, cfg.tracking.experiment)
     source = _source(cfg)
     digest = tracking.data_digest(cfg.paths.samples, cfg.paths.stack)
     paths = cfg.paths
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
 
     def register_champion() -> dict[str, Any]:
         return register.run(cfg.registry, feature_set=cfg.features.set,
                             threshold=cfg.train.threshold, window=cfg.sample.window,
                             experiment=cfg.tracking.experiment, stack=paths.stack,
-                            samples=paths.samples, norm=paths.norm, reports=paths.reports)
+                            samples=paths.samples, norm=paths.norm, ground=ground,
+                            reports=paths.reports)
 
     def candidate(landslide: bool, logged_f1: float) -> None:
         with mlflow.start_run():
@@ -243,12 +282,12 @@ def test_promotion_moves_the_alias_only_for_a_better_model(
     candidate(landslide=False, logged_f1=0.90)  # first model: nothing to beat
     first = register_champion()
     assert first["promoted"] and first["version"] == "1"
-    assert first["candidate"]["val_f1"] == 0.0  # re-scored on validation windows, not trusted
+    assert first["candidate"]["score"] == 0.0  # re-scored on validation windows, not trusted
 
     candidate(landslide=True, logged_f1=0.95)  # really better on the validation windows
     second = register_champion()
     assert second["promoted"] and second["version"] == "2"
-    assert second["candidate"]["val_f1"] > 0.5
+    assert second["candidate"]["score"] > 0.5
 
     candidate(landslide=False, logged_f1=0.99)  # claims more, is worse: registered, not promoted
     third = register_champion()

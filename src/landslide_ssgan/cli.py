@@ -41,6 +41,7 @@ class Model(StrEnum):
     ssgan = "ssgan"
     baseline = "baseline"
     forest = "forest"
+    glm = "glm"
 
 
 class FeatureSetChoice(StrEnum):
@@ -109,7 +110,7 @@ def sample(params: ParamsOption = Path("params.yaml")) -> None:
     paths = cfg.paths
     summary = stage_module.run(cfg.sample, seed=cfg.seed, stack=paths.stack, labels=paths.labels,
                                inventory_ids=paths.inventory_ids, samples=paths.samples,
-                               norm=paths.norm, reports=paths.reports)
+                               norm=paths.norm, split=paths.split, reports=paths.reports)
     typer.echo(f"{summary['windows']} windows; test/train shared pixels: "
                f"{summary['shared_window_pixels']['test_train']} -> {paths.samples}")
 
@@ -139,9 +140,11 @@ def train(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
-    windows), the supervised baseline (same discriminator, two outputs, labels only) or the
-    random forest on window features; log the run to MLflow (params, data hashes, per-epoch
-    loss components and validation scores, generator images, the model) and save it under
+    windows), the supervised baseline (same discriminator, two outputs, labels only), the
+    random forest on window features or the GLM (logistic regression on the centre pixel);
+    choose its map threshold on the validation area; log the run to MLflow (params, data
+    hashes, per-epoch loss components and validation scores, generator images, the model,
+    the threshold and validation map scores) and save it under
     `models/<feature set>/<model>/`. An interrupted network training resumes from its last
     finished epoch."""
     from landslide_ssgan.stages import train as stage_module
@@ -149,20 +152,25 @@ def train(
     cfg = _tracked_params(params)
     chosen = feature_set.value if feature_set else cfg.features.set
     paths = cfg.paths
-    out = stage_module.run(model.value, chosen, seed=cfg.seed, train=cfg.train,
+    data = stage_module.Data(paths.stack, paths.samples, paths.norm, paths.labels,
+                             paths.inventory_ids, paths.split)
+    out = stage_module.run(model.value, chosen, data, seed=cfg.seed, train=cfg.train,
                            rgb=cfg.features.rgb, window=cfg.sample.window,
-                           split_method=cfg.sample.split.method, stack=paths.stack,
-                           samples=paths.samples, norm=paths.norm, models=paths.models)
+                           split_method=cfg.sample.split.method, models=paths.models)
     typer.echo(f"{model.value} on {chosen} trained -> {out}")
 
 
 @app.command()
 @stage
 def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
-    """Score every trained model (SSGAN, baseline, forest) of every feature set on the test
-    windows (precision, recall, F1, kappa, MIoU, accuracy, confusion matrix); write
-    reports/metrics.json, evaluation.md, feature_sets.md and the loss curves, and add the test
-    metrics to each model's MLflow run."""
+    """Score every trained model (SSGAN, baseline, forest, GLM) of every feature set on the
+    balanced test windows (the paper's protocol), and the map of every model of features.set
+    on the validation and test areas, every pixel at the real prevalence (AUPRC, AUROC, F1,
+    IoU, flagged share, object recall and precision). Writes reports/metrics.json,
+    evaluation.md, feature_sets.md, map_evaluation.json / .md, precision-recall curves, a
+    preview of the test area, the GLM's coefficients and the loss curves; adds the scores to
+    each model's MLflow run."""
+    from landslide_ssgan import scoring
     from landslide_ssgan.stages import evaluate as stage_module
 
     cfg = _tracked_params(params)
@@ -171,10 +179,18 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
         cfg.evaluate.feature_sets, main_set=cfg.features.set, threshold=cfg.train.threshold,
         window=cfg.sample.window, split_method=cfg.sample.split.method, stack=paths.stack,
         samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports)
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+    maps = stage_module.run_maps(cfg.features.set, ground, cfg.map, rgb=cfg.features.rgb,
+                                 stack=paths.stack, models=paths.models, reports=paths.reports)
     for feature_set, rows in results.items():
         for kind, row in rows.items():
-            typer.echo(f"{feature_set:8s} {kind:9s} F1 {row['f1']:.3f}  "
+            typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
                        f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}")
+    for kind, areas in maps.items():
+        test = areas["test"]["all"]
+        typer.echo(f"map {kind:9s} test area: AUPRC {test['auprc']:.3f}  F1 {test['f1']:.3f}  "
+                   f"flagged {test['flagged_share']:.1%} (inventory "
+                   f"{areas['test']['inventory_share']:.2%})")
 
 
 @app.command()
@@ -197,7 +213,8 @@ def tune(
     cfg = _tracked_params(params)
     paths = cfg.paths
     trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
-                                 cfg.sample.split.method, paths.stack, paths.samples, paths.norm)
+                                 cfg.sample.split.method, paths.stack, paths.samples, paths.norm,
+                                 paths.labels, paths.inventory_ids, paths.split)
     summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
                                reports=paths.reports, params_file=params, storage=storage,
                                workers=workers, parent_run=parent_run)
@@ -212,22 +229,26 @@ def tune(
 @app.command()
 @stage
 def register(params: ParamsOption = Path("params.yaml")) -> None:
-    """Register the model of the best SSGAN run (validation F1, this data and feature set) as
+    """Register the model of the best SSGAN run (this data and feature set; by registry.score:
+    the AUPRC of its map over the validation area, or F1 on balanced validation windows) as
     `landslide-ssgan` and move the `champion` alias to it only if it beats the current
-    champion on the same validation windows. Writes reports/champion.json."""
+    champion on the same validation data. Writes reports/champion.json."""
+    from landslide_ssgan import scoring
     from landslide_ssgan.stages import register as stage_module
 
     cfg = _tracked_params(params)
     paths = cfg.paths
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     summary = stage_module.run(cfg.registry, feature_set=cfg.features.set,
                                threshold=cfg.train.threshold, window=cfg.sample.window,
                                experiment=cfg.tracking.experiment, stack=paths.stack,
-                               samples=paths.samples, norm=paths.norm, reports=paths.reports)
+                               samples=paths.samples, norm=paths.norm, ground=ground,
+                               reports=paths.reports)
     verdict = "promoted to" if summary["promoted"] else "kept as"
     typer.echo(f"{summary['name']} version {summary['version']} {verdict} "
-               f"@{summary['alias']} (candidate validation F1 "
-               f"{summary['candidate']['val_f1']:.3f}, previous "
-               f"{summary['previous_champion_val_f1']})")
+               f"@{summary['alias']} ({summary['score']}: candidate "
+               f"{summary['candidate']['score']:.3f}, previous "
+               f"{summary['previous_champion_score']})")
 
 
 @app.command("map")
@@ -249,20 +270,26 @@ def map_area(
     landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
     minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
     run resumes at the first block it had not finished."""
+    from landslide_ssgan import scoring
     from landslide_ssgan.stages import map as stage_module
 
     cfg = _tracked_params(params)
     paths = cfg.paths
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
         summary = stage_module.run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
                                    rgb=cfg.features.rgb, stack=paths.stack, models=paths.models,
-                                   maps=paths.maps, reports=paths.reports, model_uri=model_uri,
-                                   client=client, on_block=on_block)
+                                   maps=paths.maps, reports=paths.reports, ground=ground,
+                                   model_uri=model_uri, client=client, on_block=on_block)
     for name in ("champion", "baseline"):
         if name in summary:
             row = summary[name]
-            typer.echo(f"{name:9s} {row['count']} landslides, {row['total_area_km2']:.3f} km2, "
-                       f"{row['pixels_per_second']:,} px/s -> {row['outputs']['polygons']}")
+            test = row["areas"].get("test", {})
+            typer.echo(f"{name:9s} {row['count']} landslides, {row['total_area_km2']:.3f} km2 "
+                       f"({row['flagged_share']:.1%} of the area) at threshold "
+                       f"{row['threshold']:.3f}; test area AUPRC {test.get('auprc', 'n/a')}, "
+                       f"F1 {test.get('f1', 'n/a')}; {row['pixels_per_second']:,} px/s -> "
+                       f"{row['outputs']['polygons']}")
 
 
 @app.command()

@@ -29,7 +29,7 @@ Derivation = Literal["slope", "aspect", "ndvi"]
 FeatureSet = Literal["factors", "optical", "joint"]
 FEATURE_SETS: tuple[FeatureSet, ...] = typing.get_args(FeatureSet)
 SplitMethod = Literal["spatial", "random"]
-ModelName = Literal["ssgan", "baseline", "forest"]
+ModelName = Literal["ssgan", "baseline", "forest", "glm"]
 MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
 
 T = TypeVar("T")
@@ -184,7 +184,8 @@ class TrainConfig:
     gradient_penalty: float = setting(low=0.0, high=1000.0, tunable=True)
     class_weighting: bool = setting(tunable=True)
     ema: float = setting(low=0.0, high=0.9999, tunable=True)
-    threshold: float = setting(low=0.0, high=1.0)
+    threshold: float = setting(low=0.0, high=1.0)  # on balanced windows (the paper's protocol)
+    target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
     image_every: int = setting(low=1)
     forest_trees: int = setting(low=1)
 
@@ -245,7 +246,7 @@ class MapConfig:
     model_uri: str | None = None  # None: models:/<registry.model_name>@<registry.alias>
     compare_baseline: bool     # also map models/<set>/baseline for map_summary.json
     block_size: int = setting(low=16, high=8192)
-    threshold: float = setting(low=0.0, high=1.0)
+    threshold: Literal["auto"] | float = setting(low=0.0, high=1.0)  # auto: the model's own
     opening: int = setting(low=0, high=50)       # radius in pixels (0 = off)
     closing: int = setting(low=0, high=50)
     min_area_m2: float = setting(low=0.0, high=1e9)
@@ -280,6 +281,7 @@ class StudyConfig:
 class RegistryConfig:
     model_name: str
     alias: str
+    score: Literal["auprc", "balanced_f1"]  # what the champion is chosen by (validation)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,6 +297,7 @@ class PathsConfig:
     inventory_ids: str
     samples: str
     norm: str
+    split: str
     models: str
     maps: str
     reports: str
@@ -385,8 +388,14 @@ def _check_range(value: Any, meta: Mapping[str, Any], key: str) -> None:
 def _value(kind: Any, raw: Any, key: str, meta: Mapping[str, Any]) -> Any:
     """One value of type `kind` (the field's annotation) from its YAML form."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (types.UnionType, typing.Union):  # X | None: None was handled by the caller
-        return _value(next(a for a in args if a is not type(None)), raw, key, meta)
+    if origin in (types.UnionType, typing.Union):  # None was handled by the caller
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:
+            try:
+                return _value(option, raw, key, meta)
+            except ConfigError:
+                continue
+        return _value(options[-1], raw, key, meta)
     if origin is Literal:
         if raw not in args or isinstance(raw, bool):
             raise ConfigError(f"{key}: {raw!r} is not one of {', '.join(map(str, args))}")

@@ -33,12 +33,13 @@ from keras import layers
 from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.forest import dense_window_features, probability_of_features
 from landslide_ssgan.models.bundle import (
     ModelBundle,
     bundle_from_bytes,
     load_bundle,
-    network_bytes,
-    network_digest,
+    model_bytes,
+    model_digest,
 )
 from landslide_ssgan.models.ssgan import landslide_probability
 
@@ -126,31 +127,37 @@ def probability_of(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class WindowModel:
-    """A discriminator with the normalisation it was trained with and, when it has one, its
-    exact dense twin."""
+    """A trained model with the normalisation it was trained with and, for a network, its
+    exact dense twin. A forest or GLM maps densely by itself: its window features (centre
+    pixel, window mean and standard deviation) are box filters of the block."""
 
-    discriminator: keras.Model
-    bands: tuple[str, ...]
+    bundle: ModelBundle
     mean: np.ndarray
     std: np.ndarray
     dense: keras.Model | None
 
     @property
+    def discriminator(self) -> keras.Model | None:
+        return self.bundle.discriminator
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.bundle.bands
+
+    @property
     def window(self) -> int:
-        return int(self.discriminator.input_shape[1])
+        return self.bundle.window
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, dense: bool = True) -> WindowModel:
-        if bundle.discriminator is None:
-            raise InputError("only networks can be mapped (this model is a random forest)")
-        model = bundle.discriminator
-        return cls(model, bundle.bands, bundle.normalisation.mean.astype(np.float32),
-                   bundle.normalisation.std.astype(np.float32),
-                   exact_dense_twin(model) if dense else None)
+        norm = bundle.normalisation
+        twin = (exact_dense_twin(bundle.discriminator)
+                if dense and bundle.discriminator is not None else None)
+        return cls(bundle, norm.mean.astype(np.float32), norm.std.astype(np.float32), twin)
 
     @classmethod
     def load(cls, folder: str | Path, dense: bool = True) -> WindowModel:
-        """From a model folder (models/<set>/ssgan or a logged model's artifacts)."""
+        """From a model folder (models/<set>/<kind> or a logged model's artifacts)."""
         return cls.from_bundle(load_bundle(folder), dense)
 
     def band_indices(self, grid: Grid, source: str) -> list[int]:
@@ -171,9 +178,25 @@ class WindowModel:
             return np.full(valid.shape, np.nan, np.float32)
         image = (np.moveaxis(raw, 0, -1) - self.mean) / self.std
         image = np.nan_to_num(image, nan=0.0).astype(np.float32)
-        logits = (dense_logits(self.dense, image) if self.dense is not None
-                  else per_window_logits(self.discriminator, image))
-        return np.where(valid, probability_of(logits), np.float32(np.nan))
+        if self.discriminator is None:
+            probability = self._feature_probability(image, valid)
+        else:
+            logits = (dense_logits(self.dense, image) if self.dense is not None
+                      else per_window_logits(self.discriminator, image))
+            probability = probability_of(logits)
+        return np.where(valid, probability, np.float32(np.nan))
+
+    def _feature_probability(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """A forest or GLM on the valid centres of the block only (they cost per pixel)."""
+        half = self.window // 2
+        out = np.full(valid.shape, np.nan, np.float32)
+        if self.bundle.glm is not None:
+            centres = image[half:image.shape[0] - half, half:image.shape[1] - half]
+            out[valid] = self.bundle.glm.probability(centres[valid])
+        else:
+            features = dense_window_features(image, self.window)
+            out[valid] = probability_of_features(self.bundle.forest, features[valid])
+        return out
 
 
 # --- block store: finished blocks on disk, for resumption -------------------------------
@@ -214,7 +237,7 @@ class BlockStore:
 def stack_fingerprint(stack: str | Path, model_folder: str | Path, block_size: int) -> dict:
     info = Path(stack).stat()
     return {"stack": str(Path(stack).resolve()), "stack_size": info.st_size,
-            "stack_mtime_ns": info.st_mtime_ns, "model": network_digest(model_folder),
+            "stack_mtime_ns": info.st_mtime_ns, "model": model_digest(model_folder),
             "block_size": block_size}
 
 
@@ -250,7 +273,7 @@ def _block_task(payload: dict[str, Any], stack: str, bands: list[int],
 
 
 def model_payload(folder: str | Path, dense: bool) -> dict[str, Any]:
-    return {"digest": network_digest(folder), "dense": dense, "files": network_bytes(folder)}
+    return {"digest": model_digest(folder), "dense": dense, "files": model_bytes(folder)}
 
 
 def dask_blocks(client: Any, payload: dict[str, Any], stack: str | Path, bands: list[int],
@@ -322,5 +345,17 @@ def map_probability(stack: str | Path, model_folder: str | Path, store_folder: P
             on_block(block, False, grid.width * grid.height)
     seconds = time.perf_counter() - started
     run = MapRun(grid, len(blocks), len(done), sum(b.height * b.width for b in todo), seconds,
-                 model.dense is not None)
+                 model.dense is not None or model.discriminator is None)
     return run, store, blocks
+
+
+def probability_map(stack: str | Path, model: WindowModel, block_size: int = 512
+                    ) -> tuple[np.ndarray, Grid]:
+    """The whole map in memory (float32, NaN without data): for scoring maps of areas that
+    fit in memory, where no map files are wanted."""
+    grid = stack_grid(stack)
+    out = np.full(grid.shape, np.nan, np.float32)
+    for block, values in local_blocks(model, stack, model.band_indices(grid, str(stack)),
+                                      blocks_of(grid, block_size)):
+        out[block.row:block.row + block.height, block.col:block.col + block.width] = values
+    return out, grid

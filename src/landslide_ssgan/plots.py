@@ -160,21 +160,52 @@ def _stretched_rgb(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], threshold: float,
-                titles: dict[str, str], path: str | Path) -> None:
+def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], thresholds: dict[str, float],
+                titles: dict[str, str], path: str | Path, area: np.ndarray | None = None,
+                landslides: np.ndarray | None = None) -> None:
     """One panel per mapped model: the optical image with the landslide probability laid over
-    it where it reaches the threshold."""
+    it where it reaches that model's threshold; with `area`, only that area is shown in
+    colour (the rest dimmed), and `landslides` (inventory pixels) are drawn in cyan."""
     background = _stretched_rgb(rgb)
+    if area is not None:
+        background = np.where(area[..., None], background, 0.35 + 0.3 * background)
+    low = min(thresholds.values())
     fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 7), squeeze=False)
     for ax, (name, probability) in zip(axes[0], maps.items(), strict=True):
         ax.imshow(background, interpolation="nearest")
-        shown = np.where(probability >= threshold, probability, np.nan)
-        image = ax.imshow(shown, cmap="autumn_r", vmin=threshold, vmax=1.0, alpha=0.85,
+        flagged = probability >= thresholds[name]
+        if area is not None:
+            flagged &= area
+        shown = np.where(flagged, probability, np.nan)
+        image = ax.imshow(shown, cmap="autumn_r", vmin=low, vmax=1.0, alpha=0.85,
                           interpolation="nearest")
-        ax.set_title(titles.get(name, name), fontsize=9)
+        if landslides is not None:
+            ax.imshow(np.where(landslides, 1.0, np.nan), cmap="cool", vmin=0, vmax=1,
+                      interpolation="nearest")
+        ax.set_title(f"{titles.get(name, name)} (threshold {thresholds[name]:.2f})",
+                     fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.5, label="P(landslide)")
+    _save(fig, path)
+
+
+def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]],
+              prevalence: dict[str, float], path: str | Path) -> None:
+    """Precision against recall of every model's map, one panel per area; the dashed line is
+    the prevalence (what a map of random scores reaches)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.5), squeeze=False)
+    for ax, (area, models) in zip(axes[0], curves.items(), strict=True):
+        for name, (recall, precision, auprc) in models.items():
+            ax.plot(recall, precision, label=f"{name} (AUPRC {auprc:.3f})")
+        ax.axhline(prevalence[area], color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"{area} area, every pixel")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 

@@ -54,6 +54,70 @@ def feature_set_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- evaluate: the maps ------------------------------------------------------------------
+
+MAP_COLUMNS = (("auprc", "AUPRC"), ("auroc", "AUROC"), ("f1", "F1"), ("iou", "IoU"),
+               ("precision", "precision"), ("recall", "recall"),
+               ("flagged_share", "flagged share"), ("object_recall", "object recall"),
+               ("object_precision", "object precision"), ("threshold", "threshold"))
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def map_table(results: dict[str, dict[str, Any]], feature_set: str) -> str:
+    """One table per held-out area: every model's map scored on every pixel."""
+    lines = [f"# The maps, judged on held-out ground ({feature_set} features)", "",
+             "Every model maps the whole study area; each map is scored on the validation and "
+             "test areas of the spatial split, every valid pixel at the real prevalence "
+             "(inventory landslides against all other ground), at the model's own threshold "
+             "(best F1 on the validation area). Flagged share: share of the area's pixels the "
+             "map calls landslide. Object recall: share of the area's inventory landslides "
+             "that a mapped body overlaps; object precision: share of mapped bodies that touch "
+             "an inventory landslide. Balanced-window scores (the paper's protocol) are in "
+             "evaluation.md.", ""]
+    for area in ("test", "val"):
+        first = next(iter(results.values()))[area]
+        lines += [f"## {'Test' if area == 'test' else 'Validation'} area: "
+                  f"{first['all']['pixels']:,} pixels, inventory landslides "
+                  f"{first['inventory_share']:.2%} of them "
+                  f"({first['objects']['inventory_landslides']} landslides)", "",
+                  "| model | " + " | ".join(name for _, name in MAP_COLUMNS) + " |",
+                  "|---|" + "---|" * len(MAP_COLUMNS)]
+        for kind, scores in results.items():
+            row = {**scores[area]["all"], **scores[area]["objects"],
+                   "threshold": scores[area]["threshold"]}
+            lines.append(f"| {kind} | " + " | ".join(_cell(row[key]) for key, _ in MAP_COLUMNS)
+                         + " |")
+        lines += ["", "Only the pixels the inventory labels (landslide or stable ground); "
+                  "unknown ground is left out, and the share of it flagged is given apart:", "",
+                  "| model | AUPRC | F1 | precision | recall | landslide share | "
+                  "unknown ground flagged |", "|---|---|---|---|---|---|---|"]
+        for kind, scores in results.items():
+            labelled = scores[area]["labelled"]
+            lines.append(f"| {kind} | {_cell(labelled['auprc'])} | {_cell(labelled['f1'])} | "
+                         f"{_cell(labelled['precision'])} | {_cell(labelled['recall'])} | "
+                         f"{_cell(labelled['prevalence'])} | "
+                         f"{_cell(scores[area]['unknown_flagged_share'])} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def coefficient_table(table: pd.DataFrame, feature_set: str) -> str:
+    """The GLM's estimates on normalised bands (one standard deviation of training pixels)."""
+    lines = [f"# Logistic regression on the centre pixel ({feature_set} features)", "",
+             "Estimates per standard deviation of each band (bands are normalised with the "
+             "training pixels' mean and standard deviation); one level of each one-hot layer "
+             "and every constant band are left out as the reference. Fitted with statsmodels "
+             "(maximum likelihood) on the labelled training windows' centre pixels.", "",
+             "| term | estimate | std. error | z | p-value |", "|---|---|---|---|---|"]
+    for term, row in table.iterrows():
+        lines.append(f"| {term} | {row['estimate']:.4f} | {row['std_error']:.4f} | "
+                     f"{row['z']:.2f} | {row['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- study: the label-efficiency report ------------------------------------------------
 
 

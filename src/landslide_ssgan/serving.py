@@ -30,7 +30,7 @@ class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     P(landslide) per window."""
 
     def load_context(self, context: Any) -> None:
-        self.model = bundle.load_bundle(Path(context.artifacts["discriminator"]).parent)
+        self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         # (no type hints: MLflow would read them as a schema; the signature holds the schema)
@@ -47,8 +47,8 @@ class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
 
 
 def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
-    """Log the network of a model folder as the MLflow pyfunc model `model` of the active
-    run; returns its model URI."""
+    """Log a model folder (network or GLM, with its normalisation and model.json) as the
+    MLflow pyfunc model `model` of the active run; returns its model URI."""
     norm = Normalisation.load(folder / bundle.NORMALISATION)
     if norm.window is None:
         raise InputError(f"{folder / bundle.NORMALISATION}: does not say the window size")
@@ -58,21 +58,22 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=WindowClassifier(),
-        artifacts={"discriminator": str(folder / bundle.DISCRIMINATOR),
-                   "normalisation": str(folder / bundle.NORMALISATION)},
+        artifacts={path.stem: str(path) for path in (folder / name for name in
+                                                     bundle.INFERENCE_FILES) if path.is_file()},
         code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements)
     return str(info.model_uri)
 
 
-def pinned_requirements(names: tuple[str, ...] = ("mlflow", "tensorflow", "keras", "numpy",
-                                                   "cloudpickle")) -> list[str]:
+def pinned_requirements(names: tuple[str, ...] = (
+        "mlflow", "tensorflow", "keras", "numpy", "cloudpickle", "scikit-learn", "scipy",
+        "pandas", "statsmodels")) -> list[str]:
     """The packages a served model needs, at the versions installed here."""
     return [f"{name}=={version(name)}" for name in names]
 
 
 def window_model_folder(uri: str, workdir: Path) -> Path:
-    """A folder with discriminator.keras and normalisation.json for a model URI (models:/...,
-    runs:/..., any MLflow artifact URI) or a local model folder (models/joint/ssgan)."""
+    """A model folder (models/bundle.py) for a model URI (models:/..., runs:/..., any MLflow
+    artifact URI) or a local model folder (models/joint/ssgan)."""
     if Path(uri).is_dir():
         return Path(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -83,7 +84,7 @@ def window_model_folder(uri: str, workdir: Path) -> Path:
         raise InputError(f"model {uri}: cannot be loaded ({first}); run `landslide "
                          "register` first or give --model-uri") from None
     folder = Path(local) / "artifacts"
-    if not (folder / bundle.DISCRIMINATOR).is_file():
+    if not any((folder / name).is_file() for name in bundle.CLASSIFIERS):
         raise InputError(f"model {uri}: not a landslide window model (no "
-                         f"artifacts/{bundle.DISCRIMINATOR})")
+                         f"{' or '.join(bundle.CLASSIFIERS)} in its artifacts)")
     return folder

@@ -126,6 +126,14 @@ def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def log_model_info(info: dict[str, Any]) -> None:
+    """A model's map threshold and validation map scores (model.json) into the active run."""
+    mlflow.log_metric("map_threshold", float(info["threshold"]))
+    if info.get("validation_map"):
+        mlflow.log_metrics({f"val_map_{k}": float(v) for k, v in info["validation_map"].items()
+                            if v == v})
+
+
 def digest_of(samples_md5: str, stack_md5: str) -> str:
     """Identifies the data a model saw from the DVC hashes of the samples and the stack."""
     return samples_md5[:8] + stack_md5[:8]
@@ -155,9 +163,17 @@ def new_run(kind: str, feature_set: str, params: dict[str, Any], inputs: dict[st
 # --- the model registry -----------------------------------------------------------------
 
 
-def best_candidate(experiment: str, feature_set: str, data_digest: str) -> Any | None:
-    """The SSGAN run with the best validation F1 (ties: validation kappa, then the earlier
-    run) among runs of this feature set and data that logged a model; test metrics play no
+CHAMPION_ORDER = {  # registry.score -> how candidate runs are ranked (validation only)
+    "auprc": ["metrics.val_map_auprc DESC", "metrics.val_f1 DESC"],
+    "balanced_f1": ["metrics.val_f1 DESC", "metrics.val_kappa DESC"],
+}
+
+
+def best_candidate(experiment: str, feature_set: str, data_digest: str,
+                   score: str = "auprc") -> Any | None:
+    """The SSGAN run with the best validation score (`score`: the validation area map's
+    AUPRC, or F1 on balanced validation windows; ties: the other, then the earlier run)
+    among runs of this feature set and data that logged a model; test metrics play no
     part."""
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
@@ -167,7 +183,7 @@ def best_candidate(experiment: str, feature_set: str, data_digest: str) -> Any |
         [found.experiment_id],
         filter_string=(f"tags.model = 'ssgan' AND tags.feature_set = '{feature_set}' AND "
                        f"tags.data_digest = '{data_digest}' AND tags.model_uri != ''"),
-        order_by=["metrics.val_f1 DESC", "metrics.val_kappa DESC", "attributes.start_time ASC"],
+        order_by=[*CHAMPION_ORDER[score], "attributes.start_time ASC"],
         max_results=1)
     return runs[0] if runs else None
 

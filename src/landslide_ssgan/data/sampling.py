@@ -30,11 +30,17 @@ COLUMNS = ("row", "col", "label", "split", "group")
 DTYPES = {"row": "int32", "col": "int32", "label": "int8", "split": "object", "group": "int32"}
 
 
+AREA_CODES = {"train": 1, "val": 2, "test": 3}  # the split raster; 0 = in no split's area
+
+
 @dataclass(frozen=True)
 class Samples:
-    """Window centres: row, col, label (1, 0, or -1 = unlabelled), split, group."""
+    """Window centres: row, col, label (1, 0, or -1 = unlabelled), split, group; and, for
+    the spatial split, the split of every pixel (AREA_CODES), so that whole maps can be
+    scored on held-out ground."""
 
     table: pd.DataFrame
+    areas: np.ndarray | None = None
 
     def of(self, split: str, labelled: bool = True) -> pd.DataFrame:
         rows = self.table[self.table.split == split]
@@ -130,16 +136,18 @@ def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: Sa
     eligible = full_window_centres(valid, cfg.window)
     if not (eligible & (labels == LANDSLIDE)).any():
         raise InputError("no landslide pixel has a full window of valid data around it")
+    areas = None
     if cfg.split.method == "spatial":
-        table = _spatial(labels, ids, eligible, cfg, rng)
+        table, split_of_pixel = _spatial(labels, ids, eligible, cfg, rng)
+        areas = (split_of_pixel + 1).astype(np.uint8)
     else:
         table = _random(labels, eligible, cfg, rng)
     table = table.sort_values(["split", "label", "row", "col"], kind="stable")
-    return Samples(table.reset_index(drop=True))
+    return Samples(table.reset_index(drop=True), areas)
 
 
 def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, cfg: SampleConfig,
-             rng: np.random.Generator) -> pd.DataFrame:
+             rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
     groups = block_groups(labels.shape, ids, cfg.split.block_size)
     split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, cfg.window,
                                    rng)[groups]
@@ -156,7 +164,7 @@ def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, cfg: Sam
         if name == "train":
             unknown = np.flatnonzero(inside & (labels == UNKNOWN))
             parts.append(_pick(unknown, round(n * cfg.unlabelled_ratio), UNLABELLED, name, rng))
-    return _with_positions(pd.concat(parts), labels.shape, groups)
+    return _with_positions(pd.concat(parts), labels.shape, groups), split_of_pixel
 
 
 def _random(labels: np.ndarray, eligible: np.ndarray, cfg: SampleConfig,
@@ -242,3 +250,11 @@ def read_samples(path: str | Path) -> Samples:
     if unknown:
         raise InputError(f"{path}: unknown split names {sorted(unknown)}")
     return Samples(table[list(COLUMNS)].astype(DTYPES))
+
+
+def area_raster(samples: Samples, shape: tuple[int, int]) -> np.ndarray:
+    """The split raster: AREA_CODES per pixel for the spatial split; for the random split,
+    which has no held-out area, zeros."""
+    if samples.areas is not None:
+        return samples.areas
+    return np.zeros(shape, np.uint8)

@@ -2,8 +2,10 @@
 
 models/<feature set>/<model>/ (and the artifacts of every logged MLflow model) hold:
 
-- `discriminator.keras` (SSGAN, baseline) or `forest.joblib` (random forest): the classifier;
+- `discriminator.keras` (SSGAN, baseline), `forest.joblib` (random forest) or `glm.joblib`
+  (logistic regression): the classifier;
 - `normalisation.json`: the bands it sees, their training mean and std, the window size;
+- `model.json`: the model's kind and its map threshold, chosen on the validation area;
 - `generator.weights.h5` (SSGAN) and `history.csv` (networks): for inspection and plots;
 - `run.json`: the MLflow run and logged model it came from.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,20 @@ from landslide_ssgan import forest as forests
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path, file_digest, write_json
+from landslide_ssgan.glm import CentreLogit
 from landslide_ssgan.models.ssgan import predict_probability
 
 DISCRIMINATOR = "discriminator.keras"
 FOREST = "forest.joblib"
+GLM = "glm.joblib"
 NORMALISATION = "normalisation.json"
+INFO = "model.json"
+COEFFICIENTS = "coefficients.csv"  # the GLM's estimates, standard errors and p-values
 GENERATOR = "generator.weights.h5"
 HISTORY = "history.csv"
 RUN = "run.json"
-NETWORK_FILES = (DISCRIMINATOR, NORMALISATION)  # what inference with a network needs
+CLASSIFIERS = (DISCRIMINATOR, FOREST, GLM)
+INFERENCE_FILES = (*CLASSIFIERS, NORMALISATION, INFO)  # what inference needs, where present
 
 
 def model_dir(models: str | Path, feature_set: str, kind: str) -> Path:
@@ -46,11 +53,20 @@ def model_dir(models: str | Path, feature_set: str, kind: str) -> Path:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model folder: a discriminator or a forest, with its normalisation."""
+    """A loaded model folder: a discriminator, a forest or a GLM, with its normalisation and
+    what it knows about itself (model.json: kind, threshold and where it came from)."""
 
     normalisation: Normalisation
     discriminator: keras.Model | None = None
     forest: Any = None
+    glm: CentreLogit | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float | None:
+        """The map threshold chosen on the validation area (None for models saved before)."""
+        value = self.info.get("threshold")
+        return None if value is None else float(value)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -68,6 +84,8 @@ class ModelBundle:
         """P(landslide) of normalised windows (N, w, w, C)."""
         if self.discriminator is not None:
             return predict_probability(self.discriminator, windows)
+        if self.glm is not None:
+            return self.glm.window_probability(windows)
         return np.asarray(forests.forest_probability(self.forest, windows))
 
     def raw_probability(self, windows: np.ndarray) -> np.ndarray:
@@ -91,16 +109,28 @@ def save_network(folder: str | Path, discriminator: keras.Model, normalisation: 
         write_history(folder / HISTORY, history)
 
 
-def save_forest(folder: str | Path, model: Any, normalisation: Normalisation) -> None:
+def save_classifier(folder: str | Path, model: Any, normalisation: Normalisation) -> None:
+    """A random forest or a GLM (by its type), with its normalisation."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / FOREST) as tmp:
+    with atomic_path(folder / (GLM if isinstance(model, CentreLogit) else FOREST)) as tmp:
         joblib.dump(model, tmp)
     normalisation.save(folder / NORMALISATION)
 
 
+def save_info(folder: str | Path, info: dict[str, Any]) -> None:
+    """model.json: kind, threshold and where the threshold came from."""
+    write_json(Path(folder) / INFO, info)
+
+
 def save_run(folder: str | Path, run_id: str, model_uri: str) -> None:
     write_json(Path(folder) / RUN, {"run_id": run_id, "model_uri": model_uri})
+
+
+def read_info(folder: str | Path) -> dict[str, Any]:
+    """model.json, or {} for a folder saved before models recorded their threshold."""
+    path = Path(folder) / INFO
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
 
 
 def read_run(folder: str | Path) -> dict[str, str]:
@@ -118,23 +148,30 @@ def load_bundle(folder: str | Path) -> ModelBundle:
                          f"{DISCRIMINATOR} or {FOREST} and {NORMALISATION} (run `dvc repro` "
                          "or `landslide train`)")
     normalisation = Normalisation.load(folder / NORMALISATION)
+    info = read_info(folder)
     if (folder / DISCRIMINATOR).is_file():
         return ModelBundle(normalisation, discriminator=keras.saving.load_model(
-            folder / DISCRIMINATOR, compile=False))
+            folder / DISCRIMINATOR, compile=False), info=info)
     if (folder / FOREST).is_file():
-        return ModelBundle(normalisation, forest=joblib.load(folder / FOREST))
-    raise InputError(f"{folder}: no trained model ({DISCRIMINATOR} or {FOREST}); run "
+        return ModelBundle(normalisation, forest=joblib.load(folder / FOREST), info=info)
+    if (folder / GLM).is_file():
+        return ModelBundle(normalisation, glm=joblib.load(folder / GLM), info=info)
+    raise InputError(f"{folder}: no trained model ({', '.join(CLASSIFIERS)}); run "
                      "`dvc repro` or `landslide train`")
 
 
-def network_digest(folder: str | Path) -> str:
-    """Identifies a network by its files: a different model never resumes another's map."""
-    return "".join(file_digest(Path(folder) / name) for name in NETWORK_FILES)
+def _inference_files(folder: str | Path) -> list[Path]:
+    return [Path(folder) / name for name in INFERENCE_FILES if (Path(folder) / name).is_file()]
 
 
-def network_bytes(folder: str | Path) -> dict[str, bytes]:
-    """The files a network needs for inference, to send to a process without the folder."""
-    return {name: (Path(folder) / name).read_bytes() for name in NETWORK_FILES}
+def model_digest(folder: str | Path) -> str:
+    """Identifies a model by its files: a different model never resumes another's map."""
+    return "".join(file_digest(path) for path in _inference_files(folder))
+
+
+def model_bytes(folder: str | Path) -> dict[str, bytes]:
+    """The files inference needs, to send to a process without the folder."""
+    return {path.name: path.read_bytes() for path in _inference_files(folder)}
 
 
 def bundle_from_bytes(files: dict[str, bytes]) -> ModelBundle:

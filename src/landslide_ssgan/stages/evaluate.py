@@ -1,4 +1,10 @@
-"""evaluate: every model of every feature set on the spatially separated test windows."""
+"""evaluate: every model judged twice.
+
+1. The paper's protocol: every model of every feature set on the balanced test windows.
+2. The map: every model of the main feature set maps the whole stack, and each map is scored
+   on the validation and test areas, every pixel at the real prevalence (map_metrics), at the
+   model's own threshold (chosen on the validation area when it was trained).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import precision_recall_curve
 
-from landslide_ssgan import plots, reporting
-from landslide_ssgan.config import MODEL_NAMES, FeatureSet
+from landslide_ssgan import map_metrics, plots, reporting, scoring
+from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig
+from landslide_ssgan.data.blocks import read_decimated
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import read_stack
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
-from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.metrics import METRIC_NAMES, evaluate_probabilities
 from landslide_ssgan.models import bundle
 from landslide_ssgan.training import window_source
 
@@ -25,8 +35,9 @@ Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float,
         window: int, split_method: str, stack: str, samples: str, norm: str, models: str,
         reports: str) -> Results:
-    """Test metrics of every model, to reports/ (metrics.json, evaluation.md for `main_set`,
-    feature_sets.md, loss curves) and to each model's MLflow run."""
+    """Balanced-window test metrics of every model, to reports/ (metrics.json,
+    evaluation_details.json, evaluation.md for `main_set`, feature_sets.md, loss curves) and
+    to each model's MLflow run."""
     results: Results = {}
     image, drawn, normalisation = read_stack(stack), read_samples(samples), Normalisation.load(norm)
     for feature_set in feature_sets:
@@ -55,7 +66,10 @@ def _log_test_metrics(run_id: str, scores: dict[str, float], row: dict[str, Any]
 
 def _write_reports(results: Results, main_set: str, split_method: str, threshold: float,
                    models: str, reports: Path) -> None:
-    write_json(reports / "metrics.json", results)
+    write_json(reports / "metrics.json", {s: {k: {m: round(row[m], 4) for m in METRIC_NAMES}
+                                              for k, row in rows.items()}
+                                          for s, rows in results.items()})
+    write_json(reports / "evaluation_details.json", results)
     write_text(reports / "evaluation.md", reporting.comparison_table(
         results[main_set], main_set, split_method, threshold))
     write_text(reports / "feature_sets.md", reporting.feature_set_table(results))
@@ -63,3 +77,78 @@ def _write_reports(results: Results, main_set: str, split_method: str, threshold
                        for kind in ("ssgan", "baseline")}, reports / "loss_curves.png")
     plots.loss_curves({s: bundle.read_history(bundle.model_dir(models, s, "ssgan"))
                        for s in results}, reports / "feature_set_losses.png")
+
+
+# --- the maps ---------------------------------------------------------------------------
+
+MapResults = dict[str, dict[str, Any]]  # model -> area -> scores
+
+
+def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tuple[str, ...],
+             stack: str, models: str, reports: str) -> MapResults:
+    """Every model of `main_set` maps the stack; its map is scored on the validation and
+    test areas. Writes reports/map_evaluation.json (headline figures, DVC metrics),
+    map_evaluation_details.json, map_evaluation.md, map_pr_curves.png, map_test_preview.png
+    and the GLM's coefficients; adds val_map_* and test_map_* metrics to each model's run."""
+    if not ground.has_areas:
+        raise InputError("map evaluation needs held-out areas: sample.split.method must be "
+                         "spatial")
+    results: MapResults = {}
+    maps: dict[str, np.ndarray] = {}
+    thresholds: dict[str, float] = {}
+    curves: dict[str, dict[str, Any]] = {area: {} for area in scoring.SCORED_AREAS}
+    for kind in MODEL_NAMES:
+        folder = bundle.model_dir(models, main_set, kind)
+        model = bundle.load_bundle(folder)
+        probability = scoring.model_map(stack, model)
+        thresholds[kind] = model.threshold if model.threshold is not None else 0.5
+        results[kind] = scoring.score_areas(probability, ground, thresholds[kind], post)
+        for area in scoring.SCORED_AREAS:
+            is_landslide, values = map_metrics.scored_pixels(probability, ground.truth,
+                                                             ground.area(area), "all")
+            precision, recall, _ = precision_recall_curve(is_landslide, values)
+            curves[area][kind] = (recall, precision, results[kind][area]["all"]["auprc"])
+        maps[kind] = probability
+        _log_map_metrics(bundle.read_run(folder)["run_id"], results[kind])
+    folder = Path(reports)
+    _write_map_reports(results, main_set, folder)
+    plots.pr_curves(curves, {a: results[MODEL_NAMES[0]][a]["all"]["prevalence"]
+                             for a in scoring.SCORED_AREAS}, folder / "map_pr_curves.png")
+    _test_preview(maps, thresholds, ground, stack, rgb, post.preview_size,
+                  folder / "map_test_preview.png")
+    coefficients = bundle.model_dir(models, main_set, "glm") / bundle.COEFFICIENTS
+    write_text(folder / "glm_coefficients.md", reporting.coefficient_table(
+        pd.read_csv(coefficients, index_col=0), main_set))
+    return results
+
+
+def _log_map_metrics(run_id: str, scores: dict[str, Any]) -> None:
+    client = MlflowClient()
+    metrics = [mlflow.entities.Metric(f"{area}_map_{k}", float(v), 0, 0)
+               for area, result in scores.items()
+               for k, v in map_metrics.headline(result).items() if v == v]
+    client.log_batch(run_id, metrics=metrics)
+    client.log_dict(run_id, scores, "evaluation/map_scores.json")
+
+
+def _write_map_reports(results: MapResults, main_set: str, reports: Path) -> None:
+    compact = {area: {kind: map_metrics.headline(scores[area])
+                      for kind, scores in results.items()} for area in scoring.SCORED_AREAS}
+    write_json(reports / "map_evaluation.json", compact)
+    write_json(reports / "map_evaluation_details.json", results)
+    write_text(reports / "map_evaluation.md", reporting.map_table(results, main_set))
+
+
+def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],
+                  ground: scoring.Ground, stack: str, rgb: tuple[str, ...], size: int,
+                  path: Path) -> None:
+    image = read_decimated(stack, size, rgb)
+    rows = np.linspace(0, ground.areas.shape[0] - 1, image.shape[1]).astype(int)
+    cols = np.linspace(0, ground.areas.shape[1] - 1, image.shape[2]).astype(int)
+
+    def small(array: np.ndarray) -> np.ndarray:
+        return array[np.ix_(rows, cols)]
+
+    plots.map_preview(image, {k: small(v) for k, v in maps.items()}, thresholds,
+                      {k: k for k in maps}, path, area=small(ground.area("test")),
+                      landslides=small(ground.truth.ids > 0))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 
-from landslide_ssgan import bodies, mapping, plots, serving, tracking
+from landslide_ssgan import bodies, map_metrics, mapping, plots, scoring, serving, tracking
 from landslide_ssgan.config import MapConfig, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
@@ -37,10 +38,13 @@ def outputs(maps: Path, prefix: str) -> dict[str, Path]:
 
 
 def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tuple[str, ...],
-        stack: str, models: str, maps: str, reports: str, model_uri: str | None = None,
-        client: Any = None, on_block: OnBlock | None = None) -> dict[str, Any]:
+        stack: str, models: str, maps: str, reports: str, ground: scoring.Ground | None = None,
+        model_uri: str | None = None, client: Any = None,
+        on_block: OnBlock | None = None) -> dict[str, Any]:
     """Map with the model at `model_uri` (default: map.model_uri, else the registry's
-    champion); write the maps, reports/map_summary.json and a preview; log an MLflow run."""
+    champion); write the maps, reports/map_summary.json and a preview; log an MLflow run.
+    With `ground` (inventory and split areas), each map is also scored on the validation
+    and test areas."""
     uri = model_uri or cfg.model_uri or f"models:/{registry.model_name}@{registry.alias}"
     summary: dict[str, Any] = {"threshold": cfg.threshold, "opening": cfg.opening,
                                "closing": cfg.closing, "min_area_m2": cfg.min_area_m2,
@@ -55,15 +59,29 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
             hook = (lambda block, resumed, total, n=name: on_block(n, block, resumed, total)) \
                 if on_block else None
             summary[name] = {**identity, **_map_with(cfg, stack, folder, Path(maps),
-                                                     PREFIX[name], client, hook)}
-    _preview(cfg, stack, rgb, Path(maps), list(chosen), Path(reports) / "map_preview.png")
+                                                     PREFIX[name], client, hook, ground)}
+    _preview(cfg, stack, rgb, Path(maps), {n: summary[n]["threshold"] for n in chosen},
+             Path(reports) / "map_preview.png")
     write_json(Path(reports) / "map_summary.json", summary)
     _log(summary, Path(reports))
     return summary
 
 
+def model_threshold(setting: float | str, folder: Path) -> tuple[float, str]:
+    """map.threshold, or with `auto` the model's own (model.json), and where it came from."""
+    if setting != "auto":
+        return float(setting), "map.threshold in params.yaml"
+    info = bundle.read_info(folder)
+    if info.get("threshold") is None:
+        return 0.5, "0.5: the model records no threshold (trained before thresholds were)"
+    return float(info["threshold"]), f"the model's own: {info['threshold_source']}"
+
+
 def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str, client: Any,
-              on_block: Callable[[Any, bool, int], None] | None) -> dict[str, Any]:
+              on_block: Callable[[Any, bool, int], None] | None,
+              ground: scoring.Ground | None) -> dict[str, Any]:
+    threshold, source = model_threshold(cfg.threshold, folder)
+    cfg = replace(cfg, threshold=threshold)
     run, store, blocks = mapping.map_probability(stack, folder, maps / f".{prefix}.blocks",
                                                  cfg.block_size, client, on_block)
     paths = outputs(maps, prefix)
@@ -80,7 +98,12 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     polygons["mean_probability"] = found.mean_probability
     write_geopackage(polygons, paths["polygons"], "landslides")
     store.clear()
-    return {**found.summary(), "dense_inference": run.dense,
+    scores = scoring.score_areas(probability, ground, threshold, cfg) if ground else {}
+    return {"threshold": threshold, "threshold_source": source, **found.summary(),
+            "flagged_share": float((bodies.class_raster(found, probability) == 1).sum()
+                                   / max(np.isfinite(probability).sum(), 1)),
+            "areas": {area: map_metrics.headline(result) for area, result in scores.items()},
+            "dense_inference": run.dense,
             "mapped_pixels": int(np.isfinite(probability).sum()),
             "computed_pixels": run.computed_pixels, "resumed_blocks": run.resumed_blocks,
             "seconds": round(run.seconds, 2),
@@ -88,13 +111,13 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
             "outputs": {k: str(v) for k, v in paths.items()}}
 
 
-def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: Path, names: list[str],
-             path: Path) -> None:
+def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: Path,
+             thresholds: dict[str, float], path: Path) -> None:
     size = cfg.preview_size
     image = read_decimated(stack, size, rgb)
     probabilities = {name: read_decimated(outputs(maps, PREFIX[name])["probability"], size,
-                                          resampling="nearest")[0] for name in names}
-    plots.map_preview(image, probabilities, cfg.threshold, TITLES, path)
+                                          resampling="nearest")[0] for name in thresholds}
+    plots.map_preview(image, probabilities, thresholds, TITLES, path)
 
 
 def _log(summary: dict[str, Any], reports: Path) -> None:
@@ -104,7 +127,12 @@ def _log(summary: dict[str, Any], reports: Path) -> None:
             "threshold", "opening", "closing", "min_area_m2", "connectivity")})
         for name in PREFIX:
             if name in summary:
-                mlflow.log_metrics({f"{name}_{k}": float(summary[name][k]) for k in (
-                    "count", "total_area_km2", "pixels_per_second")})
+                row = summary[name]
+                mlflow.log_metrics({f"{name}_{k}": float(row[k]) for k in (
+                    "count", "total_area_km2", "pixels_per_second", "threshold",
+                    "flagged_share")})
+                for area, scores in row["areas"].items():
+                    mlflow.log_metrics({f"{name}_{area}_map_{k}": float(v)
+                                        for k, v in scores.items() if v == v})
         mlflow.log_artifact(str(reports / "map_summary.json"))
         mlflow.log_artifact(str(reports / "map_preview.png"))

@@ -1,8 +1,13 @@
 """register: the best SSGAN run's model into the MLflow registry; the champion alias moves
-only to a model that beats the current champion on the current validation windows."""
+only to a model that beats the current champion on the current validation data.
+
+The score (registry.score) is the AUPRC of the model's map over the validation area, every
+pixel at the real prevalence (default), or F1 on the balanced validation windows (the paper's
+protocol). Both models are re-scored here on the same data: logged numbers are not trusted."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +15,21 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import tracking
+from landslide_ssgan import map_metrics, scoring, serving, tracking
 from landslide_ssgan.config import RegistryConfig
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json
 from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models import bundle
 from landslide_ssgan.training import load_window_source
 
 
 def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
-        experiment: str, stack: str, samples: str, norm: str, reports: str) -> dict[str, Any]:
+        experiment: str, stack: str, samples: str, norm: str, ground: scoring.Ground,
+        reports: str) -> dict[str, Any]:
     """Register the candidate, promote it if it is better, write reports/champion.json."""
     digest = tracking.data_digest(samples, stack)
-    run = tracking.best_candidate(experiment, feature_set, digest)
+    run = tracking.best_candidate(experiment, feature_set, digest, cfg.score)
     if run is None:
         raise InputError(f"no SSGAN run on the {feature_set} features of this data "
                          f"(digest {digest}) has a logged model: run `dvc repro` or "
@@ -31,26 +38,45 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
     val_windows, val_labels = source.windows("val")
     raw_windows = (val_windows * source.std + source.mean).astype(np.float32)
 
-    def validation_f1(model_uri: str) -> float:
+    def validation_score(model_uri: str) -> float:
+        if cfg.score == "auprc":
+            return _validation_auprc(model_uri, stack, ground)
         probability = mlflow.pyfunc.load_model(model_uri).predict(raw_windows)
         return evaluate_probabilities(val_labels, probability, threshold)[0]["f1"]
 
-    candidate_f1 = validation_f1(run.data.tags["model_uri"])
+    candidate_score = validation_score(run.data.tags["model_uri"])
     version = tracking.registered_version(cfg.model_name, run.info.run_id,
                                           run.data.tags["model_uri"], {
-        "feature_set": feature_set, "data_digest": digest, "val_f1": f"{candidate_f1:.6f}",
-        "stage": run.data.tags.get("stage", "")})
+        "feature_set": feature_set, "data_digest": digest,
+        f"val_{cfg.score}": f"{candidate_score:.6f}", "stage": run.data.tags.get("stage", ""),
+        "map_threshold": str(run.data.metrics.get("map_threshold", ""))})
     current = tracking.alias_version(cfg.model_name, cfg.alias)
-    current_f1 = validation_f1(f"models:/{cfg.model_name}/{current.version}") if current else None
+    current_score = (validation_score(f"models:/{cfg.model_name}/{current.version}")
+                     if current else None)
     promoted = current is None or (str(current.version) != str(version.version)
-                                   and candidate_f1 > (current_f1 or 0.0))
+                                   and candidate_score > (current_score or 0.0))
     if promoted:
         MlflowClient().set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
     champion: Any = version if promoted else current
     summary = {"name": cfg.model_name, "alias": cfg.alias, "version": str(champion.version),
-               "run_id": champion.run_id, "promoted": promoted,
+               "run_id": champion.run_id, "promoted": promoted, "score": _SCORES[cfg.score],
                "candidate": {"version": str(version.version), "run_id": run.info.run_id,
-                             "val_f1": candidate_f1},
-               "previous_champion_val_f1": current_f1, "data_digest": digest}
+                             "score": candidate_score},
+               "previous_champion_score": current_score, "data_digest": digest}
     write_json(Path(reports) / "champion.json", summary)
     return summary
+
+
+_SCORES = {"auprc": "AUPRC of the map over the validation area (every pixel)",
+           "balanced_f1": "F1 on the balanced validation windows"}
+
+
+def _validation_auprc(model_uri: str, stack: str, ground: scoring.Ground) -> float:
+    if not ground.has_areas:
+        raise InputError("registry.score: auprc needs the validation area of the spatial "
+                         "split (sample.split.method: spatial); use balanced_f1")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = serving.window_model_folder(model_uri, Path(tmp))
+        probability = scoring.model_map(stack, bundle.load_bundle(folder))
+    return float(map_metrics.pixel_scores(*map_metrics.scored_pixels(
+        probability, ground.truth, ground.area("val"), "all"), 0.5)["auprc"])

@@ -12,18 +12,20 @@ from landslide_ssgan.data.sampling import (
     SPLITS,
     UNLABELLED,
     Samples,
+    area_raster,
     draw_samples,
     shared_pixels,
     training_statistics,
     write_samples,
 )
-from landslide_ssgan.data.stack import read_single_band, read_stack
+from landslide_ssgan.data.stack import read_single_band, read_stack, write_single_band
 from landslide_ssgan.files import write_json
 
 
 def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids: str,
-        samples: str, norm: str, reports: str) -> dict[str, Any]:
-    """Writes the samples index, the per-band normalisation from training pixels only,
+        samples: str, norm: str, split: str, reports: str) -> dict[str, Any]:
+    """Writes the samples index, the per-band normalisation from training pixels only, the
+    split raster (train / validation / test area of every pixel, for scoring whole maps),
     reports/sample.json and a map of the split; returns the summary."""
     image = read_stack(stack)
     label_raster, _ = read_single_band(labels)
@@ -33,6 +35,7 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     summary = sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method)
     write_samples(drawn, samples)
     Normalisation(image.grid.band_names, mean, std, cfg.window).save(norm)
+    write_single_band(area_raster(drawn, label_raster.shape), image.grid, split, 255, "split")
     write_json(Path(reports) / "sample.json", summary)
     table = drawn.table
     plots.split_preview(label_raster.shape, table.row.to_numpy(), table.col.to_numpy(),

@@ -22,7 +22,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan import budgets, forest, plots, reporting, tracking
+from landslide_ssgan import budgets, forest, glm, plots, reporting, tracking
 from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, override
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -98,6 +98,11 @@ def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: 
         windows, labels = source.windows("train")
         model = forest.fit_forest(windows, labels, cfg.forest_trees, seed)
         probability = forest.forest_probability(model, test_windows)
+    elif kind == "glm":
+        windows, labels = source.windows("train")
+        half = source.window // 2
+        fitted = glm.fit_glm(windows[:, half, half, :], labels, source.bands)
+        probability = fitted.window_probability(test_windows)
     else:
         labelled = len(source.samples.of("train"))
         epochs = math.ceil(cfg.steps / math.ceil(labelled / train.batch_size))
@@ -152,7 +157,7 @@ def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg
         mlflow.log_params({"labelled_windows": context["labelled_windows"],
                            "labelled_polygons": context["labelled_polygons"],
                            "steps": cfg.steps,
-                           **({} if kind == "forest" else tracking.train_params(train))})
+                           **({} if kind in ("forest", "glm") else tracking.train_params(train))})
         scores = _train_and_score(kind, train, source, context["seed"], cfg)
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},

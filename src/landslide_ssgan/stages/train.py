@@ -1,12 +1,17 @@
-"""train: one model (SSGAN, supervised baseline or random forest) on one feature set.
+"""train: one model (SSGAN, supervised baseline, random forest or GLM) on one feature set.
 
-The model folder models/<set>/<model>/ is written under a temporary name and renamed when
+Every model then maps the validation area, and its map threshold (best F1 there, or a target
+recall) and validation map scores go into its folder's model.json and its MLflow run. The
+model folder models/<set>/<model>/ is written under a temporary name and renamed when
 complete; an interrupted network training resumes its MLflow run and its last finished epoch.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ import mlflow.sklearn
 import numpy as np
 from mlflow.models import infer_signature
 
-from landslide_ssgan import forest, plots, serving, tracking
+from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
@@ -24,27 +29,47 @@ from landslide_ssgan.training import WindowSource, load_window_source, train_net
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 
 
-def run(kind: ModelName, feature_set: str, *, seed: int, train: TrainConfig,
-        rgb: tuple[str, ...], window: int, split_method: str, stack: str, samples: str,
-        norm: str, models: str) -> Path:
+@dataclass(frozen=True)
+class Data:
+    """The sample stage's outputs a model is trained and thresholded on."""
+
+    stack: str
+    samples: str
+    norm: str
+    labels: str
+    inventory_ids: str
+    split: str
+
+
+def run(kind: ModelName, feature_set: str, data: Data, *, seed: int, train: TrainConfig,
+        rgb: tuple[str, ...], window: int, split_method: str, models: str) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
-    scores, generator images, the model) and write models/<set>/<kind>/."""
-    source = load_window_source(stack, samples, norm, feature_set, window)
+    scores, generator images, the map threshold, the model) and write models/<set>/<kind>/."""
+    source = load_window_source(data.stack, data.samples, data.norm, feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
-    inputs = {"stack": stack, "samples": samples, "norm": norm}
+    inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
-    if kind == "forest":
-        _train_forest(source, seed, train, staging,
-                      tracking.new_run(kind, feature_set, params, inputs))
+    mapper = functools.partial(map_threshold, kind, data, train.target_recall)
+    if kind in ("forest", "glm"):
+        _train_classifier(kind, source, seed, train, staging,
+                          tracking.new_run(kind, feature_set, params, inputs), mapper)
     else:
         backup = out.with_name(f".{kind}.backup")
         run_id = _resumable_run(backup, lambda: tracking.new_run(kind, feature_set, params,
                                                                  inputs))
-        _train_network(kind, source, seed, train, rgb, staging, backup, run_id)
+        _train_network(kind, source, seed, train, rgb, staging, backup, run_id, mapper)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def map_threshold(kind: str, data: Data, target_recall: float | None, folder: Path) -> None:
+    """The model in `folder` maps the stack; its threshold and validation map scores go to
+    model.json and to the active MLflow run."""
+    ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
+    tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground,
+                                                     target_recall))
 
 
 def _fresh(folder: Path) -> Path:
@@ -65,7 +90,8 @@ def _resumable_run(backup: Path, new_run: Any) -> str:
 
 
 def _train_network(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
-                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
+                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
+                   mapper: Callable[[Path], None]) -> None:
     with mlflow.start_run(run_id=run_id):
         image = _generator_image(source, rgb, train.latent_dim, seed) if kind == "ssgan" else None
         logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
@@ -74,6 +100,7 @@ def _train_network(kind: ModelName, source: WindowSource, seed: int, train: Trai
                                 history_path=backup / "history.json")
         bundle.save_network(staging, trained.model.discriminator, source.normalisation,
                             getattr(trained.model, "generator", None), trained.history)
+        mapper(staging)
         model_uri = serving.log_window_model(staging, serving.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
         bundle.save_run(staging, run_id, model_uri)
@@ -93,24 +120,45 @@ def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int
     return make
 
 
-def _train_forest(source: WindowSource, seed: int, train: TrainConfig, staging: Path,
-                  run_id: str) -> None:
-    """The random forest on window features, logged like the networks (validation scores,
-    an MLflow sklearn model)."""
+def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainConfig,
+                      staging: Path, run_id: str, mapper: Callable[[Path], None]) -> None:
+    """The random forest on window features or the GLM on centre pixels, logged like the
+    networks (validation scores, map threshold, a model in MLflow)."""
     windows, labels = source.windows("train")
-    model = forest.fit_forest(windows, labels, train.forest_trees, seed)
+    model: Any = (forest.fit_forest(windows, labels, train.forest_trees, seed)
+                  if kind == "forest" else glm.fit_glm(windows[:, source.window // 2,
+                                                               source.window // 2, :],
+                                                       labels, source.bands))
+    bundle.save_classifier(staging, model, source.normalisation)
+    fitted = bundle.load_bundle(staging)
     with mlflow.start_run(run_id=run_id):
         val_windows, val_labels = source.windows("val")
         if len(val_labels):
-            scores, _ = evaluate_probabilities(
-                val_labels, forest.forest_probability(model, val_windows), train.threshold)
+            scores, _ = evaluate_probabilities(val_labels, fitted.probability(val_windows),
+                                               train.threshold)
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
-        features = forest.window_features(windows[:5])
-        info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(features, model.predict_proba(
-                features)), serialization_format="skops",
-            skops_trusted_types=["sklearn.tree._tree.Tree"],  # scikit-learn's own tree type
-            pip_requirements=serving.pinned_requirements(("mlflow", "scikit-learn", "numpy",
-                                                          "skops")))
-    bundle.save_forest(staging, model, source.normalisation)
-    bundle.save_run(staging, run_id, str(info.model_uri))
+        mapper(staging)
+        model_uri = (_log_glm(model, staging) if kind == "glm"
+                     else _log_forest(model, windows[:5]))
+        mlflow.set_tag("model_uri", model_uri)
+    bundle.save_run(staging, run_id, model_uri)
+
+
+def _log_glm(model: glm.CentreLogit, staging: Path) -> str:
+    """The coefficient table beside the model and in MLflow; the model as a pyfunc."""
+    model.table.to_csv(staging / bundle.COEFFICIENTS)
+    mlflow.log_artifact(str(staging / bundle.COEFFICIENTS))
+    for term, row in model.table.iterrows():
+        mlflow.log_metric(f"coef_{term}", float(row["estimate"]))
+    return serving.log_window_model(staging, serving.pinned_requirements())
+
+
+def _log_forest(model: Any, windows: np.ndarray) -> str:
+    features = forest.window_features(windows)
+    info = mlflow.sklearn.log_model(
+        model, name="model", signature=infer_signature(features, model.predict_proba(
+            features)), serialization_format="skops",
+        skops_trusted_types=["sklearn.tree._tree.Tree"],  # scikit-learn's own tree type
+        pip_requirements=serving.pinned_requirements(("mlflow", "scikit-learn", "numpy",
+                                                      "skops")))
+    return str(info.model_uri)

@@ -15,7 +15,7 @@ import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import plots, serving, tracking, tuning
+from landslide_ssgan import plots, scoring, serving, tracking, tuning
 from landslide_ssgan.config import TrainConfig, TuneConfig
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
@@ -26,7 +26,8 @@ from landslide_ssgan.urls import redacted
 
 @dataclass(frozen=True)
 class Trials:
-    """What every trial trains on: the base settings and the data."""
+    """What every trial trains on (the base settings and the data) and thresholds its map
+    with (the inventory and the split areas)."""
 
     seed: int
     train: TrainConfig
@@ -36,6 +37,9 @@ class Trials:
     stack: str
     samples: str
     norm: str
+    labels: str
+    inventory_ids: str
+    split: str
 
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, params_file: Path,
@@ -103,6 +107,9 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
             raise
         bundle.save_network(Path(tmp) / "model", trained.model.discriminator,
                             source.normalisation)
+        ground = scoring.read_ground(trials.labels, trials.inventory_ids, trials.split)
+        tracking.log_model_info(scoring.record_threshold(
+            "ssgan", Path(tmp) / "model", trials.stack, ground, train.target_recall))
         uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))

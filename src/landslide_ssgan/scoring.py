@@ -1,0 +1,108 @@
+"""A model judged by its map: the whole map in memory, a threshold chosen on the validation
+area, and every map score (map_metrics) on the validation and test areas of the spatial split.
+
+Validation area for choices (the threshold, the champion), test area for the report: the test
+area is never used to choose anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landslide_ssgan import bodies, map_metrics
+from landslide_ssgan.config import MapConfig
+from landslide_ssgan.data.sampling import AREA_CODES
+from landslide_ssgan.data.stack import read_single_band
+from landslide_ssgan.errors import InputError
+from landslide_ssgan.mapping import WindowModel, probability_map
+from landslide_ssgan.models.bundle import ModelBundle, load_bundle, save_info
+
+SCORED_AREAS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Ground:
+    """The inventory and the split areas on the stack's grid."""
+
+    truth: map_metrics.Truth
+    areas: np.ndarray  # AREA_CODES per pixel, 0 = no split's area
+    pixel_area_m2: float
+
+    def area(self, name: str) -> np.ndarray:
+        return self.areas == AREA_CODES[name]
+
+    @property
+    def has_areas(self) -> bool:
+        return bool(self.area("val").any() and self.area("test").any())
+
+
+def read_ground(labels: str, inventory_ids: str, split: str) -> Ground:
+    label_raster, grid = read_single_band(labels)
+    ids, _ = read_single_band(inventory_ids)
+    areas, area_grid = read_single_band(split)
+    if areas.shape != label_raster.shape:
+        raise InputError(f"{split}: its grid differs from {labels}'s (re-run the sample stage)")
+    return Ground(map_metrics.Truth(label_raster, ids), areas, grid.resolution ** 2)
+
+
+def model_map(stack: str, model: ModelBundle, block_size: int = 512) -> np.ndarray:
+    """P(landslide) of every pixel of the stack, NaN without data."""
+    probability, _ = probability_map(stack, WindowModel.from_bundle(model), block_size)
+    return probability
+
+
+def validation_threshold(probability: np.ndarray, ground: Ground,
+                         target_recall: float | None) -> tuple[float, str]:
+    """The map threshold and a sentence saying where it came from."""
+    if not ground.has_areas:
+        return 0.5, "0.5: no validation area (random split)"
+    is_landslide, values = map_metrics.scored_pixels(probability, ground.truth,
+                                                     ground.area("val"), "all")
+    threshold = map_metrics.choose_threshold(is_landslide, values, target_recall)
+    rule = ("best F1" if target_recall is None else f"recall >= {target_recall:g}")
+    return threshold, f"{rule} on the validation area, every pixel (real prevalence)"
+
+
+def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
+                post: MapConfig) -> dict[str, Any]:
+    """Every map score on each held-out area; bodies as `landslide map` makes them (opening,
+    closing, minimum area of `post`) at `threshold`."""
+    if not ground.has_areas:
+        return {}
+    result = {}
+    for name in SCORED_AREAS:
+        area = ground.area(name)
+        inside = np.where(area, probability, np.nan)
+        found = bodies.landslide_bodies(inside, replace(post, threshold=threshold),
+                                        ground.pixel_area_m2)
+        result[name] = map_metrics.area_scores(probability, ground.truth, area, threshold,
+                                               found)
+    return result
+
+
+def model_info(kind: str, probability: np.ndarray, ground: Ground,
+               target_recall: float | None) -> dict[str, Any]:
+    """What a model folder records about its map (model.json): the threshold, where it came
+    from, and the validation area's pixel scores at it (AUPRC chooses the champion)."""
+    threshold, source = validation_threshold(probability, ground, target_recall)
+    validation = None
+    if ground.has_areas:
+        found = map_metrics.pixel_scores(*map_metrics.scored_pixels(
+            probability, ground.truth, ground.area("val"), "all"), threshold)
+        validation = {k: round(float(found[k]), 4) for k in (
+            "auprc", "auroc", "f1", "precision", "recall", "flagged_share")}
+    return {"kind": kind, "threshold": threshold, "threshold_source": source,
+            "validation_map": validation}
+
+
+def record_threshold(kind: str, folder: Path, stack: str, ground: Ground,
+                     target_recall: float | None) -> dict[str, Any]:
+    """The model in `folder` maps the stack; its threshold, where it came from and its
+    validation map scores go to the folder's model.json (and are returned)."""
+    info = model_info(kind, model_map(stack, load_bundle(folder)), ground, target_recall)
+    save_info(folder, info)
+    return info
