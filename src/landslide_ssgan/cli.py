@@ -22,6 +22,7 @@ from landslide_ssgan.errors import LandslideError
 
 if TYPE_CHECKING:
     from landslide_ssgan.config import Params
+    from landslide_ssgan.training import TrainingData
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ chatter off stderr
 
@@ -79,6 +80,14 @@ def _tracked_params(path: Path) -> Params:
     cfg = _params(path)
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     return cfg
+
+
+def _training_data(cfg: Params) -> TrainingData:
+    from landslide_ssgan.training import TrainingData
+
+    paths = cfg.paths
+    return TrainingData(paths.stack, paths.samples, paths.norm, paths.labels,
+                        paths.inventory_ids, paths.split)
 
 
 @app.command()
@@ -152,8 +161,7 @@ def train(
     cfg = _tracked_params(params)
     chosen = feature_set.value if feature_set else cfg.features.set
     paths = cfg.paths
-    data = stage_module.Data(paths.stack, paths.samples, paths.norm, paths.labels,
-                             paths.inventory_ids, paths.split)
+    data = _training_data(cfg)
     out = stage_module.run(model.value, chosen, data, seed=cfg.seed, train=cfg.train,
                            rgb=cfg.features.rgb, window=cfg.sample.window,
                            split_method=cfg.sample.split.method, models=paths.models)
@@ -213,8 +221,7 @@ def tune(
     cfg = _tracked_params(params)
     paths = cfg.paths
     trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
-                                 cfg.sample.split.method, paths.stack, paths.samples, paths.norm,
-                                 paths.labels, paths.inventory_ids, paths.split)
+                                 cfg.sample.split.method, _training_data(cfg))
     summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
                                reports=paths.reports, params_file=params, storage=storage,
                                workers=workers, parent_run=parent_run)

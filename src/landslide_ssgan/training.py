@@ -69,6 +69,22 @@ def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_s
     return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands])
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The files a model is trained on (stack, samples, normalisation) and judged by on the
+    map (labels, landslide ids, split raster): the prepare and sample stages' outputs."""
+
+    stack: str
+    samples: str
+    norm: str
+    labels: str
+    inventory_ids: str
+    split: str
+
+    def window_source(self, feature_set: str, window: int) -> WindowSource:
+        return load_window_source(self.stack, self.samples, self.norm, feature_set, window)
+
+
 def load_window_source(stack: str, samples: str, norm: str, feature_set: str,
                        window: int) -> WindowSource:
     """The window source of the sample stage's outputs, for one feature set."""

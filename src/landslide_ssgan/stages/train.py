@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,16 @@ from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import WindowSource, load_window_source, train_network
+from landslide_ssgan.training import TrainingData, WindowSource, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 
 
-@dataclass(frozen=True)
-class Data:
-    """The sample stage's outputs a model is trained and thresholded on."""
-
-    stack: str
-    samples: str
-    norm: str
-    labels: str
-    inventory_ids: str
-    split: str
-
-
-def run(kind: ModelName, feature_set: str, data: Data, *, seed: int, train: TrainConfig,
+def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
         rgb: tuple[str, ...], window: int, split_method: str, models: str) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images, the map threshold, the model) and write models/<set>/<kind>/."""
-    source = load_window_source(data.stack, data.samples, data.norm, feature_set, window)
+    source = data.window_source(feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, window, split_method)
@@ -64,7 +51,7 @@ def run(kind: ModelName, feature_set: str, data: Data, *, seed: int, train: Trai
     return out
 
 
-def map_threshold(kind: str, data: Data, target_recall: float | None, folder: Path) -> None:
+def map_threshold(kind: str, data: TrainingData, target_recall: float | None, folder: Path) -> None:
     """The model in `folder` maps the stack; its threshold and validation map scores go to
     model.json and to the active MLflow run."""
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)

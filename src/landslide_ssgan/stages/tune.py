@@ -20,7 +20,7 @@ from landslide_ssgan.config import TrainConfig, TuneConfig
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import WindowSource, load_window_source, train_network
+from landslide_ssgan.training import TrainingData, WindowSource, train_network
 from landslide_ssgan.urls import redacted
 
 
@@ -34,12 +34,7 @@ class Trials:
     feature_set: str
     window: int
     split_method: str
-    stack: str
-    samples: str
-    norm: str
-    labels: str
-    inventory_ids: str
-    split: str
+    data: TrainingData
 
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, params_file: Path,
@@ -55,8 +50,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, param
                                  "--params", str(params_file), "--storage", url,
                                  "--workers", "1", "--parent-run", parent])
                for _ in range(workers - 1)]
-    source = load_window_source(trials.stack, trials.samples, trials.norm, trials.feature_set,
-                                trials.window)
+    source = trials.data.window_source(trials.feature_set, trials.window)
     study = tuning.create_study(cfg, url)
     with mlflow.start_run(run_id=parent):
         tuning.run_study(study, lambda trial: _trial(trial, cfg, trials, source), cfg.trials)
@@ -91,7 +85,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
     run_id = tracking.new_run(
         "ssgan", trials.feature_set, tracking.model_params(
             train, trials.seed, trials.feature_set, trials.window, trials.split_method),
-        {"stack": trials.stack, "samples": trials.samples, "norm": trials.norm},
+        {"stack": trials.data.stack, "samples": trials.data.samples, "norm": trials.data.norm},
         stage="tune", nested=True)
     with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"optuna_study": cfg.study, "optuna_trial": str(trial.number),
@@ -107,9 +101,10 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
             raise
         bundle.save_network(Path(tmp) / "model", trained.model.discriminator,
                             source.normalisation)
-        ground = scoring.read_ground(trials.labels, trials.inventory_ids, trials.split)
+        data = trials.data
+        ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
-            "ssgan", Path(tmp) / "model", trials.stack, ground, train.target_recall))
+            "ssgan", Path(tmp) / "model", data.stack, ground, train.target_recall))
         uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))
