@@ -312,13 +312,13 @@ def study(params: ParamsOption = Path("params.yaml")) -> None:
     cfg = _tracked_params(params)
     paths = cfg.paths
     data = stage_module.Inputs(paths.stack, paths.labels, paths.inventory_ids, paths.samples,
-                               paths.norm)
+                               paths.norm, paths.split)
     results, path = stage_module.run(
         cfg.study, data, seed=cfg.seed, sample=cfg.sample, feature_set=cfg.features.set,
         train=cfg.train, reports=paths.reports, on_run=lambda row: typer.echo(
             f"{row['split']:7s} seed {row['seed']} budget {row['budget']:<5g} "
             f"{row['model']:24s} F1 {row['f1']:.3f} kappa {row['kappa']:.3f} "
-            f"({row['seconds']:.0f} s)"))
+            f"map AUPRC {row['map_auprc']:.4f} ({row['seconds']:.0f} s)"))
     typer.echo(f"{len(results)} runs -> {path}")
 
 

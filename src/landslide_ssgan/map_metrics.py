@@ -32,8 +32,7 @@ from landslide_ssgan.metrics import confusion, scores
 
 Ground = Literal["all", "labelled"]
 GROUNDS: tuple[Ground, ...] = ("all", "labelled")
-HEADLINE = ("auprc", "auroc", "f1", "iou", "flagged_share", "object_recall",
-            "object_precision")
+DVC_HEADLINE = ("auprc", "auroc", "f1", "flagged_share", "object_recall", "object_precision")
 
 
 @dataclass(frozen=True)

@@ -349,13 +349,16 @@ def map_probability(stack: str | Path, model_folder: str | Path, store_folder: P
     return run, store, blocks
 
 
-def probability_map(stack: str | Path, model: WindowModel, block_size: int = 512
-                    ) -> tuple[np.ndarray, Grid]:
+def probability_map(stack: str | Path, model: WindowModel, block_size: int = 512,
+                    only: np.ndarray | None = None) -> tuple[np.ndarray, Grid]:
     """The whole map in memory (float32, NaN without data): for scoring maps of areas that
-    fit in memory, where no map files are wanted."""
+    fit in memory, where no map files are wanted. With `only` (a mask on the grid), blocks
+    without a pixel of it are skipped and stay NaN."""
     grid = stack_grid(stack)
     out = np.full(grid.shape, np.nan, np.float32)
+    blocks = [b for b in blocks_of(grid, block_size) if only is None or only[
+        b.row:b.row + b.height, b.col:b.col + b.width].any()]
     for block, values in local_blocks(model, stack, model.band_indices(grid, str(stack)),
-                                      blocks_of(grid, block_size)):
+                                      blocks):
         out[block.row:block.row + block.height, block.col:block.col + block.width] = values
     return out, grid

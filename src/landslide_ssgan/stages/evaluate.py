@@ -25,11 +25,12 @@ from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import read_stack
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
-from landslide_ssgan.metrics import METRIC_NAMES, evaluate_probabilities
+from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
 from landslide_ssgan.training import window_source
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
+HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
 
 
 def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float,
@@ -66,7 +67,7 @@ def _log_test_metrics(run_id: str, scores: dict[str, float], row: dict[str, Any]
 
 def _write_reports(results: Results, main_set: str, split_method: str, threshold: float,
                    models: str, reports: Path) -> None:
-    write_json(reports / "metrics.json", {s: {k: {m: round(row[m], 4) for m in METRIC_NAMES}
+    write_json(reports / "metrics.json", {s: {k: {m: round(row[m], 4) for m in HEADLINE}
                                               for k, row in rows.items()}
                                           for s, rows in results.items()})
     write_json(reports / "evaluation_details.json", results)
@@ -87,7 +88,8 @@ MapResults = dict[str, dict[str, Any]]  # model -> area -> scores
 def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tuple[str, ...],
              stack: str, models: str, reports: str) -> MapResults:
     """Every model of `main_set` maps the stack; its map is scored on the validation and
-    test areas. Writes reports/map_evaluation.json (headline figures, DVC metrics),
+    test areas. Writes reports/map_evaluation.json (DVC metrics: the figures a map is judged
+    by; thresholds and everything else in map_evaluation_details.json),
     map_evaluation_details.json, map_evaluation.md, map_pr_curves.png, map_test_preview.png
     and the GLM's coefficients; adds val_map_* and test_map_* metrics to each model's run."""
     if not ground.has_areas:
@@ -132,7 +134,8 @@ def _log_map_metrics(run_id: str, scores: dict[str, Any]) -> None:
 
 
 def _write_map_reports(results: MapResults, main_set: str, reports: Path) -> None:
-    compact = {area: {kind: map_metrics.headline(scores[area])
+    compact = {area: {kind: {k: v for k, v in map_metrics.headline(scores[area]).items()
+                             if k in map_metrics.DVC_HEADLINE}
                       for kind, scores in results.items()} for area in scoring.SCORED_AREAS}
     write_json(reports / "map_evaluation.json", compact)
     write_json(reports / "map_evaluation_details.json", results)

@@ -3,9 +3,11 @@
 For every split method, seed and label budget, each model is trained on the same labelled
 windows (whole polygons, nested budgets) and scored on the same test windows; every run is an
 MLflow run nested under one parent. Networks get the same number of optimiser steps at every
-budget, so a small budget is not also a short training. No validation data is used for
-anything: there is no model selection in the study, the model after the last step is scored.
-Not part of the default `dvc repro` (studies/dvc.yaml).
+budget, so a small budget is not also a short training. There is no model selection in the
+study: the model after the last step is scored, on the balanced test windows (the paper's
+protocol) and, on the spatial split, by its map over the test area at the real prevalence
+(AUPRC; F1 at the threshold that is best on the validation area, the only use of validation
+data). Not part of the default `dvc repro` (studies/dvc.yaml).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan import budgets, forest, glm, plots, reporting, tracking
+from landslide_ssgan import budgets, forest, glm, map_metrics, plots, reporting, scoring, tracking
 from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, override
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -33,11 +35,12 @@ from landslide_ssgan.data.sampling import (
 )
 from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
 from landslide_ssgan.files import write_text
+from landslide_ssgan.mapping import WindowModel, probability_map
 from landslide_ssgan.metrics import evaluate_probabilities
-from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.training import WindowSource, train_network, window_source
 
-METRICS = ("f1", "kappa", "miou", "precision", "recall")
+METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Inputs:
     inventory_ids: str
     samples: str
     norm: str
+    split: str
 
 
 def run(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig, feature_set: str,
@@ -91,27 +95,51 @@ def _split_samples(data: Inputs, sample: SampleConfig, seed: int, image: Stack,
     return drawn, Normalisation(image.grid.band_names, mean, std, sample.window)
 
 
-def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: int,
-                     cfg: StudyConfig) -> dict[str, float]:
-    test_windows, test_labels = source.windows("test")
+def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int,
+             cfg: StudyConfig) -> ModelBundle:
+    windows, labels = source.windows("train")
+    norm = source.normalisation
     if kind == "forest":
-        windows, labels = source.windows("train")
-        model = forest.fit_forest(windows, labels, cfg.forest_trees, seed)
-        probability = forest.forest_probability(model, test_windows)
-    elif kind == "glm":
-        windows, labels = source.windows("train")
+        return ModelBundle(norm, forest=forest.fit_forest(windows, labels, cfg.forest_trees,
+                                                          seed))
+    if kind == "glm":
         half = source.window // 2
-        fitted = glm.fit_glm(windows[:, half, half, :], labels, source.bands)
-        probability = fitted.window_probability(test_windows)
-    else:
-        labelled = len(source.samples.of("train"))
-        epochs = math.ceil(cfg.steps / math.ceil(labelled / train.batch_size))
-        with tempfile.TemporaryDirectory() as tmp:
-            trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
-                                    workdir=Path(tmp) / "backup", epochs=epochs)
-        probability = predict_probability(trained.model.discriminator, test_windows)
-    scores, _ = evaluate_probabilities(test_labels, probability, train.threshold)
+        return ModelBundle(norm, glm=glm.fit_glm(windows[:, half, half, :], labels,
+                                                 source.bands))
+    labelled = len(source.samples.of("train"))
+    epochs = math.ceil(cfg.steps / math.ceil(labelled / train.batch_size))
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
+                                workdir=Path(tmp) / "backup", epochs=epochs)
+    return ModelBundle(norm, discriminator=trained.model.discriminator)
+
+
+def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: int,
+                     cfg: StudyConfig, maps: tuple[str, scoring.Ground] | None
+                     ) -> dict[str, float]:
+    """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
+    scores at the real prevalence."""
+    model = _trained(kind, train, source, seed, cfg)
+    test_windows, test_labels = source.windows("test")
+    scores, _ = evaluate_probabilities(test_labels, model.probability(test_windows),
+                                       train.threshold)
+    nan = float("nan")
+    scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan}
+    if maps is not None:
+        scores |= _map_scores(model, *maps)
     return scores
+
+
+def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground) -> dict[str, float]:
+    """AUPRC and flagged share of the model's map on the test area, every pixel; F1 at the
+    threshold that is best on the validation area (only those two areas are mapped)."""
+    probability, _ = probability_map(stack, WindowModel.from_bundle(model),
+                                     only=ground.area("val") | ground.area("test"))
+    threshold, _ = scoring.validation_threshold(probability, ground, None)
+    test = map_metrics.pixel_scores(*map_metrics.scored_pixels(
+        probability, ground.truth, ground.area("test"), "all"), threshold)
+    return {"map_auprc": test["auprc"], "map_f1": test["f1"],
+            "map_flagged": test["flagged_share"]}
 
 
 def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig,
@@ -121,6 +149,7 @@ def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: Sampl
     image = read_stack(data.stack)
     labels, _ = read_single_band(data.labels)
     ids, _ = read_single_band(data.inventory_ids)
+    ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
     rows: list[dict[str, Any]] = []
     with mlflow.start_run(run_name="label-efficiency"):
         mlflow.set_tags({"stage": "study", "feature_set": feature_set,
@@ -139,8 +168,10 @@ def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: Sampl
                     context = {"split": split, "seed": run_seed, "budget": budget,
                                "labelled_windows": int(masks[budget].sum()),
                                "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
+                    maps = ((data.stack, ground) if split == "spatial" and ground.has_areas
+                            else None)
                     for name, kind, settings in study_runs(cfg, train, split):
-                        row = _one_run(name, kind, settings, source, cfg, context)
+                        row = _one_run(name, kind, settings, source, cfg, context, maps)
                         rows.append(row)
                         if on_run:
                             on_run(row)
@@ -148,7 +179,8 @@ def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: Sampl
 
 
 def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg: StudyConfig,
-             context: dict[str, Any]) -> dict[str, Any]:
+             context: dict[str, Any], maps: tuple[str, scoring.Ground] | None
+             ) -> dict[str, Any]:
     started = time.perf_counter()
     with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
                           f"s{context['seed']}", nested=True):
@@ -158,7 +190,7 @@ def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg
                            "labelled_polygons": context["labelled_polygons"],
                            "steps": cfg.steps,
                            **({} if kind in ("forest", "glm") else tracking.train_params(train))})
-        scores = _train_and_score(kind, train, source, context["seed"], cfg)
-        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
+        scores = _train_and_score(kind, train, source, context["seed"], cfg, maps)
+        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},
             "seconds": round(time.perf_counter() - started, 2)}
