@@ -192,18 +192,19 @@ def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], thresholds: dict[s
 
 def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]],
               prevalence: dict[str, float], path: str | Path) -> None:
-    """Precision against recall of every model's map, one panel per area; the dashed line is
-    the prevalence (what a map of random scores reaches)."""
+    """Precision against recall of every model's map, one panel per area, precision on a log
+    axis; the dashed line is the prevalence (what a map of random scores reaches)."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.5), squeeze=False)
     for ax, (area, models) in zip(axes[0], curves.items(), strict=True):
         for name, (recall, precision, auprc) in models.items():
             ax.plot(recall, precision, label=f"{name} (AUPRC {auprc:.3f})")
         ax.axhline(prevalence[area], color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title(f"{area} area, every pixel")
+        ax.set_ylabel("precision (log scale)")
+        ax.set_title(f"{area} area, every pixel (dashed: prevalence)")
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_yscale("log")  # at a prevalence of 0.2 % a linear axis shows nothing
+        ax.set_ylim(prevalence[area] / 5, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)
