@@ -254,7 +254,7 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
     verdict = "promoted to" if summary["promoted"] else "kept as"
     typer.echo(f"{summary['name']} version {summary['version']} {verdict} "
                f"@{summary['alias']} ({summary['score']}: candidate "
-               f"{summary['candidate']['score']:.3f}, previous "
+               f"{summary['candidate']['score']:.4f}, previous "
                f"{summary['previous_champion_score']})")
 
 
