@@ -189,6 +189,11 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     reports = Path(raw["paths"]["reports"])
     best = yaml.safe_load((reports / "best_params.yaml").read_text())
     assert set(best["train"]) == set(raw["tune"]["space"])
+    tuned = Path(raw["paths"]["models"]) / "joint" / "tuned"  # the stage's DVC output
+    assert (tuned / "discriminator.keras").is_file() and (tuned / "model.json").is_file()
+    tuned_run = json.loads((tuned / "run.json").read_text())["run_id"]
+    assert MlflowClient(pipeline["store"]).get_run(tuned_run).data.tags["optuna_trial"] == str(
+        best["trial"])
     assert (reports / "tune_history.png").stat().st_size > 5000
     study = optuna.load_study(study_name=raw["tune"]["study"], storage=raw["tune"]["storage"])
     assert len(study.trials) == 3

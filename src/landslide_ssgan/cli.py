@@ -215,7 +215,8 @@ def tune(
     maximising validation F1 with a median pruner fed each epoch. Every trial is an MLflow run
     nested under the study's run; a stopped study resumes, and workers (here or on other
     machines with the same --storage) share its trial budget. Writes reports/best_params.yaml,
-    tune.json and Optuna's history and importance plots; never rewrites params.yaml."""
+    tune.json and Optuna's history and importance plots, and the best trial's model folder
+    (`models/<set>/tuned`); never rewrites params.yaml."""
     from landslide_ssgan.stages import tune as stage_module
 
     cfg = _tracked_params(params)
@@ -223,7 +224,9 @@ def tune(
     trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
                                  cfg.sample.split.method, _training_data(cfg))
     summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
-                               reports=paths.reports, params_file=params, storage=storage,
+                               reports=paths.reports,
+                               tuned=f"{paths.models}/{cfg.features.set}/tuned",
+                               params_file=params, storage=storage,
                                workers=workers, parent_run=parent_run)
     if summary is not None:
         failed = summary["failed_workers"]

@@ -3,6 +3,7 @@ study's run; shared by workers (here or on other machines) through the study's s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,12 +38,13 @@ class Trials:
     data: TrainingData
 
 
-def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, params_file: Path,
-        storage: str | None = None, workers: int = 1,
+def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned: str,
+        params_file: Path, storage: str | None = None, workers: int = 1,
         parent_run: str | None = None) -> dict[str, Any] | None:
     """Run this process's share of the study (and `workers - 1` helper processes of the same
-    command); the process that started the helpers then writes the reports and returns the
-    summary. A helper (given `parent_run`) returns None."""
+    command); the process that started the helpers then writes the reports and the best
+    trial's model folder (`tuned`) and returns the summary. A helper (given `parent_run`)
+    returns None."""
     url = storage or cfg.storage
     tuning.open_storage(cfg, url)  # creates the study once, before any worker races
     parent = parent_run or study_parent_run(cfg, trials.feature_set, experiment, url)
@@ -57,7 +59,30 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, param
     failed = [p.args for p in helpers if p.wait() != 0]
     if parent_run is not None:
         return None  # a helper worker: the process that started it writes the reports
-    return {**report_study(cfg, url, parent, Path(reports)), "failed_workers": len(failed)}
+    summary = report_study(cfg, url, parent, Path(reports))
+    save_best_model(cfg.study, parent, summary["best_trial"], Path(tuned))
+    return {**summary, "failed_workers": len(failed)}
+
+
+def save_best_model(study: str, parent_run_id: str, trial: int, out: Path) -> None:
+    """The best trial's model folder, from its MLflow run, written atomically. It is the
+    tune stage's DVC output: without it a fresh clone would skip tuning (its other outputs
+    are reports in git) and `register` would choose among fewer runs than here."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id], filter_string=(
+            f"tags.mlflow.parentRunId = '{parent_run_id}' AND tags.optuna_study = '{study}' "
+            f"AND tags.optuna_trial = '{trial}' AND tags.model_uri != ''"), max_results=1)
+    if not runs:
+        raise InputError(f"study {study}: trial {trial} has no logged model")
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(serving.window_model_folder(runs[0].data.tags["model_uri"], Path(tmp)),
+                        staging)
+    bundle.save_run(staging, runs[0].info.run_id, runs[0].data.tags["model_uri"])
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
 
 
 def study_parent_run(cfg: TuneConfig, feature_set: str, experiment: str, storage: str) -> str:
