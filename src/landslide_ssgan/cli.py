@@ -314,8 +314,7 @@ def study(params: ParamsOption = Path("params.yaml")) -> None:
 
     cfg = _tracked_params(params)
     paths = cfg.paths
-    data = stage_module.Inputs(paths.stack, paths.labels, paths.inventory_ids, paths.samples,
-                               paths.norm, paths.split)
+    data = _training_data(cfg)
     results, path = stage_module.run(
         cfg.study, data, seed=cfg.seed, sample=cfg.sample, feature_set=cfg.features.set,
         train=cfg.train, reports=paths.reports, on_run=lambda row: typer.echo(

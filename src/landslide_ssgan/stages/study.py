@@ -16,7 +16,6 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +37,12 @@ from landslide_ssgan.files import write_text
 from landslide_ssgan.mapping import WindowModel, probability_map
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.bundle import ModelBundle
-from landslide_ssgan.training import WindowSource, train_network, window_source
+from landslide_ssgan.training import TrainingData, WindowSource, train_network, window_source
 
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged")
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """The pipeline's data the study starts from."""
-
-    stack: str
-    labels: str
-    inventory_ids: str
-    samples: str
-    norm: str
-    split: str
-
-
-def run(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig, feature_set: str,
+def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig, feature_set: str,
         train: TrainConfig, reports: str,
         on_run: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Every run, then reports/label_efficiency.md, .png and .csv."""
@@ -82,7 +69,7 @@ def study_runs(cfg: StudyConfig, train: TrainConfig,
             yield f"ssgan+{name}", "ssgan", override(train, settings, f"study.variants.{name}")
 
 
-def _split_samples(data: Inputs, sample: SampleConfig, seed: int, image: Stack,
+def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: Stack,
                    labels: np.ndarray, ids: np.ndarray, split: str) -> tuple[Samples,
                                                                          Normalisation]:
     """The pipeline's samples for its own split method; the other method's drawn afresh
@@ -142,7 +129,7 @@ def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground) -> dict[
             "map_flagged": test["flagged_share"]}
 
 
-def label_efficiency(cfg: StudyConfig, data: Inputs, *, seed: int, sample: SampleConfig,
+def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig,
                      feature_set: str, train: TrainConfig,
                      on_run: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Every (split, seed, budget, model) run, logged under one MLflow parent run."""
