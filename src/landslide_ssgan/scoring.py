@@ -43,15 +43,20 @@ class Ground:
 def read_ground(labels: str, inventory_ids: str, split: str) -> Ground:
     label_raster, grid = read_single_band(labels)
     ids, _ = read_single_band(inventory_ids)
-    areas, area_grid = read_single_band(split)
+    areas, _ = read_single_band(split)
     if areas.shape != label_raster.shape:
         raise InputError(f"{split}: its grid differs from {labels}'s (re-run the sample stage)")
     return Ground(map_metrics.Truth(label_raster, ids), areas, grid.resolution ** 2)
 
 
-def model_map(stack: str, model: ModelBundle, block_size: int = 512) -> np.ndarray:
-    """P(landslide) of every pixel of the stack, NaN without data."""
-    probability, _ = probability_map(stack, WindowModel.from_bundle(model), block_size)
+def model_map(stack: str, model: ModelBundle, ground: Ground, areas: tuple[str, ...],
+              block_size: int = 512) -> np.ndarray:
+    """P(landslide) of the stack's pixels, NaN without data; only the blocks that hold a
+    pixel of the named areas are computed (each block on its own, so the values are those of
+    a whole map)."""
+    only = np.isin(ground.areas, [AREA_CODES[name] for name in areas])
+    probability, _ = probability_map(stack, WindowModel.from_bundle(model), block_size,
+                                     only=only)
     return probability
 
 
@@ -103,6 +108,7 @@ def record_threshold(kind: str, folder: Path, stack: str, ground: Ground,
                      target_recall: float | None) -> dict[str, Any]:
     """The model in `folder` maps the stack; its threshold, where it came from and its
     validation map scores go to the folder's model.json (and are returned)."""
-    info = model_info(kind, model_map(stack, load_bundle(folder)), ground, target_recall)
+    info = model_info(kind, model_map(stack, load_bundle(folder), ground, ("val",)), ground,
+                      target_recall)
     save_info(folder, info)
     return info

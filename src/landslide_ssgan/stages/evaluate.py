@@ -102,7 +102,7 @@ def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tup
     for kind in MODEL_NAMES:
         folder = bundle.model_dir(models, main_set, kind)
         model = bundle.load_bundle(folder)
-        probability = scoring.model_map(stack, model)
+        probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
         thresholds[kind] = model.threshold if model.threshold is not None else 0.5
         results[kind] = scoring.score_areas(probability, ground, thresholds[kind], post)
         for area in scoring.SCORED_AREAS:

@@ -90,8 +90,8 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     probability, grid = read_single_band(paths["probability"])
     found = bodies.landslide_bodies(probability, cfg, grid.resolution ** 2)
     whole = Block(0, 0, 0, grid.height, grid.width)
-    write_cog_from_blocks(paths["class"], grid,
-                          iter([(whole, bodies.class_raster(found, probability))]), "uint8",
+    classes = bodies.class_raster(found, probability)
+    write_cog_from_blocks(paths["class"], grid, iter([(whole, classes)]), "uint8",
                           bodies.CLASS_NODATA, "landslide_class")
     polygons = body_polygons(found.labels, grid)
     polygons["area_m2"] = found.areas_m2
@@ -100,7 +100,7 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     store.clear()
     scores = scoring.score_areas(probability, ground, threshold, cfg) if ground else {}
     return {"threshold": threshold, "threshold_source": source, **found.summary(),
-            "flagged_share": float((bodies.class_raster(found, probability) == 1).sum()
+            "flagged_share": float((classes == 1).sum()
                                    / max(np.isfinite(probability).sum(), 1)),
             "areas": {area: map_metrics.headline(result) for area, result in scores.items()},
             "dense_inference": run.dense,

@@ -77,6 +77,6 @@ def _validation_auprc(model_uri: str, stack: str, ground: scoring.Ground) -> flo
                          "split (sample.split.method: spatial); use balanced_f1")
     with tempfile.TemporaryDirectory() as tmp:
         folder = serving.window_model_folder(model_uri, Path(tmp))
-        probability = scoring.model_map(stack, bundle.load_bundle(folder))
+        probability = scoring.model_map(stack, bundle.load_bundle(folder), ground, ("val",))
     return float(map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("val"), "all"), 0.5)["auprc"])

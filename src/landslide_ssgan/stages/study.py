@@ -34,7 +34,6 @@ from landslide_ssgan.data.sampling import (
 )
 from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
 from landslide_ssgan.files import write_text
-from landslide_ssgan.mapping import WindowModel, probability_map
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.training import TrainingData, WindowSource, train_network, window_source
@@ -120,8 +119,7 @@ def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: 
 def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground) -> dict[str, float]:
     """AUPRC and flagged share of the model's map on the test area, every pixel; F1 at the
     threshold that is best on the validation area (only those two areas are mapped)."""
-    probability, _ = probability_map(stack, WindowModel.from_bundle(model),
-                                     only=ground.area("val") | ground.area("test"))
+    probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
     threshold, _ = scoring.validation_threshold(probability, ground, None)
     test = map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("test"), "all"), threshold)
