@@ -69,7 +69,7 @@ def test_withheld_labels_become_unlabelled_training_windows() -> None:
                           samples.of("train").label.to_numpy(), (0.25,), 0)[0.25]
     reduced = with_budget(samples, keep)
     assert len(reduced.of("train")) == keep.sum()
-    assert len(reduced.of("train", labelled=False)) == 1 + (~keep).sum()
+    assert len(reduced.unlabelled()) == 1 + (~keep).sum()
     pd.testing.assert_frame_equal(reduced.of("test"), samples.of("test"))
 
 
@@ -81,3 +81,19 @@ def test_paired_difference_has_a_t_interval() -> None:
     assert row["n"] == 3 and row["mean"] == pytest.approx(0.2)
     half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert row["low"] == pytest.approx(0.2 - half) and row["high"] == pytest.approx(0.2 + half)
+
+
+def test_negatives_outside_the_inventory_are_units_of_their_own() -> None:
+    """`sample.negatives: outside` labels single points of unknown ground as negatives: each
+    is its own unit, so small budgets take a share of them rather than all or none."""
+    samples, labels, ids = _samples()
+    points = pd.DataFrame({"row": [40, 41, 42, 43], "col": [20, 20, 20, 20], "label": 0,
+                           "split": "train", "group": 0})
+    samples = Samples(pd.concat([samples.table, points], ignore_index=True))
+    units = polygon_units(samples, labels, ids)
+    train = samples.of("train")
+    outside = labels[train.row.to_numpy(), train.col.to_numpy()] == 255
+    assert outside.sum() == 4
+    assert len(np.unique(units[outside])) == 4
+    assert (units[outside] < 0).all()
+    assert not np.isin(units[outside], units[~outside]).any()

@@ -38,6 +38,15 @@ def test_the_committed_params_are_valid() -> None:
     (("prepare", "layers", "slope", "source"), "dem", "slope.source: 'dem' is not a layer"),
     (("prepare", "layers", "landuse", "kind"), "raster", "landuse.kind: 'raster' is not one"),
     (("features", "set"), "all", "features.set: 'all' is not one of"),
+    (("sample", "negatives"), "anywhere", "sample.negatives: 'anywhere' is not one of"),
+    (("sample", "negative_buffer_m"), -5, "sample.negative_buffer_m: -5.0 is out of range"),
+    (("sample", "unlabelled_ratio"), 5000, "sample.unlabelled_ratio: 5000.0 is out of range"),
+    (("sample", "unlabelled_from"), "test", "sample.unlabelled_from: 'test' is not one of"),
+    (("train", "prevalence"), 0, "train.prevalence: 0"),
+    (("study", "variants", "long"), {"steps": 0}, "study.variants.long.steps: expected an "
+                                                  "integer >= 1, got 0"),
+    (("study", "variants", "pool"), {"unlabelled_ratio": "big"},
+     "study.variants.pool.unlabelled_ratio: expected a number >= 0"),
     (("seed",), 1.5, "seed: expected int"),
     (("train", "d_widths"), [8], "train.d_widths: expected a list of 2"),
     (("train", "loss_weights", "unlabelled"), -1, "train.loss_weights.unlabelled: -1.0 is out"),
@@ -121,3 +130,15 @@ def test_override_checks_changes_like_params_yaml() -> None:
     assert changed.loss_weights.labelled == train.loss_weights.labelled
     with pytest.raises(ConfigError, match=r"^x.ema: 2.0 is out of range \[0.0, 0.9999\]$"):
         override(train, {"ema": 2.0}, "x")
+
+
+def test_a_study_variant_may_change_steps_and_the_unlabelled_pool() -> None:
+    raw = _raw()
+    raw["study"]["variants"] = {"long": {"steps": 600, "ema": 0.99},
+                                "small_pool": {"unlabelled_ratio": 1}}
+    params = parse_params(raw)
+    long = params.study.variant(params.train, "long")
+    assert (long.steps, long.train.ema, long.unlabelled_ratio) == (600, 0.99, None)
+    small = params.study.variant(params.train, "small_pool")
+    assert (small.steps, small.train, small.unlabelled_ratio) == (params.study.steps,
+                                                                 params.train, 1.0)

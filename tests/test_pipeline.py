@@ -162,6 +162,13 @@ def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) ->
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     got = pyfunc.predict(raw_windows.astype(np.float32))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # on request, at the area's prevalence that model.json records (Bayes on the logit)
+    prior = json.loads((folder / "model.json").read_text())["prior"]
+    assert prior["trained"] == 0.5 and 0 < prior["area"] < 0.05
+    corrected = pyfunc.predict(raw_windows.astype(np.float32),
+                               params={"prior_correction": True})
+    odds = expected / (1 - expected) * prior["area"] / (1 - prior["area"])
+    np.testing.assert_allclose(corrected, odds / (1 + odds), atol=1e-5)
     # MLflow's signature check or the model's own: both say what shape was expected
     with pytest.raises(Exception, match="expected (windows of )?shape"):
         pyfunc.predict(raw_windows[:, :5].astype(np.float32))
@@ -463,6 +470,37 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
         assert (labels == 1).sum() * 100.0 == pytest.approx(bodies["area_m2"].sum())
     assert (reports / "map_preview.png").stat().st_size > 10_000
     assert not list(maps.glob(".*"))  # no block store or staging file left behind
+
+
+def test_prior_correction_moves_probabilities_not_the_class_map(pipeline: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    import rasterio
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    assert raw["map"]["prior_correction"] is True  # the pipeline's map is corrected
+    raw["paths"]["maps"], raw["paths"]["reports"] = str(tmp_path / "maps"), str(tmp_path)
+    raw["map"].update({"prior_correction": False, "compare_baseline": False})
+    params = write_params(raw, tmp_path / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        result = runner.invoke(app, ["map", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+
+    def read(folder: str, name: str) -> np.ndarray:
+        with rasterio.open(Path(folder) / name) as src:
+            return src.read(1)
+
+    ours = pipeline["raw"]["paths"]["maps"]
+    np.testing.assert_array_equal(read(ours, "landslide_class.tif"),
+                                  read(raw["paths"]["maps"], "landslide_class.tif"))
+    raw_p, corrected = (read(raw["paths"]["maps"], "landslide_probability.tif"),
+                        read(ours, "landslide_probability.tif"))
+    summary = json.loads((Path(pipeline["raw"]["paths"]["reports"]) / "map_summary.json")
+                         .read_text())
+    assert "prevalence" in summary["champion"]["probabilities"]
+    valid = np.isfinite(raw_p)
+    assert np.nanmean(corrected) < np.nanmean(raw_p)
+    np.testing.assert_array_equal(np.isfinite(corrected), valid)
 
 
 def test_map_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, Any],

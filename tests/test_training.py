@@ -20,7 +20,8 @@ from landslide_ssgan.training import WindowSource, train_network, window_source
 @pytest.fixture(scope="module")
 def source(crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> WindowSource:
     labels, ids = crop_labels
-    samples = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=1)
+    samples = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=1,
+                        pixel_size=10.0)
     mean, std = training_statistics(crop_stack.data, samples, 13)
     norm = Normalisation(crop_stack.grid.band_names, mean, std)
     return window_source(crop_stack, samples, norm, "joint", 13)
@@ -76,3 +77,20 @@ def test_interrupted_training_resumes_at_its_last_epoch(tiny: Params, source: Wi
     _train_once("ssgan", tiny, source, backup, [epochs])
     assert epochs.seen == [2]  # epochs 0 and 1 were done: only the third runs
     assert not backup.exists()  # the backup is removed once training completes
+
+
+def test_the_ssgan_trains_on_a_fully_labelled_mask(tiny: Params, crop_stack: Stack,
+                                                  crop_labels: tuple, tmp_path: Path) -> None:
+    """A mask inventory (0 / 1, nothing unknown) still gives the SSGAN unlabelled windows: any
+    valid pixel of the training area, labels withheld."""
+    labels, ids = crop_labels
+    mask = np.where(labels == 1, 1, 0).astype(np.uint8)
+    cfg = replace(tiny.sample, unlabelled_ratio=50.0)
+    samples = draw_samples(mask, ids, crop_stack.valid, cfg, seed=1, pixel_size=10.0)
+    mean, std = training_statistics(crop_stack.data, samples, 13)
+    source = window_source(crop_stack, samples, Normalisation(crop_stack.grid.band_names, mean,
+                                                              std), "joint", 13)
+    assert len(samples.unlabelled()) > 10 * len(samples.of("train"))
+    trained = train_network("ssgan", replace(tiny.train, epochs=1), source, 0,
+                            workdir=tmp_path / "backup")
+    assert np.isfinite(trained.model.discriminator.get_weights()[0]).all()

@@ -22,12 +22,17 @@ from landslide_ssgan.data.sampling import LANDSLIDE, STABLE, UNLABELLED, Samples
 
 def polygon_units(samples: Samples, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The polygon of every labelled training window: the inventory id for landslide windows,
-    a negative number per connected stable area for stable windows."""
+    a negative number per connected stable area for stable windows, and for a negative window
+    outside the inventory (`sample.negatives: outside`) a negative number of its own (it was
+    labelled as a point, not as part of a polygon)."""
     train = samples.of("train")
     rows, cols = train.row.to_numpy(), train.col.to_numpy()
-    stable_areas, _ = ndimage.label(labels == STABLE, structure=np.ones((3, 3), bool))
+    stable_areas, n_areas = ndimage.label(labels == STABLE, structure=np.ones((3, 3), bool))
     is_slide = train.label.to_numpy() == LANDSLIDE
-    return np.where(is_slide, ids[rows, cols], -stable_areas[rows, cols]).astype(np.int64)
+    area = stable_areas[rows, cols].astype(np.int64)
+    point = n_areas + 1 + np.arange(len(train))
+    negative = -np.where(area > 0, area, point)
+    return np.where(is_slide, ids[rows, cols], negative).astype(np.int64)
 
 
 def nested_budgets(units: np.ndarray, classes: np.ndarray, fractions: Sequence[float],

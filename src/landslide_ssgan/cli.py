@@ -178,7 +178,7 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
     evaluation.md, feature_sets.md, map_evaluation.json / .md, precision-recall curves, a
     preview of the test area, the GLM's coefficients and the loss curves; adds the scores to
     each model's MLflow run."""
-    from landslide_ssgan import scoring
+    from landslide_ssgan import reporting, scoring
     from landslide_ssgan.stages import evaluate as stage_module
 
     cfg = _tracked_params(params)
@@ -189,7 +189,8 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
         samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports)
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     maps = stage_module.run_maps(cfg.features.set, ground, cfg.map, rgb=cfg.features.rgb,
-                                 stack=paths.stack, models=paths.models, reports=paths.reports)
+                                 stack=paths.stack, models=paths.models, reports=paths.reports,
+                                 protocol=reporting.sampling_protocol(cfg.sample))
     for feature_set, rows in results.items():
         for kind, row in rows.items():
             typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "

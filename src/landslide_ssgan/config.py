@@ -29,6 +29,8 @@ Derivation = Literal["slope", "aspect", "ndvi"]
 FeatureSet = Literal["factors", "optical", "joint"]
 FEATURE_SETS: tuple[FeatureSet, ...] = typing.get_args(FeatureSet)
 SplitMethod = Literal["spatial", "random"]
+Negatives = Literal["inventory", "outside"]
+UnlabelledFrom = Literal["train", "area"]
 ModelName = Literal["ssgan", "baseline", "forest", "glm"]
 MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
 
@@ -137,7 +139,11 @@ class SplitConfig:
 class SampleConfig:
     window: int
     per_class: int | None = setting(None, low=1)
-    unlabelled_ratio: float = setting(low=0.0, high=100.0)
+    negatives: Negatives = "inventory"   # inventory: stable polygons only; outside: any ground
+    negative_buffer_m: float = setting(0.0, low=0.0, high=1e6)  # outside: from any landslide
+    negative_ratio: float = setting(1.0, low=0.0, low_open=True, high=100.0)
+    unlabelled_ratio: float = setting(low=0.0, high=1000.0)
+    unlabelled_from: UnlabelledFrom = "train"  # area: the whole mapped area (transductive)
     split: SplitConfig = setting()
 
     def __post_init__(self) -> None:
@@ -188,6 +194,8 @@ class TrainConfig:
     target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
     image_every: int = setting(low=1)
     forest_trees: int = setting(low=1)
+    prevalence: Literal["auto"] | float = setting(  # the area's landslide share the model's
+        "auto", low=0.0, low_open=True, high=1.0)   # probabilities are corrected to on request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +255,7 @@ class MapConfig:
     compare_baseline: bool     # also map models/<set>/baseline for map_summary.json
     block_size: int = setting(low=16, high=8192)
     threshold: Literal["auto"] | float = setting(low=0.0, high=1.0)  # auto: the model's own
+    prior_correction: bool = False  # probabilities at the area's prevalence (model.json)
     opening: int = setting(low=0, high=50)       # radius in pixels (0 = off)
     closing: int = setting(low=0, high=50)
     min_area_m2: float = setting(low=0.0, high=1e9)
@@ -275,6 +284,31 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
+
+    def variant(self, train: TrainConfig, name: str) -> Variant:
+        """A variant's train settings, optimiser steps and unlabelled pool: its keys are train
+        settings, plus `steps` (instead of study.steps) and `unlabelled_ratio` (the SSGAN
+        uses only that many unlabelled windows per landslide training window of the pool)."""
+        where = f"study.variants.{name}"
+        settings = dict(self.variants[name])
+        steps = settings.pop("steps", self.steps)
+        ratio = settings.pop("unlabelled_ratio", None)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise Invalid(f"study.variants.{name}.steps",
+                          f"expected an integer >= 1, got {steps!r}")
+        if ratio is not None and (not isinstance(ratio, (int, float)) or isinstance(ratio, bool)
+                                  or ratio < 0):
+            raise Invalid(f"study.variants.{name}.unlabelled_ratio",
+                          f"expected a number >= 0, got {ratio!r}")
+        return Variant(override(train, settings, where), steps,
+                       None if ratio is None else float(ratio))
+
+
+@dataclass(frozen=True)
+class Variant:
+    train: TrainConfig
+    steps: int
+    unlabelled_ratio: float | None  # None: the whole pool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,8 +364,8 @@ class Params:
                 raise ConfigError(_not_a_setting(key, [f"tune.space.{t}" for t in tunable]))
             for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
                 override(self.train, {name: value}, "tune.space")
-        for name, settings in self.study.variants.items():
-            override(self.train, settings, f"study.variants.{name}")
+        for name in self.study.variants:
+            self.study.variant(self.train, name)
 
 
 # --- the generic parser -----------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from landslide_ssgan import budgets
-from landslide_ssgan.config import StudyConfig
+from landslide_ssgan.config import SampleConfig, StudyConfig
 from landslide_ssgan.metrics import METRIC_NAMES
 
 # --- evaluate: test metrics of every model ---------------------------------------------
@@ -66,7 +66,7 @@ def _cell(value: Any) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
-def map_table(results: dict[str, dict[str, Any]], feature_set: str) -> str:
+def map_table(results: dict[str, dict[str, Any]], feature_set: str, protocol: str = "") -> str:
     """One table per held-out area: every model's map scored on every pixel."""
     lines = [f"# The maps, judged on held-out ground ({feature_set} features)", "",
              "Every model maps the whole study area; each map is scored on the validation and "
@@ -76,7 +76,7 @@ def map_table(results: dict[str, dict[str, Any]], feature_set: str) -> str:
              "map calls landslide. Object recall: share of the area's inventory landslides "
              "that a mapped body overlaps; object precision: share of mapped bodies that touch "
              "an inventory landslide. Balanced-window scores (the paper's protocol) are in "
-             "evaluation.md.", ""]
+             "evaluation.md.", "", *([protocol, ""] if protocol else [])]
     for area in ("test", "val"):
         first = next(iter(results.values()))[area]
         lines += [f"## {'Test' if area == 'test' else 'Validation'} area: "
@@ -144,8 +144,21 @@ def _difference_lines(results: pd.DataFrame, a: str, b: str, metrics: tuple[str,
     return lines
 
 
+def sampling_protocol(sample: SampleConfig) -> str:
+    """How the windows were drawn, in one sentence for the report."""
+    negatives = ("the inventory's stable polygons" if sample.negatives == "inventory" else
+                 f"any valid ground at least {sample.negative_buffer_m:g} m from a landslide "
+                 "(stable polygons included)")
+    pool = ("the training area" if sample.unlabelled_from == "train" else
+            "the whole mapped area, labels withheld: TRANSDUCTIVE, the SSGAN sees the test "
+            "area's pixels, never its labels")
+    return (f"Sampling: negatives from {negatives}, {sample.negative_ratio:g} per landslide "
+            f"window; unlabelled pool of {sample.unlabelled_ratio:g} windows per landslide "
+            f"window from {pool}.")
+
+
 def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, batch_size: int,
-                 seconds: float) -> str:
+                 seconds: float, protocol: str = "") -> str:
     summary = budgets.summary_table(results, ("f1", "kappa", "miou"))
     lines = ["# Does the semi-supervision pay? Label-efficiency study", "",
              f"Feature set `{feature_set}`; budgets {list(study.budgets)} of the "
@@ -159,7 +172,8 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
              "the real prevalence, F1 at the threshold that is best on the validation area (the "
              f"only use of validation data). {len(results)} runs in "
              f"{seconds / 60:.1f} min (`landslide study`, reports/label_efficiency.csv holds "
-             "every run).", "",
+             "every run).", "", *([protocol, ""] if protocol else []),
+             *_variant_lines(study),
              "![test scores against labelled windows](label_efficiency.png)", "",
              "## The answer in numbers", "", *answer(results), "",
              "## Test scores (mean ± standard deviation over seeds)", "",
@@ -192,10 +206,20 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
         for variant in variants:
             lines += [f"### {variant}", "",
                       *_difference_lines(results[results.split == "spatial"], variant,
-                                         "ssgan", ("f1", "kappa")), ""]
+                                         "ssgan", ("map_auprc", "f1")), ""]
     lines += ["", "## Spatial versus random split (mean test F1)", "",
               *_split_lines(results)]
     return "\n".join(lines) + "\n"
+
+
+def _variant_lines(study: StudyConfig) -> list[str]:
+    if not study.variants:
+        return []
+    return ["SSGAN variants (`study.variants`; `steps` replaces the optimiser steps, "
+            "`unlabelled_ratio` keeps that many unlabelled windows per landslide training "
+            "window): " + "; ".join(
+                f"`{name}` " + ", ".join(f"{k}={v}" for k, v in settings.items())
+                for name, settings in study.variants.items()) + ".", ""]
 
 
 def _readings(results: pd.DataFrame, a: str, b: str, split: str, metric: str) -> str:
@@ -222,8 +246,11 @@ def answer(results: pd.DataFrame) -> list[str]:
                 lines.append(f"- {a} vs {b}, the map's test-area AUPRC (spatial split): "
                              + _readings(results, a, b, "spatial", "map_auprc") + ".")
     for variant in sorted(m for m in set(results.model) if m.startswith("ssgan+")):
-        lines.append(f"- {variant} vs SSGAN, spatial split, f1: "
-                     + _readings(results, variant, "ssgan", "spatial", "f1") + ".")
+        for metric in ("map_auprc", "f1"):
+            lines.append(f"- {variant} vs SSGAN, spatial split, {metric}: "
+                         + _readings(results, variant, "ssgan", "spatial", metric) + ".")
+        lines.append(f"- {variant} vs supervised twin, spatial split, map_auprc: "
+                     + _readings(results, variant, "baseline", "spatial", "map_auprc") + ".")
     if {"spatial", "random"} <= set(results.split):
         gain = (results.groupby(["model", "budget", "split"])["f1"].mean()
                 .unstack("split").eval("random - spatial").dropna())

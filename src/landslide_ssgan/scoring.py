@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 
 from landslide_ssgan import bodies, map_metrics
-from landslide_ssgan.config import MapConfig
+from landslide_ssgan.config import MapConfig, TrainConfig
+from landslide_ssgan.data.inventory import LANDSLIDE
 from landslide_ssgan.data.sampling import AREA_CODES
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.mapping import WindowModel, probability_map
 from landslide_ssgan.models.bundle import ModelBundle, load_bundle, save_info
+from landslide_ssgan.prior import Prior, trained_share
 
 SCORED_AREAS = ("val", "test")
 
@@ -47,6 +49,33 @@ def read_ground(labels: str, inventory_ids: str, split: str) -> Ground:
     if areas.shape != label_raster.shape:
         raise InputError(f"{split}: its grid differs from {labels}'s (re-run the sample stage)")
     return Ground(map_metrics.Truth(label_raster, ids), areas, grid.resolution ** 2)
+
+
+def area_prevalence(ground: Ground, setting: float | str = "auto") -> tuple[float, str]:
+    """The landslide share the map's probabilities are corrected to: train.prevalence, or with
+    `auto` the inventory's share of the training area's valid pixels (the test area is never
+    looked at; with the random split, which has no areas, the share of the whole grid)."""
+    if setting != "auto":
+        return float(setting), "train.prevalence in params.yaml"
+    slides = ground.truth.labels == LANDSLIDE
+    if ground.area("train").any():
+        share = float(slides[ground.area("train")].mean())
+        source = "inventory landslide share of the training area"
+    else:
+        share = float(slides.mean())
+        source = "inventory landslide share of the whole grid (no training area)"
+    if not 0.0 < share < 1.0:
+        raise InputError(f"the training area's landslide share is {share:g}: set "
+                         "train.prevalence in params.yaml")
+    return share, source
+
+
+def model_prior(kind: str, train: TrainConfig, labels: np.ndarray, ground: Ground) -> Prior:
+    """The landslide prior a model learnt from its labelled training windows (`labels`; one
+    half with class weighting, which only the networks use) and the area's
+    (train.prevalence)."""
+    weighted = train.class_weighting and kind in ("ssgan", "baseline")
+    return Prior(trained_share(labels, weighted), *area_prevalence(ground, train.prevalence))
 
 
 def model_map(stack: str, model: ModelBundle, ground: Ground, areas: tuple[str, ...],
@@ -90,9 +119,11 @@ def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
 
 
 def model_info(kind: str, probability: np.ndarray, ground: Ground,
-               target_recall: float | None) -> dict[str, Any]:
-    """What a model folder records about its map (model.json): the threshold, where it came
-    from, and the validation area's pixel scores at it (AUPRC chooses the champion)."""
+               target_recall: float | None, prior: Prior | None = None) -> dict[str, Any]:
+    """What a model folder records about its map (model.json): the threshold (on the model's
+    own, uncorrected probabilities), where it came from, the validation area's pixel scores at
+    it (AUPRC chooses the champion), and the prior that corrects its probabilities to the
+    area's prevalence."""
     threshold, source = validation_threshold(probability, ground, target_recall)
     validation = None
     if ground.has_areas:
@@ -101,14 +132,14 @@ def model_info(kind: str, probability: np.ndarray, ground: Ground,
         validation = {k: round(float(found[k]), 4) for k in (
             "auprc", "auroc", "f1", "precision", "recall", "flagged_share")}
     return {"kind": kind, "threshold": threshold, "threshold_source": source,
-            "validation_map": validation}
+            "validation_map": validation, "prior": prior.as_dict() if prior else None}
 
 
 def record_threshold(kind: str, folder: Path, stack: str, ground: Ground,
-                     target_recall: float | None) -> dict[str, Any]:
-    """The model in `folder` maps the stack; its threshold, where it came from and its
-    validation map scores go to the folder's model.json (and are returned)."""
+                     target_recall: float | None, prior: Prior | None = None) -> dict[str, Any]:
+    """The model in `folder` maps the stack; its threshold, where it came from, its
+    validation map scores and its prior go to the folder's model.json (and are returned)."""
     info = model_info(kind, model_map(stack, load_bundle(folder), ground, ("val",)), ground,
-                      target_recall)
+                      target_recall, prior)
     save_info(folder, info)
     return info

@@ -16,7 +16,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import Schema, TensorSpec
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.errors import InputError
@@ -27,7 +27,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
-    P(landslide) per window."""
+    P(landslide) per window: as trained, or with the parameter `prior_correction: true` at
+    the area's prevalence recorded in model.json (prior.py)."""
 
     def load_context(self, context: Any) -> None:
         self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
@@ -43,7 +44,14 @@ class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         if not np.isfinite(windows).all():
             raise MlflowException("windows contain NaN or infinite values",
                                   error_code=INVALID_PARAMETER_VALUE)
-        return np.asarray(self.model.raw_probability(windows), dtype=np.float32)
+        probability = np.asarray(self.model.raw_probability(windows), dtype=np.float32)
+        if (params or {}).get("prior_correction"):
+            prior = self.model.prior
+            if prior is None:
+                raise MlflowException("prior_correction: this model records no prior",
+                                      error_code=INVALID_PARAMETER_VALUE)
+            probability = prior.correct(probability)
+        return probability
 
 
 def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
@@ -55,7 +63,8 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
     window, channels = norm.window, len(norm.bands)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]))
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+        params=ParamSchema([ParamSpec("prior_correction", "boolean", False)]))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=WindowClassifier(),
         artifacts={path.stem: str(path) for path in (folder / name for name in

@@ -129,6 +129,9 @@ def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def log_model_info(info: dict[str, Any]) -> None:
     """A model's map threshold and validation map scores (model.json) into the active run."""
     mlflow.log_metric("map_threshold", float(info["threshold"]))
+    if info.get("prior"):
+        mlflow.log_metrics({"prior_trained": info["prior"]["trained"],
+                            "prior_area": info["prior"]["area"]})
     if info.get("validation_map"):
         mlflow.log_metrics({f"val_map_{k}": float(v) for k, v in info["validation_map"].items()
                             if v == v})

@@ -16,10 +16,11 @@ from typing import Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.data.sampling import Samples, read_samples
+from landslide_ssgan.data.sampling import UNLABELLED, Samples, read_samples
 from landslide_ssgan.data.stack import Stack, read_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
 from landslide_ssgan.errors import InputError
@@ -43,14 +44,31 @@ class WindowSource:
     mean: np.ndarray
     std: np.ndarray
 
-    def part(self, split: str, labelled: bool = True) -> tuple[np.ndarray, np.ndarray,
-                                                                 np.ndarray]:
-        rows = self.samples.of(split, labelled)
+    def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres and labels of one split's labelled windows."""
+        rows = self.samples.of(split)
         return rows.row.to_numpy(), rows.col.to_numpy(), rows.label.to_numpy()
 
-    def windows(self, split: str, labelled: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols, labels = self.part(split, labelled)
+    def unlabelled_part(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.samples.unlabelled()
+        return rows.row.to_numpy(), rows.col.to_numpy(), rows.label.to_numpy()
+
+    def windows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols, labels = self.part(split)
         return cut_windows(self.image, rows, cols, self.window), labels
+
+    def value_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band min and max over every pixel of the training windows, labelled and
+        unlabelled, read from their footprint (the windows themselves are never cut: the
+        unlabelled pool may hold a hundred thousand)."""
+        train = self.samples.table[(self.samples.table.split == "train")
+                                   | (self.samples.table.label == UNLABELLED)]
+        half = self.window // 2
+        centres = np.zeros(self.image.shape[:2], bool)
+        centres[train.row.to_numpy() + half, train.col.to_numpy() + half] = True
+        footprint = ndimage.binary_dilation(centres, np.ones((self.window, self.window), bool))
+        pixels = self.image[footprint]
+        return pixels.min(axis=0), pixels.max(axis=0)
 
     @property
     def normalisation(self) -> Normalisation:
@@ -113,12 +131,9 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
         model.compile(d_opt)
         model(probe)  # built before fit, so an interrupted run can restore into it
         return model
-    windows, _ = source.windows("train", labelled=False)
-    train_windows, _ = source.windows("train")
-    pool = np.concatenate([windows, train_windows])
+    low, high = source.value_range()
     generator = build_generator(cfg.latent_dim, source.window, channels, cfg.g_width,
-                                cfg.leaky_slope, pool.min(axis=(0, 1, 2)),
-                                pool.max(axis=(0, 1, 2)))
+                                cfg.leaky_slope, low, high)
     weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
                           cfg.loss_weights.generated, cfg.feature_matching,
                           cfg.gradient_penalty, class_weights, cfg.ema)
@@ -148,9 +163,9 @@ def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
                               shuffle=True, seed=seed)
     if kind == "baseline":
         return labelled
-    rows, cols, labels = source.part("train", labelled=False)
+    rows, cols, labels = source.unlabelled_part()
     if len(rows) == 0:
-        raise ValueError("the SSGAN needs unlabelled training windows (sample.unlabelled_ratio)")
+        raise InputError("the SSGAN needs unlabelled windows: sample.unlabelled_ratio is 0")
     unlabelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
                                 shuffle=True, seed=seed + 1).map(lambda x, _: x).repeat()
     return tf.data.Dataset.zip((labelled, unlabelled))

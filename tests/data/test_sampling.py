@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from landslide_ssgan.config import Params, SampleConfig
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
 from landslide_ssgan.data.sampling import (
     UNLABELLED,
+    Samples,
     block_groups,
     draw_samples,
     full_window_centres,
@@ -27,7 +29,8 @@ from landslide_ssgan.errors import InputError
 @pytest.fixture
 def spatial(crop_params: Params, crop_stack: Stack, crop_labels: tuple):
     labels, ids = crop_labels
-    return draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=3)
+    return draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=3,
+                        pixel_size=10.0)
 
 
 def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: Stack,
@@ -44,8 +47,74 @@ def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: S
     codes = labels[table.row, table.col]
     assert (codes[table.label == 1] == LANDSLIDE).all()
     assert (codes[table.label == 0] == STABLE).all()
-    assert (codes[table.label == UNLABELLED] == UNKNOWN).all()
-    assert not table.duplicated(["row", "col"]).any()
+    unlabelled = table[table.label == UNLABELLED]
+    assert (unlabelled.split == "train").all()
+    assert (spatial.areas[unlabelled.row, unlabelled.col] == 1).all()  # the training area
+    assert not table[table.label != UNLABELLED].duplicated(["row", "col"]).any()
+    assert not unlabelled.duplicated(["row", "col"]).any()
+
+
+def _drawn(crop_params: Params, crop_stack: Stack, crop_labels: tuple, seed: int = 3,
+           labels: np.ndarray | None = None, **changes: object) -> Samples:
+    raster, ids = crop_labels
+    cfg = replace(crop_params.sample, **changes)
+    return draw_samples(raster if labels is None else labels, ids, crop_stack.valid, cfg,
+                        seed=seed, pixel_size=10.0)
+
+
+def test_outside_negatives_keep_the_buffer_and_include_the_stable_polygons(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, _ = crop_labels
+    samples = _drawn(crop_params, crop_stack, crop_labels, negatives="outside",
+                     negative_buffer_m=50.0, negative_ratio=3.0)
+    table = samples.table
+    distance = ndimage.distance_transform_edt(labels != LANDSLIDE, sampling=10.0)
+    negatives = table[table.label == 0]
+    codes = labels[negatives.row, negatives.col]
+    outside = codes != STABLE
+    assert outside.sum() > 0 and (codes == STABLE).sum() > 0
+    assert (distance[negatives.row[outside], negatives.col[outside]] >= 50.0).all()
+    assert (codes[outside] == UNKNOWN).all()  # the crop's inventory leaves the rest unknown
+    for split in ("train", "test"):
+        part = table[table.split == split]
+        assert (part.label == 0).sum() == 3 * (part.label == 1).sum()
+    for a, b in (("test", "train"), ("val", "train")):
+        assert shared_pixels(samples, a, b, labels.shape, 13) == 0
+
+
+def test_the_paper_protocol_draws_from_any_ground_but_landslides(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, _ = crop_labels
+    table = _drawn(crop_params, crop_stack, crop_labels, negatives="outside",
+                   negative_buffer_m=0.0).table
+    assert (labels[table.row[table.label == 0], table.col[table.label == 0]]
+            != LANDSLIDE).all()
+
+
+def test_a_fully_labelled_mask_still_gives_a_large_unlabelled_pool(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, _ = crop_labels
+    mask = np.where(labels == LANDSLIDE, LANDSLIDE, STABLE).astype(np.uint8)  # no unknown
+    samples = _drawn(crop_params, crop_stack, crop_labels, labels=mask, unlabelled_ratio=100.0)
+    train = samples.table[samples.table.split == "train"]
+    pool = full_window_centres(crop_stack.valid, 13) & full_window_centres(
+        samples.areas == 1, 13)  # whole windows inside the training area
+    slides = int((train.label == 1).sum())
+    assert len(samples.unlabelled()) == min(100 * slides, int(pool.sum()))
+    assert len(samples.unlabelled()) > 10 * slides
+
+
+def test_the_unlabelled_pool_may_span_the_whole_area(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    samples = _drawn(crop_params, crop_stack, crop_labels, unlabelled_ratio=20.0,
+                     unlabelled_from="area")
+    unlabelled = samples.unlabelled()
+    assert set(unlabelled.split) == {"train", "val", "test"}
+    codes = {"train": 1, "val": 2, "test": 3}
+    assert (samples.areas[unlabelled.row, unlabelled.col]
+            == unlabelled.split.map(codes).to_numpy()).all()
+    assert len(samples.of("test")) == len(_drawn(crop_params, crop_stack, crop_labels,
+                                                 unlabelled_ratio=20.0).of("test"))
 
 
 def test_spatial_split_shares_no_pixel_and_keeps_landslides_whole(
@@ -64,7 +133,7 @@ def test_random_split_reproduces_the_paper_and_reports_its_leak(
     labels, ids = crop_labels
     cfg = replace(crop_params.sample, split=replace(crop_params.sample.split, method="random",
                                                     train=0.7, val=0.0, test=0.3))
-    samples = draw_samples(labels, ids, crop_stack.valid, cfg, seed=3)
+    samples = draw_samples(labels, ids, crop_stack.valid, cfg, seed=3, pixel_size=10.0)
     slides = samples.table[samples.table.label == 1]
     assert abs((slides.split == "test").mean() - 0.3) < 0.02
     assert shared_pixels(samples, "test", "train", labels.shape, 13) > 0
@@ -82,8 +151,10 @@ def test_blocks_merge_where_a_landslide_crosses_an_edge() -> None:
 def test_same_seed_same_samples(crop_params: Params, crop_stack: Stack,
                                 crop_labels: tuple) -> None:
     labels, ids = crop_labels
-    a = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5)
-    b = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5)
+    a = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5,
+                        pixel_size=10.0)
+    b = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5,
+                        pixel_size=10.0)
     assert a.table.equals(b.table)
 
 
@@ -91,7 +162,7 @@ def test_per_class_caps_the_counts(crop_params: Params, crop_stack: Stack,
                                    crop_labels: tuple) -> None:
     labels, ids = crop_labels
     cfg: SampleConfig = replace(crop_params.sample, per_class=20)
-    table = draw_samples(labels, ids, crop_stack.valid, cfg, seed=1).table
+    table = draw_samples(labels, ids, crop_stack.valid, cfg, seed=1, pixel_size=10.0).table
     assert 18 <= (table.label == 1).sum() <= 22
 
 

@@ -20,7 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from landslide_ssgan.config import SampleConfig, SplitConfig
-from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
+from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -42,9 +42,16 @@ class Samples:
     table: pd.DataFrame
     areas: np.ndarray | None = None
 
-    def of(self, split: str, labelled: bool = True) -> pd.DataFrame:
+    def of(self, split: str) -> pd.DataFrame:
+        """The labelled windows of one split."""
         rows = self.table[self.table.split == split]
-        return rows[rows.label != UNLABELLED] if labelled else rows[rows.label == UNLABELLED]
+        return rows[rows.label != UNLABELLED]
+
+    def unlabelled(self) -> pd.DataFrame:
+        """The SSGAN's unlabelled windows: from the training area, or with
+        `unlabelled_from: area` from anywhere in the mapped area (their `split` then says
+        where each lies; none of them carries a label)."""
+        return self.table[self.table.label == UNLABELLED]
 
 
 def full_window_centres(valid: np.ndarray, window: int) -> np.ndarray:
@@ -130,59 +137,121 @@ def _greedy_fill(counts: np.ndarray, target: np.ndarray, order: np.ndarray) -> n
 # --- drawing the samples ----------------------------------------------------------------
 
 
+def negative_ground(labels: np.ndarray, cfg: SampleConfig, pixel_size: float) -> np.ndarray:
+    """Where non-landslide windows may be centred: the inventory's stable polygons, and with
+    `negatives: outside` also any other ground at least `negative_buffer_m` from every
+    landslide (the paper's protocol: non-landslide samples come from outside the inventory's
+    landslides; the buffer keeps unmapped fringes of a landslide out of the negatives)."""
+    stable = labels == STABLE
+    if cfg.negatives == "inventory":
+        return stable
+    distance = ndimage.distance_transform_edt(labels != LANDSLIDE, sampling=pixel_size)
+    return stable | ((labels != LANDSLIDE) & (distance >= max(cfg.negative_buffer_m, 1e-9)))
+
+
 def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,
-                 seed: int) -> Samples:
+                 seed: int, *, pixel_size: float) -> Samples:
+    """Window centres of every split; `pixel_size` (metres) turns the negative buffer into
+    pixels."""
     rng = np.random.default_rng(seed)
     eligible = full_window_centres(valid, cfg.window)
     if not (eligible & (labels == LANDSLIDE)).any():
         raise InputError("no landslide pixel has a full window of valid data around it")
+    negative = negative_ground(labels, cfg, pixel_size) & eligible
     areas = None
     if cfg.split.method == "spatial":
-        table, split_of_pixel = _spatial(labels, ids, eligible, cfg, rng)
-        areas = (split_of_pixel + 1).astype(np.uint8)
+        table, split_of_pixel = _spatial(labels, ids, eligible, negative, cfg, rng)
+        areas = np.where(valid, split_of_pixel + 1, 0).astype(np.uint8)
     else:
-        table = _random(labels, eligible, cfg, rng)
+        table = _random(labels, eligible, negative, cfg, rng)
     table = table.sort_values(["split", "label", "row", "col"], kind="stable")
     return Samples(table.reset_index(drop=True), areas)
 
 
-def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, cfg: SampleConfig,
-             rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+@dataclass(frozen=True)
+class _Candidates:
+    """The centres one split may draw from: landslides, stable-polygon and other negatives."""
+
+    slides: np.ndarray
+    stables: np.ndarray
+    others: np.ndarray
+
+    def landslide_windows(self, ratio: float) -> int:
+        """As many landslide windows as there are, unless the negatives run out first."""
+        negatives = len(self.stables) + len(self.others)
+        return int(min(len(self.slides), negatives // ratio))
+
+    def negatives(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` negative centres. Stable polygons are always among them (up to half, so that
+        ground outside the inventory makes up the rest when there is some)."""
+        if not len(self.others):
+            return _choose(self.stables, n, rng)
+        from_stable = min(len(self.stables), n // 2)
+        return np.concatenate([_choose(self.stables, from_stable, rng),
+                               _choose(self.others, n - from_stable, rng)])
+
+
+def _candidates(inside: np.ndarray, labels: np.ndarray, negative: np.ndarray) -> _Candidates:
+    return _Candidates(np.flatnonzero(inside & (labels == LANDSLIDE)),
+                       np.flatnonzero(inside & (labels == STABLE)),
+                       np.flatnonzero(inside & negative & (labels != STABLE)))
+
+
+def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, negative: np.ndarray,
+             cfg: SampleConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
     groups = block_groups(labels.shape, ids, cfg.split.block_size)
     split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, cfg.window,
                                    rng)[groups]
+    inside = {name: full_window_centres(split_of_pixel == s, cfg.window) & eligible
+              for s, name in enumerate(SPLITS)}
+    candidates = {name: _candidates(inside[name], labels, negative) for name in SPLITS}
+    counts = {name: c.landslide_windows(cfg.negative_ratio) for name, c in candidates.items()}
+    scale = _scale_to_cap(sum(counts.values()), cfg.per_class)
     parts = []
-    per_split = {}
-    for s, name in enumerate(SPLITS):
-        inside = full_window_centres(split_of_pixel == s, cfg.window) & eligible
-        slides, stables = (np.flatnonzero(inside & (labels == k)) for k in (LANDSLIDE, STABLE))
-        per_split[name] = (inside, slides, stables, min(len(slides), len(stables)))
-    scale = _scale_to_cap(sum(n for *_, n in per_split.values()), cfg.per_class)
-    for name, (inside, slides, stables, n) in per_split.items():
-        n = int(round(n * scale))
-        parts += [_pick(slides, n, LANDSLIDE, name, rng), _pick(stables, n, STABLE, name, rng)]
-        if name == "train":
-            unknown = np.flatnonzero(inside & (labels == UNKNOWN))
-            parts.append(_pick(unknown, round(n * cfg.unlabelled_ratio), UNLABELLED, name, rng))
+    for name, found in candidates.items():
+        n = int(round(counts[name] * scale))
+        parts += [_pick(found.slides, n, LANDSLIDE, name, rng),
+                  _frame(found.negatives(round(n * cfg.negative_ratio), rng), STABLE, name)]
+    pool = inside["train"] if cfg.unlabelled_from == "train" else eligible
+    n_unlabelled = round(round(counts["train"] * scale) * cfg.unlabelled_ratio)
+    chosen = _choose(np.flatnonzero(pool), n_unlabelled, rng)
+    split_names = np.array(SPLITS)[split_of_pixel.ravel()[chosen]]
+    parts.append(pd.DataFrame({"pixel": chosen, "label": UNLABELLED, "split": split_names}))
     return _with_positions(pd.concat(parts), labels.shape, groups), split_of_pixel
 
 
-def _random(labels: np.ndarray, eligible: np.ndarray, cfg: SampleConfig,
+def _random(labels: np.ndarray, eligible: np.ndarray, negative: np.ndarray, cfg: SampleConfig,
             rng: np.random.Generator) -> pd.DataFrame:
-    slides, stables, unknown = (np.flatnonzero(eligible & (labels == k))
-                                for k in (LANDSLIDE, STABLE, UNKNOWN))
-    n = min(len(slides), len(stables))
+    found = _candidates(eligible, labels, negative)
+    n = found.landslide_windows(cfg.negative_ratio)
     n = int(round(n * _scale_to_cap(n, cfg.per_class)))
     parts = []
     fractions = np.array([cfg.split.train, cfg.split.val, cfg.split.test])
-    for pixels, label in ((slides, LANDSLIDE), (stables, STABLE)):
-        chosen = rng.choice(pixels, size=n, replace=False)
-        cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
-        for name, part in zip(SPLITS, np.split(chosen, cuts), strict=True):
-            parts.append(_pick(part, len(part), label, name, rng))
+    held_out = []
+    for pixels, label in ((rng.permutation(_choose(found.slides, n, rng)), LANDSLIDE),
+                          (rng.permutation(found.negatives(round(n * cfg.negative_ratio), rng)),
+                           STABLE)):
+        cuts = np.round(np.cumsum(fractions)[:-1] * len(pixels)).astype(int)
+        for name, part in zip(SPLITS, np.split(pixels, cuts), strict=True):
+            parts.append(_frame(part, label, name))
+            if name != "train":
+                held_out.append(part)
+    pool = np.flatnonzero(eligible)
+    if cfg.unlabelled_from == "train":  # not at the centre of a validation or test window
+        pool = np.setdiff1d(pool, np.concatenate(held_out))
     n_train = int(round(n * cfg.split.train))
-    parts.append(_pick(unknown, round(n_train * cfg.unlabelled_ratio), UNLABELLED, "train", rng))
+    parts.append(_pick(pool, round(n_train * cfg.unlabelled_ratio), UNLABELLED, "train", rng))
     return _with_positions(pd.concat(parts), labels.shape, None)
+
+
+def _choose(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` of `pixels` without replacement (all of them if there are no more)."""
+    n = min(int(n), len(pixels))
+    return rng.choice(pixels, size=n, replace=False) if n < len(pixels) else pixels
+
+
+def _frame(pixels: np.ndarray, label: int, split: str) -> pd.DataFrame:
+    return pd.DataFrame({"pixel": pixels, "label": label, "split": split})
 
 
 def _scale_to_cap(available: int, cap: int | None) -> float:
@@ -191,9 +260,7 @@ def _scale_to_cap(available: int, cap: int | None) -> float:
 
 def _pick(pixels: np.ndarray, n: int, label: int, split: str,
           rng: np.random.Generator) -> pd.DataFrame:
-    n = min(int(n), len(pixels))
-    chosen = rng.choice(pixels, size=n, replace=False) if n < len(pixels) else pixels
-    return pd.DataFrame({"pixel": chosen, "label": label, "split": split})
+    return _frame(_choose(pixels, n, rng), label, split)
 
 
 def _with_positions(table: pd.DataFrame, shape: tuple[int, int],
@@ -219,10 +286,15 @@ def shared_pixels(samples: Samples, a: str, b: str, shape: tuple[int, int],
 
 def training_statistics(data: np.ndarray, samples: Samples, window: int) -> tuple[np.ndarray,
                                                                                   np.ndarray]:
-    """Per-band mean and standard deviation over the pixels of the training windows only,
-    so nothing about validation or test data leaks into the normalisation."""
-    train = samples.table[samples.table.split == "train"]
-    cover = window_footprint(train.row.to_numpy(), train.col.to_numpy(), data.shape[1:], window)
+    """Per-band mean and standard deviation over the training area's pixels (the spatial
+    split), or the random split's training windows: nothing about validation or test data
+    leaks into the normalisation, and it does not change with how windows are drawn."""
+    if samples.areas is not None:
+        cover = samples.areas == AREA_CODES["train"]
+    else:
+        train = samples.table[samples.table.split == "train"]
+        cover = window_footprint(train.row.to_numpy(), train.col.to_numpy(), data.shape[1:],
+                                 window)
     pixels = data[:, cover]
     mean = np.nanmean(pixels, axis=1)
     std = np.nanstd(pixels, axis=1)

@@ -32,6 +32,7 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path, file_digest, write_json
 from landslide_ssgan.glm import CentreLogit
 from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.prior import Prior
 
 DISCRIMINATOR = "discriminator.keras"
 FOREST = "forest.joblib"
@@ -67,6 +68,11 @@ class ModelBundle:
         """The map threshold chosen on the validation area (None for models saved before)."""
         value = self.info.get("threshold")
         return None if value is None else float(value)
+
+    @property
+    def prior(self) -> Prior | None:
+        """The trained and the area's landslide prior (None for models saved before)."""
+        return _prior(self.info)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -131,6 +137,16 @@ def read_info(folder: str | Path) -> dict[str, Any]:
     """model.json, or {} for a folder saved before models recorded their threshold."""
     path = Path(folder) / INFO
     return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def load_info_prior(folder: str | Path) -> Prior | None:
+    """The prior in a model folder's model.json (None where it records none)."""
+    return _prior(read_info(folder))
+
+
+def _prior(info: dict[str, Any]) -> Prior | None:
+    raw = info.get("prior")
+    return None if raw is None else Prior.from_dict(raw)
 
 
 def read_run(folder: str | Path) -> dict[str, str]:

@@ -86,7 +86,7 @@ MapResults = dict[str, dict[str, Any]]  # model -> area -> scores
 
 
 def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tuple[str, ...],
-             stack: str, models: str, reports: str) -> MapResults:
+             stack: str, models: str, reports: str, protocol: str = "") -> MapResults:
     """Every model of `main_set` maps the stack; its map is scored on the validation and
     test areas. Writes reports/map_evaluation.json (DVC metrics: the figures a map is judged
     by; thresholds and everything else in map_evaluation_details.json),
@@ -113,7 +113,7 @@ def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tup
         maps[kind] = probability
         _log_map_metrics(bundle.read_run(folder)["run_id"], results[kind])
     folder = Path(reports)
-    _write_map_reports(results, main_set, folder)
+    _write_map_reports(results, main_set, folder, protocol)
     plots.pr_curves(curves, {a: results[MODEL_NAMES[0]][a]["all"]["prevalence"]
                              for a in scoring.SCORED_AREAS}, folder / "map_pr_curves.png")
     _test_preview(maps, thresholds, ground, stack, rgb, post.preview_size,
@@ -133,13 +133,14 @@ def _log_map_metrics(run_id: str, scores: dict[str, Any]) -> None:
     client.log_dict(run_id, scores, "evaluation/map_scores.json")
 
 
-def _write_map_reports(results: MapResults, main_set: str, reports: Path) -> None:
+def _write_map_reports(results: MapResults, main_set: str, reports: Path,
+                       protocol: str) -> None:
     compact = {area: {kind: {k: v for k, v in map_metrics.headline(scores[area]).items()
                              if k in map_metrics.DVC_HEADLINE}
                       for kind, scores in results.items()} for area in scoring.SCORED_AREAS}
     write_json(reports / "map_evaluation.json", compact)
     write_json(reports / "map_evaluation_details.json", results)
-    write_text(reports / "map_evaluation.md", reporting.map_table(results, main_set))
+    write_text(reports / "map_evaluation.md", reporting.map_table(results, main_set, protocol))
 
 
 def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],

@@ -38,7 +38,7 @@ def run(cfg: FactorsConfig, *, seed: int, stack: str, samples: str,
     vif = factors.vif_table(table)
     importance, oob_score = factors.forest_importance(
         table, labelled.label.to_numpy(), cfg.trees, seed)
-    unlabelled = drawn.of("train", labelled=False)
+    unlabelled = drawn.unlabelled()
     vif_unlabelled = factors.vif_table(table_at(unlabelled)) if len(unlabelled) > 20 else None
     summary = {
         "pixels": {"labelled": int(len(labelled)), "unlabelled": int(len(unlabelled))},

@@ -22,8 +22,10 @@ from landslide_ssgan.data.blocks import (
     write_geopackage,
 )
 from landslide_ssgan.data.stack import read_single_band
+from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json
 from landslide_ssgan.models import bundle
+from landslide_ssgan.prior import Prior
 
 PREFIX = {"champion": "landslide", "baseline": "baseline"}  # file names of each model's map
 TITLES = {"champion": "SSGAN champion", "baseline": "supervised baseline"}
@@ -46,7 +48,8 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
     With `ground` (inventory and split areas), each map is also scored on the validation
     and test areas."""
     uri = model_uri or cfg.model_uri or f"models:/{registry.model_name}@{registry.alias}"
-    summary: dict[str, Any] = {"threshold": cfg.threshold, "opening": cfg.opening,
+    summary: dict[str, Any] = {"threshold": cfg.threshold,
+                               "prior_correction": cfg.prior_correction, "opening": cfg.opening,
                                "closing": cfg.closing, "min_area_m2": cfg.min_area_m2,
                                "connectivity": cfg.connectivity}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,15 +80,32 @@ def model_threshold(setting: float | str, folder: Path) -> tuple[float, str]:
     return float(info["threshold"]), f"the model's own: {info['threshold_source']}"
 
 
+def model_prior(correction: bool, folder: Path) -> Prior | None:
+    """The prior that moves the model's probabilities to the area's prevalence, when
+    map.prior_correction asks for it."""
+    if not correction:
+        return None
+    prior = bundle.load_info_prior(folder)
+    if prior is None:
+        raise InputError(f"{folder}: the model records no prior (trained before priors were); "
+                         "set map.prior_correction: false or retrain it")
+    return prior
+
+
 def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str, client: Any,
               on_block: Callable[[Any, bool, int], None] | None,
               ground: scoring.Ground | None) -> dict[str, Any]:
     threshold, source = model_threshold(cfg.threshold, folder)
+    prior = model_prior(cfg.prior_correction, folder)
+    if prior is not None and cfg.threshold == "auto":  # the model's threshold, moved with it
+        threshold = prior.correct_threshold(threshold)
     cfg = replace(cfg, threshold=threshold)
     run, store, blocks = mapping.map_probability(stack, folder, maps / f".{prefix}.blocks",
                                                  cfg.block_size, client, on_block)
     paths = outputs(maps, prefix)
-    write_cog_from_blocks(paths["probability"], run.grid, ((b, store.load(b)) for b in blocks),
+    correct = prior.correct if prior is not None else (lambda values: values)
+    write_cog_from_blocks(paths["probability"], run.grid,
+                          ((b, correct(store.load(b))) for b in blocks),
                           "float32", float("nan"), "landslide_probability")
     probability, grid = read_single_band(paths["probability"])
     found = bodies.landslide_bodies(probability, cfg, grid.resolution ** 2)
@@ -99,7 +119,11 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     write_geopackage(polygons, paths["polygons"], "landslides")
     store.clear()
     scores = scoring.score_areas(probability, ground, threshold, cfg) if ground else {}
-    return {"threshold": threshold, "threshold_source": source, **found.summary(),
+    return {"threshold": threshold, "threshold_source": source,
+            "probabilities": ("as trained (map.prior_correction: false)" if prior is None
+                              else f"at the area's prevalence {prior.area:.4g} "
+                              f"({prior.source}); trained at {prior.trained:.4g}"),
+            **found.summary(),
             "flagged_share": float((classes == 1).sum()
                                    / max(np.isfinite(probability).sum(), 1)),
             "areas": {area: map_metrics.headline(result) for area, result in scores.items()},
@@ -124,7 +148,8 @@ def _log(summary: dict[str, Any], reports: Path) -> None:
     with mlflow.start_run(run_name="map", tags={"stage": "map",
                                                 "model_uri": summary["champion"]["uri"]}):
         mlflow.log_params({f"map.{k}": summary[k] for k in (
-            "threshold", "opening", "closing", "min_area_m2", "connectivity")})
+            "threshold", "prior_correction", "opening", "closing", "min_area_m2",
+            "connectivity")})
         for name in PREFIX:
             if name in summary:
                 row = summary[name]

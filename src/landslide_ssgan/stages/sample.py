@@ -30,7 +30,8 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     image = read_stack(stack)
     label_raster, _ = read_single_band(labels)
     ids, _ = read_single_band(inventory_ids)
-    drawn = draw_samples(label_raster, ids, image.valid, cfg, seed)
+    drawn = draw_samples(label_raster, ids, image.valid, cfg, seed,
+                         pixel_size=image.grid.resolution)
     mean, std = training_statistics(image.data, drawn, cfg.window)
     summary = sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method)
     write_samples(drawn, samples)

@@ -16,6 +16,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from landslide_ssgan import budgets, forest, glm, map_metrics, plots, reporting, scoring, tracking
-from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, override
+from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, Variant, override
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
+    UNLABELLED,
     Samples,
     draw_samples,
     read_samples,
@@ -53,19 +55,33 @@ def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig
     plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png")
     path = folder / "label_efficiency.md"
     write_text(path, reporting.study_report(results, cfg, feature_set, train.batch_size,
-                                            time.perf_counter() - started))
+                                            time.perf_counter() - started,
+                                            reporting.sampling_protocol(sample)))
     return results, path
 
 
 def study_runs(cfg: StudyConfig, train: TrainConfig,
-               split: str) -> Iterator[tuple[str, str, TrainConfig]]:
-    """(name, model kind, train settings): the models, then the SSGAN variants (spatial split
-    only: the improvements are judged on the honest split)."""
+               split: str) -> Iterator[tuple[str, str, Variant]]:
+    """(name, model kind, variant): the models, then the SSGAN variants (spatial split only:
+    the improvements are judged on the honest split)."""
     for kind in cfg.models:
-        yield kind, kind, train
+        yield kind, kind, Variant(train, cfg.steps, None)
     if split == "spatial" and "ssgan" in cfg.models:
-        for name, settings in cfg.variants.items():
-            yield f"ssgan+{name}", "ssgan", override(train, settings, f"study.variants.{name}")
+        for name in cfg.variants:
+            yield f"ssgan+{name}", "ssgan", cfg.variant(train, name)
+
+
+def smaller_pool(samples: Samples, ratio: float | None, seed: int) -> Samples:
+    """The samples with only `ratio` unlabelled windows per landslide training window, a
+    seeded random subset of the pool (None: all of it)."""
+    if ratio is None:
+        return samples
+    table = samples.table
+    pool = np.flatnonzero((table.label == UNLABELLED).to_numpy())
+    slides = int(((table.split == "train") & (table.label == 1)).sum())
+    keep = min(len(pool), round(ratio * slides))
+    dropped = np.random.default_rng(seed).choice(pool, size=len(pool) - keep, replace=False)
+    return Samples(table.drop(index=table.index[dropped]), samples.areas)
 
 
 def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: Stack,
@@ -76,12 +92,13 @@ def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: S
     if split == sample.split.method:
         return read_samples(data.samples), Normalisation.load(data.norm)
     other = override(sample, {"split": {"method": split}})
-    drawn = draw_samples(labels, ids, image.valid, other, seed)
+    drawn = draw_samples(labels, ids, image.valid, other, seed,
+                         pixel_size=image.grid.resolution)
     mean, std = training_statistics(image.data, drawn, sample.window)
     return drawn, Normalisation(image.grid.band_names, mean, std, sample.window)
 
 
-def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int,
+def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, steps: int,
              cfg: StudyConfig) -> ModelBundle:
     windows, labels = source.windows("train")
     norm = source.normalisation
@@ -93,19 +110,22 @@ def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int,
         return ModelBundle(norm, glm=glm.fit_glm(windows[:, half, half, :], labels,
                                                  source.bands))
     labelled = len(source.samples.of("train"))
-    epochs = math.ceil(cfg.steps / math.ceil(labelled / train.batch_size))
+    epochs = math.ceil(steps / math.ceil(labelled / train.batch_size))
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
                                 workdir=Path(tmp) / "backup", epochs=epochs)
     return ModelBundle(norm, discriminator=trained.model.discriminator)
 
 
-def _train_and_score(kind: str, train: TrainConfig, source: WindowSource, seed: int,
+def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: int,
                      cfg: StudyConfig, maps: tuple[str, scoring.Ground] | None
                      ) -> dict[str, float]:
     """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
     scores at the real prevalence."""
-    model = _trained(kind, train, source, seed, cfg)
+    train = variant.train
+    source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
+                                                  seed))
+    model = _trained(kind, train, source, seed, variant.steps, cfg)
     test_windows, test_labels = source.windows("test")
     scores, _ = evaluate_probabilities(test_labels, model.probability(test_windows),
                                        train.threshold)
@@ -155,15 +175,15 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
                                "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
                     maps = ((data.stack, ground) if split == "spatial" and ground.has_areas
                             else None)
-                    for name, kind, settings in study_runs(cfg, train, split):
-                        row = _one_run(name, kind, settings, source, cfg, context, maps)
+                    for name, kind, variant in study_runs(cfg, train, split):
+                        row = _one_run(name, kind, variant, source, cfg, context, maps)
                         rows.append(row)
                         if on_run:
                             on_run(row)
     return pd.DataFrame(rows)
 
 
-def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg: StudyConfig,
+def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: StudyConfig,
              context: dict[str, Any], maps: tuple[str, scoring.Ground] | None
              ) -> dict[str, Any]:
     started = time.perf_counter()
@@ -173,9 +193,13 @@ def _one_run(name: str, kind: str, train: TrainConfig, source: WindowSource, cfg
                          "budget": str(context["budget"]), "seed": str(context["seed"])})
         mlflow.log_params({"labelled_windows": context["labelled_windows"],
                            "labelled_polygons": context["labelled_polygons"],
-                           "steps": cfg.steps,
-                           **({} if kind in ("forest", "glm") else tracking.train_params(train))})
-        scores = _train_and_score(kind, train, source, context["seed"], cfg, maps)
+                           "steps": variant.steps,
+                           "unlabelled_windows": len(smaller_pool(
+                               source.samples, variant.unlabelled_ratio, context["seed"])
+                               .unlabelled()),
+                           **({} if kind in ("forest", "glm")
+                              else tracking.train_params(variant.train))})
+        scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},
             "seconds": round(time.perf_counter() - started, 2)}

@@ -37,7 +37,7 @@ def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, tra
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
-    mapper = functools.partial(map_threshold, kind, data, train.target_recall)
+    mapper = functools.partial(map_threshold, kind, data, train, source)
     if kind in ("forest", "glm"):
         _train_classifier(kind, source, seed, train, staging,
                           tracking.new_run(kind, feature_set, params, inputs), mapper)
@@ -51,12 +51,14 @@ def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, tra
     return out
 
 
-def map_threshold(kind: str, data: TrainingData, target_recall: float | None, folder: Path) -> None:
-    """The model in `folder` maps the stack; its threshold and validation map scores go to
-    model.json and to the active MLflow run."""
+def map_threshold(kind: str, data: TrainingData, train: TrainConfig, source: WindowSource,
+                  folder: Path) -> None:
+    """The model in `folder` maps the stack; its threshold, validation map scores and prior
+    go to model.json and to the active MLflow run."""
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
+    prior = scoring.model_prior(kind, train, source.part("train")[2], ground)
     tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground,
-                                                     target_recall))
+                                                     train.target_recall, prior))
 
 
 def _fresh(folder: Path) -> Path:
