@@ -114,6 +114,9 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
         assert info["threshold"] == details[kind]["test"]["threshold"]
         assert "validation area" in info["threshold_source"]
         assert 0 <= info["validation_map"]["auprc"] <= 1
+    gan = json.loads((Path(raw["paths"]["models"]) / "joint" / "ssgan" / "model.json")
+                     .read_text())
+    assert 0.5 <= gan["generator_realism_auroc"] <= 1  # a 2-epoch generator is easy to spot
     for name in ("map_pr_curves.png", "map_test_preview.png"):
         assert (reports / name).stat().st_size > 10_000, name
     assert "## Test area" in (reports / "map_evaluation.md").read_text()
@@ -202,7 +205,9 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     assert MlflowClient(pipeline["store"]).get_run(tuned_run).data.tags["optuna_trial"] == str(
         best["trial"])
     assert (reports / "tune_history.png").stat().st_size > 5000
-    study = optuna.load_study(study_name=raw["tune"]["study"], storage=raw["tune"]["storage"])
+    name = json.loads((reports / "tune.json").read_text())["study"]
+    assert name.startswith(raw["tune"]["study"] + "-")  # tied to the data and settings
+    study = optuna.load_study(study_name=name, storage=raw["tune"]["storage"])
     assert len(study.trials) == 3
     client = MlflowClient(pipeline["store"])
     experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
@@ -224,7 +229,8 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
         patch.chdir(pipeline["root"])
         result = runner.invoke(app, ["tune", "--params", str(params)])
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name=raw["tune"]["study"], storage=raw["tune"]["storage"])
+    assert json.loads((reports / "tune.json").read_text())["study"] == name
+    study = optuna.load_study(study_name=name, storage=raw["tune"]["storage"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert len(client.search_runs([experiment.experiment_id], "tags.stage = 'tune-study'")) == 1
     assert len(client.search_runs([experiment.experiment_id],
@@ -426,7 +432,8 @@ def test_two_workers_share_one_postgresql_study(pipeline: dict[str, Any], postgr
     result = runner.invoke(app, ["tune", "--params", str(params), "--storage", postgres,
                                  "--workers", "2"])
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="shared", storage=postgres)
+    name = json.loads((Path(raw["paths"]["reports"]) / "tune.json").read_text())["study"]
+    study = optuna.load_study(study_name=name, storage=postgres)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
                                                         optuna.trial.TrialState.PRUNED)]
     assert len(study.trials) == len(finished) == 4  # none lost, none beyond the budget
@@ -434,7 +441,7 @@ def test_two_workers_share_one_postgresql_study(pipeline: dict[str, Any], postgr
     client = MlflowClient(pipeline["store"])
     experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
     runs = client.search_runs([experiment.experiment_id],
-                              "tags.optuna_study = 'shared' AND tags.stage = 'tune'")
+                              f"tags.optuna_study = '{name}' AND tags.stage = 'tune'")
     assert sorted(int(r.data.tags["optuna_trial"]) for r in runs) == [0, 1, 2, 3]
 
 
@@ -541,6 +548,11 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     spatial = rows[rows.split == "spatial"]
     assert spatial.map_auprc.between(0, 1).all() and spatial.map_f1.between(0, 1).all()
     assert rows[rows.split == "random"].map_auprc.isna().all()  # no held-out area there
+    gans = rows.model.str.startswith("ssgan")
+    assert rows[gans].generator_realism.between(0, 1).all()
+    assert rows[~gans].generator_realism.isna().all()
+    assert "## Are the generated windows plausible?" in report
+    assert "Sampling: negatives from" in report
     assert (reports / "label_efficiency.png").stat().st_size > 10_000
     client = MlflowClient(pipeline["store"])
     parent = client.search_runs(

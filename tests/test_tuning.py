@@ -58,3 +58,25 @@ def test_unreachable_storage_is_one_line(crop_params: Params) -> None:
                                          "opened") as info:
         open_storage(crop_params.tune, "postgresql://u:secret@127.0.0.1:9/x")
     assert "secret" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_study_is_tied_to_its_data_and_settings(crop_params: Params, tmp_path) -> None:
+    """New samples or other base settings start a new study; a larger trial budget resumes
+    the same one."""
+    from dataclasses import replace
+
+    from landslide_ssgan.stages.tune import Trials, study_name
+    from landslide_ssgan.training import TrainingData
+
+    samples, stack = tmp_path / "samples.csv", tmp_path / "stack.tif"
+    samples.write_text("row,col\n1,2\n")
+    stack.write_bytes(b"stack")
+    data = TrainingData(str(stack), str(samples), "norm.json", "l.tif", "i.tif", "s.tif")
+    trials = Trials(crop_params.seed, crop_params.train, "joint", 13, "spatial", data)
+    tune = crop_params.tune
+    name = study_name(tune, trials)
+    assert name.startswith(tune.study + "-")
+    assert study_name(replace(tune, trials=tune.trials + 5), trials) == name
+    assert study_name(tune, replace(trials, train=replace(crop_params.train, lr_d=0.1))) != name
+    samples.write_text("row,col\n1,3\n")
+    assert study_name(tune, trials) != name

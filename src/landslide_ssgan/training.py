@@ -235,3 +235,15 @@ def train_network(kind: ModelKind, cfg: TrainConfig, source: WindowSource, seed:
     data = training_dataset(kind, source, cfg.batch_size, seed)
     fit(model, data, epochs or cfg.epochs, [*scores, *callbacks], workdir)
     return TrainedNetwork(model, scores[0].history if scores else [])
+
+
+def real_and_generated(gan: SSGAN, source: WindowSource, n: int,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` real windows from the unlabelled pool and `n` of the generator's (normalised
+    units both), for the real-vs-generated check (realism.py)."""
+    rng = np.random.default_rng(seed)
+    rows, cols, _ = source.unlabelled_part()
+    pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    real = cut_windows(source.image, rows[pick], cols[pick], source.window)
+    noise = rng.normal(size=(len(pick), gan.latent_dim)).astype(np.float32)
+    return real, np.asarray(gan.generator.predict(noise, verbose=0))

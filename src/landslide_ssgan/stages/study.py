@@ -38,9 +38,19 @@ from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
 from landslide_ssgan.files import write_text
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.bundle import ModelBundle
-from landslide_ssgan.training import TrainingData, WindowSource, train_network, window_source
+from landslide_ssgan.models.ssgan import SSGAN
+from landslide_ssgan.realism import real_vs_generated_auroc
+from landslide_ssgan.training import (
+    TrainingData,
+    WindowSource,
+    real_and_generated,
+    train_network,
+    window_source,
+)
 
-METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged")
+METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
+           "generator_realism")
+REALISM_WINDOWS = 500
 
 
 def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig, feature_set: str,
@@ -99,22 +109,27 @@ def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: S
 
 
 def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, steps: int,
-             cfg: StudyConfig) -> ModelBundle:
+             cfg: StudyConfig) -> tuple[ModelBundle, float]:
+    """The trained model and, for the SSGAN, how easily its generated windows are told from
+    real ones (realism.py; NaN for the other models)."""
     windows, labels = source.windows("train")
     norm = source.normalisation
     if kind == "forest":
         return ModelBundle(norm, forest=forest.fit_forest(windows, labels, cfg.forest_trees,
-                                                          seed))
+                                                          seed)), float("nan")
     if kind == "glm":
         half = source.window // 2
         return ModelBundle(norm, glm=glm.fit_glm(windows[:, half, half, :], labels,
-                                                 source.bands))
+                                                 source.bands)), float("nan")
     labelled = len(source.samples.of("train"))
     epochs = math.ceil(steps / math.ceil(labelled / train.batch_size))
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
                                 workdir=Path(tmp) / "backup", epochs=epochs)
-    return ModelBundle(norm, discriminator=trained.model.discriminator)
+    realism = (real_vs_generated_auroc(*real_and_generated(
+        trained.model, source, REALISM_WINDOWS, seed), seed=seed)
+        if isinstance(trained.model, SSGAN) else float("nan"))
+    return ModelBundle(norm, discriminator=trained.model.discriminator), realism
 
 
 def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: int,
@@ -125,12 +140,13 @@ def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: in
     train = variant.train
     source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
                                                   seed))
-    model = _trained(kind, train, source, seed, variant.steps, cfg)
+    model, realism = _trained(kind, train, source, seed, variant.steps, cfg)
     test_windows, test_labels = source.windows("test")
     scores, _ = evaluate_probabilities(test_labels, model.probability(test_windows),
                                        train.threshold)
     nan = float("nan")
-    scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan}
+    scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan,
+               "generator_realism": realism}
     if maps is not None:
         scores |= _map_scores(model, *maps)
     return scores

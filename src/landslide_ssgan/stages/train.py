@@ -23,9 +23,17 @@ from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import TrainingData, WindowSource, train_network
+from landslide_ssgan.models.ssgan import SSGAN
+from landslide_ssgan.realism import real_vs_generated_auroc
+from landslide_ssgan.training import (
+    TrainingData,
+    WindowSource,
+    real_and_generated,
+    train_network,
+)
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
+REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
 
 
 def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
@@ -90,10 +98,21 @@ def _train_network(kind: ModelName, source: WindowSource, seed: int, train: Trai
         bundle.save_network(staging, trained.model.discriminator, source.normalisation,
                             getattr(trained.model, "generator", None), trained.history)
         mapper(staging)
+        if isinstance(trained.model, SSGAN):
+            _record_realism(trained.model, source, seed, staging)
         model_uri = serving.log_window_model(staging, serving.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
         bundle.save_run(staging, run_id, model_uri)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def _record_realism(gan: SSGAN, source: WindowSource, seed: int, staging: Path) -> None:
+    """How easily a forest tells the generator's windows from real ones (AUROC; 0.5 =
+    plausible), to model.json and the run."""
+    auroc = real_vs_generated_auroc(*real_and_generated(gan, source, REALISM_WINDOWS, seed),
+                                    seed=seed)
+    mlflow.log_metric("generator_realism_auroc", auroc)
+    bundle.save_info(staging, {**bundle.read_info(staging), "generator_realism_auroc": auroc})
 
 
 def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int,

@@ -3,11 +3,14 @@ study's run; shared by workers (here or on other machines) through the study's s
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     trial's model folder (`tuned`) and returns the summary. A helper (given `parent_run`)
     returns None."""
     url = storage or cfg.storage
+    cfg = replace(cfg, study=study_name(cfg, trials))
     tuning.open_storage(cfg, url)  # creates the study once, before any worker races
     parent = parent_run or study_parent_run(cfg, trials.feature_set, experiment, url)
     helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
@@ -62,6 +66,20 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     summary = report_study(cfg, url, parent, Path(reports))
     save_best_model(cfg.study, parent, summary["best_trial"], Path(tuned))
     return {**summary, "failed_workers": len(failed)}
+
+
+def study_name(cfg: TuneConfig, trials: Trials) -> str:
+    """tune.study plus a digest of what its trials' values depend on (the data, the base
+    train settings, the search space, epochs, feature set, seed): a study resumes only for the
+    same data and settings; after `sample` changes, the pipeline tunes afresh instead of
+    reusing trials scored on other windows."""
+    data = trials.data
+    recipe = json.dumps({"data": tracking.data_digest(data.samples, data.stack),
+                         "train": dataclasses.asdict(trials.train), "space": cfg.space,
+                         "epochs": cfg.epochs, "features": trials.feature_set,
+                         "seed": trials.seed, "window": trials.window}, sort_keys=True,
+                        default=str)
+    return f"{cfg.study}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
 
 def save_best_model(study: str, parent_run_id: str, trial: int, out: Path) -> None:
