@@ -46,6 +46,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["evaluate"] = {"feature_sets": ["joint"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
     raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
+                         "models": ["ssgan", "baseline", "forest"],
+                         "splits": ["spatial", "random"],
                          "variants": {"ema": {"ema": 0.9}}})
     raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
                         "startup_trials": 1, "warmup_epochs": 0})

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from landslide_ssgan import plots
 from landslide_ssgan.config import SampleConfig
+from landslide_ssgan.data.inventory import STABLE
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
     SPLITS,
@@ -33,7 +36,8 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     drawn = draw_samples(label_raster, ids, image.valid, cfg, seed,
                          pixel_size=image.grid.resolution)
     mean, std = training_statistics(image.data, drawn, cfg.window)
-    summary = sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method)
+    summary = {**sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method),
+               **protocol_summary(drawn, label_raster, cfg)}
     write_samples(drawn, samples)
     Normalisation(image.grid.band_names, mean, std, cfg.window).save(norm)
     write_single_band(area_raster(drawn, label_raster.shape), image.grid, split, 255, "split")
@@ -61,3 +65,17 @@ def sample_summary(samples: Samples, shape: tuple[int, int], window: int,
             f"{a}_{b}": shared_pixels(samples, a, b, shape, window)
             for a, b in (("test", "train"), ("val", "train"), ("test", "val"))},
     }
+
+
+def protocol_summary(samples: Samples, labels: np.ndarray, cfg: SampleConfig) -> dict[str, Any]:
+    """How the negatives and the unlabelled pool were drawn, and how many negatives lie on
+    the inventory's stable polygons (the rest: ground outside the inventory)."""
+    table = samples.table
+    negatives = table[table.label == 0]
+    on_stable = labels[negatives.row.to_numpy(), negatives.col.to_numpy()] == STABLE
+    return {"negatives": cfg.negatives, "negative_buffer_m": cfg.negative_buffer_m,
+            "negative_ratio": cfg.negative_ratio, "unlabelled_from": cfg.unlabelled_from,
+            "transductive": cfg.unlabelled_from == "area",
+            "negatives_on_stable_polygons": {
+                split: int(on_stable[(negatives.split == split).to_numpy()].sum())
+                for split in SPLITS}}
