@@ -48,7 +48,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
                          "models": ["ssgan", "baseline", "forest"],
                          "splits": ["spatial", "random"],
-                         "variants": {"ema": {"ema": 0.9}}})
+                         "variants": {"ema": {"ema": 0.9},
+                                      "pool": {"unlabelled_ratio": 1, "steps": 3}}})
     raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
                         "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
@@ -536,9 +537,9 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert result.exit_code == 0, (result.output, repr(result.exception))
     reports = tmp_path / "reports"
     rows = pd.read_csv(reports / "label_efficiency.csv")
-    # 2 budgets x 1 seed: spatial has 3 models + 1 variant, random the 3 models
-    assert len(rows) == 2 * 4 + 2 * 3
-    assert set(rows.model) == {"ssgan", "baseline", "forest", "ssgan+ema"}
+    # 2 budgets x 1 seed: spatial has 3 models + 2 variants, random the 3 models
+    assert len(rows) == 2 * 5 + 2 * 3
+    assert set(rows.model) == {"ssgan", "baseline", "forest", "ssgan+ema", "ssgan+pool"}
     small, full = (rows[(rows.split == "spatial") & (rows.budget == b)] for b in (0.5, 1.0))
     assert (small.labelled_windows < full.labelled_windows.iloc[0]).all()
     report = (reports / "label_efficiency.md").read_text()
@@ -566,6 +567,11 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert len(children) == len(rows)
     assert {c.data.tags["budget"] for c in children} == {"0.5", "1.0"}
     assert all("test_f1" in c.data.metrics for c in children)
+    pools = {(c.data.tags["model"], c.data.tags["budget"]): c.data.params
+             for c in children if c.data.tags["split_method"] == "spatial"}
+    assert pools[("ssgan+pool", "1.0")]["steps"] == "3"  # a variant's own steps and pool
+    assert int(pools[("ssgan+pool", "1.0")]["unlabelled_windows"]) < int(
+        pools[("ssgan", "1.0")]["unlabelled_windows"])
 
 
 def test_map_on_a_local_dask_cluster_writes_the_same_rasters(pipeline: dict[str, Any],
