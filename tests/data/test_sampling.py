@@ -34,7 +34,8 @@ def spatial(crop_params: Params, crop_stack: Stack, crop_labels: tuple):
 
 
 def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: Stack,
-                                                          crop_labels: tuple) -> None:
+                                                          crop_labels: tuple,
+                                                          crop_params: Params) -> None:
     labels, _ = crop_labels
     table = spatial.table
     eligible = full_window_centres(crop_stack.valid, 13)
@@ -43,10 +44,12 @@ def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: S
         part = table[table.split == split]
         assert (part.label == 1).sum() == (part.label == 0).sum() > 0
     train = table[table.split == "train"]
-    assert (train.label == UNLABELLED).sum() == (train.label == 1).sum()
+    ratio = crop_params.sample.unlabelled_ratio
+    assert (train.label == UNLABELLED).sum() == round(ratio * (train.label == 1).sum())
     codes = labels[table.row, table.col]
     assert (codes[table.label == 1] == LANDSLIDE).all()
-    assert (codes[table.label == 0] == STABLE).all()
+    assert (codes[table.label == 0] != LANDSLIDE).all()
+    assert (codes[table.label == 0] == STABLE).any()  # stable polygons are among them
     unlabelled = table[table.label == UNLABELLED]
     assert (unlabelled.split == "train").all()
     assert (spatial.areas[unlabelled.row, unlabelled.col] == 1).all()  # the training area
@@ -156,6 +159,14 @@ def test_same_seed_same_samples(crop_params: Params, crop_stack: Stack,
     b = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=5,
                         pixel_size=10.0)
     assert a.table.equals(b.table)
+
+
+def test_inventory_negatives_come_from_the_stable_polygons_only(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> None:
+    labels, _ = crop_labels
+    table = _drawn(crop_params, crop_stack, crop_labels, negatives="inventory").table
+    negatives = table[table.label == 0]
+    assert (labels[negatives.row, negatives.col] == STABLE).all()
 
 
 def test_per_class_caps_the_counts(crop_params: Params, crop_stack: Stack,
