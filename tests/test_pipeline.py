@@ -377,6 +377,10 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
         assert status == 200
         np.testing.assert_allclose(np.asarray(answer["predictions"]).ravel(), expected,
                                    atol=1e-5)
+        status, answer = post({"inputs": windows.tolist(), "params": {"prior_correction": True}})
+        assert status == 200  # at the area's prevalence: every probability moves down
+        corrected = np.asarray(answer["predictions"]).ravel()
+        assert (corrected <= expected + 1e-7).all() and (corrected < expected).any()
         status, answer = post({"inputs": windows[:, :, :, :3].tolist()})  # wrong band count
         assert 400 <= status < 500 and "shape" in answer.get("message", "")
         broken = windows.copy()
