@@ -70,6 +70,7 @@ def main() -> None:
         mean, std = training_statistics(image.data, drawn, cfg.window)
         norm = Normalisation(image.grid.band_names, mean, std, cfg.window)
         source = window_source(image, drawn, norm, params.features.set, cfg.window)
+        assert drawn.areas is not None, "sample.split.method must be spatial"
         ground = scoring.Ground(map_metrics.Truth(labels, ids), drawn.areas,
                                 image.grid.resolution ** 2)
         for kind in models:
@@ -98,7 +99,7 @@ def _trained(kind: str, params: Any, source: Any) -> ModelBundle:
         return ModelBundle(source.normalisation, glm=glm.fit_glm(
             windows[:, half, half, :], labels, source.bands))
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_network(kind, params.train, source, params.seed,
+        trained = train_network(kind, params.train, source, params.seed,  # type: ignore[arg-type]
                                 workdir=Path(tmp) / "backup")
     return ModelBundle(source.normalisation, discriminator=trained.model.discriminator)
 
