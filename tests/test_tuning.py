@@ -80,3 +80,27 @@ def test_a_study_is_tied_to_its_data_and_settings(crop_params: Params, tmp_path)
     assert study_name(tune, replace(trials, train=replace(crop_params.train, lr_d=0.1))) != name
     samples.write_text("row,col\n1,3\n")
     assert study_name(tune, trials) != name
+
+
+def test_a_trial_past_the_budget_never_trains(crop_params: Params, tmp_path) -> None:
+    """Two workers that both see room for one more trial: the one whose trial the storage
+    numbered later gives it up (FAIL, marked) before training; the budget holds."""
+    study = create_study(crop_params.tune, f"sqlite:///{tmp_path / 's.db'}")
+    first = study.ask()
+    study.tell(first, 0.5)
+    other_worker = study.ask()  # running elsewhere: it holds the second slot
+    calls: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        calls.append(trial.number)
+        return 0.1
+
+    run_study(study, objective, 2)
+    assert calls == []
+    extra = study.trials[-1]
+    assert extra.number == other_worker.number + 1
+    assert extra.state == optuna.trial.TrialState.FAIL
+    assert extra.user_attrs["beyond_budget"] is True
+    study.tell(other_worker, 0.4)
+    run_study(study, objective, 2)  # budget met: nothing more runs
+    assert calls == [] and len(study.trials) == 3

@@ -87,5 +87,27 @@ def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done >= trials:
         return
-    study.optimize(objective, catch=(),
+
+    def within_budget(trial: optuna.Trial) -> float:
+        if beyond_budget(study, trial.number, trials):
+            trial.set_user_attr("beyond_budget", True)
+            study.stop()
+            raise BeyondBudget(f"trial {trial.number}: the budget of {trials} is taken")
+        return objective(trial)
+
+    study.optimize(within_budget, catch=(BeyondBudget,),
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED)])
+
+
+class BeyondBudget(Exception):
+    """A trial created after other workers had already claimed the whole budget."""
+
+
+def beyond_budget(study: optuna.Study, number: int, trials: int) -> bool:
+    """Whether trial `number` is past the budget: the storage numbers trials in the order
+    they are created, so counting the earlier trials that have not failed (finished, or
+    running in some worker) decides it without a race. MaxTrialsCallback alone checks only
+    after a trial ends, when two workers may each have started one more."""
+    earlier = [t for t in study.get_trials(deepcopy=False)
+               if t.number < number and t.state != optuna.trial.TrialState.FAIL]
+    return len(earlier) >= trials
