@@ -146,7 +146,7 @@ def negative_ground(labels: np.ndarray, cfg: SampleConfig, pixel_size: float) ->
     if cfg.negatives == "inventory":
         return stable
     distance = ndimage.distance_transform_edt(labels != LANDSLIDE, sampling=pixel_size)
-    return stable | ((labels != LANDSLIDE) & (distance >= max(cfg.negative_buffer_m, 1e-9)))
+    return stable | ((labels != LANDSLIDE) & (distance >= cfg.negative_buffer_m))
 
 
 def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,

@@ -138,8 +138,6 @@ def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: in
     """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
     scores at the real prevalence."""
     train = variant.train
-    source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
-                                                  seed))
     model, realism = _trained(kind, train, source, seed, variant.steps, cfg)
     test_windows, test_labels = source.windows("test")
     scores, _ = evaluate_probabilities(test_labels, model.probability(test_windows),
@@ -203,6 +201,8 @@ def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: 
              context: dict[str, Any], maps: tuple[str, scoring.Ground] | None
              ) -> dict[str, Any]:
     started = time.perf_counter()
+    source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
+                                                  context["seed"]))
     with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
                           f"s{context['seed']}", nested=True):
         mlflow.set_tags({"stage": "study", "model": name, "split_method": context["split"],
@@ -210,9 +210,7 @@ def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: 
         mlflow.log_params({"labelled_windows": context["labelled_windows"],
                            "labelled_polygons": context["labelled_polygons"],
                            "steps": variant.steps,
-                           "unlabelled_windows": len(smaller_pool(
-                               source.samples, variant.unlabelled_ratio, context["seed"])
-                               .unlabelled()),
+                           "unlabelled_windows": len(source.samples.unlabelled()),
                            **({} if kind in ("forest", "glm")
                               else tracking.train_params(variant.train))})
         scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)
