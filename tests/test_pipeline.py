@@ -235,9 +235,67 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     assert json.loads((reports / "tune.json").read_text())["study"] == name
     study = optuna.load_study(study_name=name, storage=raw["tune"]["storage"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    drawn = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(drawn)) == 4  # the resumed trial did not repeat trial 0
     assert len(client.search_runs([experiment.experiment_id], "tags.stage = 'tune-study'")) == 1
     assert len(client.search_runs([experiment.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")) == 4
+
+
+def test_a_killed_tune_is_resumed_without_a_trial_left_running(pipeline: dict[str, Any]
+                                                               ) -> None:
+    """SIGKILL a `landslide tune` mid-trial, then run it again: the lost trial is failed (its
+    MLflow run KILLED), the budget is met with finished trials, no parameters repeat."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    root = Path(pipeline["root"])
+    raw["tune"].update({"study": "killed", "trials": 2, "epochs": 2, "heartbeat_s": 1,
+                        "storage": f"sqlite:///{root / 'killed.db'}"})
+    params = write_params(raw, root / "params_killed.yaml")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]}
+    worker = subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune", "--params",
+                               str(params)], cwd=root, env=env, stderr=subprocess.PIPE)
+    storage = optuna.storages.RDBStorage(raw["tune"]["storage"])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and worker.poll() is None:
+        studies = optuna.get_all_study_summaries(storage)
+        if studies and any(t.state == optuna.trial.TrialState.RUNNING for t in
+                           optuna.load_study(study_name=studies[0].study_name,
+                                             storage=storage).trials):
+            break
+        time.sleep(0.5)
+    assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+    time.sleep(2)  # a heartbeat or two, mid-trial
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(4.5)  # three heartbeats: the trial is stale
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        patch.chdir(root)
+        result = runner.invoke(app, ["tune", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    name = json.loads((Path(raw["paths"]["reports"]) / "tune.json").read_text())["study"]
+    study = optuna.load_study(study_name=name, storage=storage)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.RUNNING not in states
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 2
+    drawn = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(drawn)) == len(drawn)
+    client = MlflowClient(pipeline["store"])
+    experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
+    runs = {int(r.data.tags["optuna_trial"]): r.info.status for r in client.search_runs(
+        [experiment.experiment_id], f"tags.optuna_study = '{name}' AND tags.stage = 'tune'")}
+    assert runs[0] == "KILLED" and set(runs) == {0, 1, 2} and "RUNNING" not in runs.values()
 
 
 def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) -> None:
@@ -448,6 +506,8 @@ def test_two_workers_share_one_postgresql_study(pipeline: dict[str, Any], postgr
     assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("beyond_budget")
                for t in others)
     assert sorted(t.number for t in finished) == [0, 1, 2, 3]
+    drawn = [tuple(sorted(t.params.items())) for t in finished]
+    assert len(set(drawn)) == 4  # the two workers did not draw the same parameters
     client = MlflowClient(pipeline["store"])
     experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
     runs = client.search_runs([experiment.experiment_id],

@@ -104,3 +104,60 @@ def test_a_trial_past_the_budget_never_trains(crop_params: Params, tmp_path) -> 
     study.tell(other_worker, 0.4)
     run_study(study, objective, 2)  # budget met: nothing more runs
     assert calls == [] and len(study.trials) == 3
+
+
+def _scored(space: dict) -> object:
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space)
+        return float(values["dropout"])
+    return objective
+
+
+def test_resumed_and_concurrent_trials_never_repeat_parameters(crop_params: Params,
+                                                               tmp_path) -> None:
+    """Every process used to seed its sampler alike, so a resumed run and a second worker drew
+    the very parameters of trials 0, 1, ...; now trial n draws from seed + n."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    space = dict(crop_params.tune.space)
+    run_study(create_study(crop_params.tune, storage), _scored(space), 3)
+    run_study(create_study(crop_params.tune, storage), _scored(space), 5)  # a resumed process
+    workers = [create_study(crop_params.tune, storage) for _ in range(2)]
+    running = [study.ask() for study in workers]  # two workers, side by side
+    for trial in running:
+        suggest(trial, space)
+    trials = create_study(crop_params.tune, storage).trials
+    assert len(trials) == 7
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == len(drawn), drawn
+
+
+def test_a_study_run_straight_through_is_reproducible(crop_params: Params, tmp_path) -> None:
+    space = dict(crop_params.tune.space)
+    drawn = []
+    for name in ("a", "b"):
+        study = create_study(crop_params.tune, f"sqlite:///{tmp_path / name}.db")
+        run_study(study, _scored(space), 4)
+        drawn.append([t.params for t in study.trials])
+    assert drawn[0] == drawn[1]
+
+
+def test_a_killed_workers_trial_is_failed_and_run_again(crop_params: Params, tmp_path) -> None:
+    """A trial whose worker died stays RUNNING; once its heartbeat is three beats old the next
+    worker fails it (the callback closes its MLflow run) and the budget counts only finished
+    trials."""
+    import time
+    from dataclasses import replace
+
+    cfg = replace(crop_params.tune, heartbeat_s=1)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    stale: list[int] = []
+    study = create_study(cfg, storage, on_stale=lambda _, trial: stale.append(trial.number))
+    killed = study.ask()
+    study._storage.record_heartbeat(killed._trial_id)  # its worker beat once, then died
+    time.sleep(4.5)  # three beats, plus the second SQLite rounds its clock to
+    run_study(study, _scored(dict(cfg.space)), 2)
+    states = [t.state for t in study.trials]
+    assert stale == [killed.number]
+    assert states[killed.number] == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert optuna.trial.TrialState.RUNNING not in states

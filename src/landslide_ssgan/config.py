@@ -241,10 +241,13 @@ class TuneConfig:
     epochs: int = setting(low=1)
     study: str = setting()
     storage: str = setting()
-    sampler_seed: int = setting()
+    sampler_seed: int = setting()  # trial n draws from seed + n: no repeats across workers
     startup_trials: int = setting(low=0)
     warmup_epochs: int = setting(low=0)
     space: Mapping[str, Mapping[str, Any]] = setting(parse=_search_space)
+    # a running trial beats every heartbeat_s; one silent for 3 beats (its worker was killed)
+    # is failed by the next worker, which then runs the trial in its place
+    heartbeat_s: int = setting(30, low=1, high=3600)
 
 
 @dataclass(frozen=True, kw_only=True)

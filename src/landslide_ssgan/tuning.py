@@ -6,6 +6,7 @@ No MLflow here: the study reports each trial through the callbacks the caller ha
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,21 +70,51 @@ def open_storage(cfg: TuneConfig, storage: str) -> optuna.Study:
                          ) from None
 
 
-def create_study(cfg: TuneConfig, storage: str) -> optuna.Study:
+StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def create_study(cfg: TuneConfig, storage: str,
+                 on_stale: StaleTrialCallback | None = None) -> optuna.Study:
     """The persistent study: created on first use, resumed (and shared by every worker
-    pointing at the same storage) afterwards."""
+    pointing at the same storage) afterwards. Running trials beat every `heartbeat_s`; a trial
+    silent for three beats is failed (`on_stale` hears of it) and no longer takes a slot of
+    the budget."""
     return optuna.create_study(
         study_name=cfg.study, direction="maximize", load_if_exists=True,
-        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90),
-        sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed),
+        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=cfg.heartbeat_s,
+                                           grace_period=3 * cfg.heartbeat_s,
+                                           heartbeat_stale_trial_callback=on_stale),
+        sampler=TrialSeededTPE(cfg.sampler_seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials,
                                            n_warmup_steps=cfg.warmup_epochs))
+
+
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random numbers for trial n come from seed + n. A plain seeded sampler starts
+    its random stream afresh in every process, so every resumed run and every worker repeated
+    the same parameters; seeded per trial number (unique in the storage), no two trials share
+    a stream, and a study run straight through is still reproducible. The constant liar makes
+    concurrent workers treat each other's running trials as poor, so they explore apart."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed, constant_liar=True)
+        self.seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial_seed = (self.seed + trial.number) % 2**32
+        self._rng.rng.seed(trial_seed)
+        self._random_sampler._rng.rng.seed(trial_seed)
+        super().before_trial(study, trial)
 
 
 def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
               trials: int) -> None:
     """Run trials until the study holds `trials` finished ones (complete or pruned), however
-    many workers share it and however often it was interrupted."""
+    many workers share it and however often it was interrupted. Trials left running by a
+    killed worker are failed first (once their heartbeat is stale), so they are run again."""
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, and run by optimize too
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done >= trials:
         return

@@ -4,6 +4,7 @@ study's run; shared by workers (here or on other machines) through the study's s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -26,6 +27,10 @@ from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle
 from landslide_ssgan.training import TrainingData, WindowSource, train_network
 from landslide_ssgan.urls import redacted
+
+
+# part of the study's name: a study begun with another sampling scheme is not resumed with this one
+SAMPLER = "tpe, seeded per trial number, constant liar"
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,8 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
                                  "--workers", "1", "--parent-run", parent])
                for _ in range(workers - 1)]
     source = trials.data.window_source(trials.feature_set, trials.window)
-    study = tuning.create_study(cfg, url)
+    study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,
+                                                                     experiment))
     with mlflow.start_run(run_id=parent):
         tuning.run_study(study, lambda trial: _trial(trial, cfg, trials, source), cfg.trials)
     failed = [p.args for p in helpers if p.wait() != 0]
@@ -74,7 +80,7 @@ def study_name(cfg: TuneConfig, trials: Trials) -> str:
     same data and settings; after `sample` changes, the pipeline tunes afresh instead of
     reusing trials scored on other windows."""
     data = trials.data
-    recipe = json.dumps({"data": tracking.data_digest(data.samples, data.stack),
+    recipe = json.dumps({"sampler": SAMPLER, "data": tracking.data_digest(data.samples, data.stack),
                          "train": dataclasses.asdict(trials.train), "space": cfg.space,
                          "epochs": cfg.epochs, "features": trials.feature_set,
                          "seed": trials.seed, "window": trials.window}, sort_keys=True,
@@ -121,6 +127,20 @@ def study_parent_run(cfg: TuneConfig, feature_set: str, experiment: str, storage
         mlflow.log_params({"tune.trials": cfg.trials, "tune.epochs": cfg.epochs,
                            "tune.sampler_seed": cfg.sampler_seed})
         return str(run.info.run_id)
+
+
+def close_stale_run(experiment: str, study: optuna.Study,
+                    trial: optuna.trial.FrozenTrial) -> None:
+    """A trial whose worker was killed: its MLflow run is closed as KILLED, not left RUNNING."""
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    client = MlflowClient()
+    for run in client.search_runs([found.experiment_id], filter_string=(
+            f"tags.optuna_study = '{study.study_name}' AND tags.optuna_trial = "
+            f"'{trial.number}' AND attributes.status = 'RUNNING'")):
+        client.set_tag(run.info.run_id, "optuna_state", "failed: worker lost")
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowSource) -> float:
