@@ -28,7 +28,6 @@ from landslide_ssgan.models import bundle
 from landslide_ssgan.training import TrainingData, WindowSource, train_network
 from landslide_ssgan.urls import redacted
 
-
 # part of the study's name: a study begun with another sampling scheme is not resumed with this one
 SAMPLER = "tpe, seeded per trial number, constant liar"
 
