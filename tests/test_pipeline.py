@@ -154,6 +154,76 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
         assert "test_f1" in other_run.data.metrics
 
 
+def _invoke(pipeline: dict[str, Any], args: list[str]) -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+        patch.chdir(pipeline["root"])
+        return runner.invoke(app, args)
+
+
+def test_a_checkpoint_of_other_settings_is_refused_until_restart(pipeline: dict[str, Any]
+                                                                 ) -> None:
+    """An interrupted training resumes only with its own settings: another learning rate is a
+    one-line error naming the setting and `--restart`, which discards the checkpoint."""
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    root = Path(pipeline["root"])
+    raw["paths"]["models"] = str(root / "models_restart")
+    raw["train"]["epochs"] = 3
+    params = write_params(raw, root / "params_restart.yaml")
+    backup = Path(raw["paths"]["models"]) / "joint" / ".baseline.backup"
+    with pytest.MonkeyPatch.context() as patch:  # a training killed after its first epoch
+        patch.setattr("landslide_ssgan.stages.train._train_logged", _killed_after_a_run)
+        assert _invoke(pipeline, ["train", "baseline", "--params", str(params)]).exit_code != 0
+    assert (backup / "run_id").is_file()
+    old_run = (backup / "run_id").read_text().strip()
+    raw["train"]["lr_d"] = raw["train"]["lr_d"] * 2
+    params = write_params(raw, root / "params_restart.yaml")
+    result = _invoke(pipeline, ["train", "baseline", "--params", str(params)])
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in result.output
+    assert "train.lr_d" in message and "--restart" in message, message
+    result = _invoke(pipeline, ["train", "baseline", "--restart", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert not backup.exists()
+    client = MlflowClient(pipeline["store"])
+    assert client.get_run(old_run).info.status == "KILLED"
+    new_run = json.loads((backup.parent / "baseline" / "run.json").read_text())["run_id"]
+    assert new_run != old_run
+    assert float(client.get_run(new_run).data.params["train.lr_d"]) == raw["train"]["lr_d"]
+
+
+def _killed_after_a_run(*args: Any, **kwargs: Any) -> None:
+    raise KeyboardInterrupt("killed")
+
+
+def test_a_training_that_failed_is_never_resumed(pipeline: dict[str, Any]) -> None:
+    """The SSGAN fails on samples without unlabelled windows; its run ends FAILED, no
+    checkpoint is left, and the next training (good samples) starts a run of its own."""
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    root = Path(pipeline["root"])
+    samples = pd.read_csv(raw["paths"]["samples"])
+    samples[samples.label >= 0].to_csv(root / "samples_no_pool.csv", index=False)
+    raw["paths"]["models"] = str(root / "models_failed")
+    bad = json.loads(json.dumps(raw))
+    bad["paths"]["samples"] = str(root / "samples_no_pool.csv")
+    result = _invoke(pipeline, ["train", "ssgan", "--params",
+                                str(write_params(bad, root / "params_bad.yaml"))])
+    assert result.exit_code == 2 and "unlabelled" in result.stderr, result.output
+    assert not (Path(raw["paths"]["models"]) / "joint" / ".ssgan.backup").exists()
+    client = MlflowClient(pipeline["store"])
+    experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
+    failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED' "
+                                "AND tags.model = 'ssgan' AND tags.stage = 'train'")
+    assert failed
+    result = _invoke(pipeline, ["train", "ssgan", "--params",
+                                str(write_params(raw, root / "params_good.yaml"))])
+    assert result.exit_code == 0, result.output
+    run_id = json.loads((Path(raw["paths"]["models"]) / "joint" / "ssgan" / "run.json"
+                         ).read_text())["run_id"]
+    assert run_id not in {r.info.run_id for r in failed}
+
+
 def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) -> None:
     raw = pipeline["raw"]
     folder = Path(raw["paths"]["models"]) / "joint" / "ssgan"

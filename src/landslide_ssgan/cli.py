@@ -146,6 +146,9 @@ def train(
     model: Annotated[Model, typer.Argument(help="Which model.")],
     feature_set: Annotated[FeatureSetChoice | None, typer.Option(
         help="Which bands; default: features.set of params.yaml.")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Discard an interrupted training's checkpoint and start afresh.")
+    ] = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
@@ -155,7 +158,9 @@ def train(
     hashes, per-epoch loss components and validation scores, generator images, the model,
     the threshold and validation map scores) and save it under
     `models/<feature set>/<model>/`. An interrupted network training resumes from its last
-    finished epoch."""
+    finished epoch (weights, optimizer state and random streams: it ends where an
+    uninterrupted run would) if the settings and data are unchanged; `--restart` discards
+    it."""
     from landslide_ssgan.stages import train as stage_module
 
     cfg = _tracked_params(params)
@@ -164,7 +169,8 @@ def train(
     data = _training_data(cfg)
     out = stage_module.run(model.value, chosen, data, seed=cfg.seed, train=cfg.train,
                            rgb=cfg.features.rgb, window=cfg.sample.window,
-                           split_method=cfg.sample.split.method, models=paths.models)
+                           split_method=cfg.sample.split.method, models=paths.models,
+                           restart=restart)
     typer.echo(f"{model.value} on {chosen} trained -> {out}")
 
 

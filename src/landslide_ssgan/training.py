@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -130,6 +130,7 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
         model = Supervised(discriminator, class_weights, cfg.ema)
         model.compile(d_opt)
         model(probe)  # built before fit, so an interrupted run can restore into it
+        d_opt.build(discriminator.trainable_variables)  # ... optimizer moments included
         return model
     low, high = source.value_range()
     generator = build_generator(cfg.latent_dim, source.window, channels, cfg.g_width,
@@ -138,8 +139,11 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
                           cfg.loss_weights.generated, cfg.feature_matching,
                           cfg.gradient_penalty, class_weights, cfg.ema)
     gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed)
-    gan.compile(d_opt, keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1))
+    g_opt = keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1)
+    gan.compile(d_opt, g_opt)
     gan(probe)
+    d_opt.build(discriminator.trainable_variables)
+    g_opt.build(generator.trainable_variables)
     return gan
 
 
@@ -203,11 +207,60 @@ class ValidationScores(keras.callbacks.Callback):
 def fit(model: SSGAN | Supervised, data: tf.data.Dataset, epochs: int,
         callbacks: list[keras.callbacks.Callback], backup_dir: Path) -> None:
     """Train; an interrupted run resumes from the last finished epoch in `backup_dir`
-    (weights and epoch; the backup is removed when training completes)."""
+    (weights, optimizer moments, noise stream and epoch; removed when training completes).
+    The batches of the finished epochs are drawn again, untrained on, so that each later
+    epoch sees the very batches it would have seen without the interruption."""
     backup = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True)
-    model.fit(data, epochs=epochs, callbacks=[backup, *callbacks], verbose=0, shuffle=False)
+    # the dataset Keras would make (distributing rebuilds it, with a fresh shuffle state),
+    # made here so that the replay advances the very shuffle state training goes on with
+    batches = tf.distribute.get_strategy().experimental_distribute_dataset(data)
+    for _ in range(finished_epochs(backup_dir)):
+        for _ in batches:  # each iterator draws the next shuffle order
+            pass
+        iter(batches)  # Keras opens the next epoch's iterator as an epoch ends, then another
+    model.fit(batches, epochs=epochs, callbacks=[backup, RandomState(backup_dir), *callbacks],
+              verbose=0, shuffle=False)
     if model.averaged is not None:  # the averaged weights are the trained model
         model.averaged.swap_in()
+
+
+class RandomState(keras.callbacks.Callback):
+    """Keeps what Keras' checkpoint leaves out: the random streams (the generator's noise,
+    dropout), without which a resumed run would draw the noise of epoch 1 again, and the
+    averaged weights. Comes after BackupAndRestore, which it agrees with on the epoch; a
+    state a kill left one epoch behind is not restored."""
+
+    def __init__(self, backup_dir: Path) -> None:
+        super().__init__()
+        self.path = backup_dir / "random_state.npz"
+
+    def _streams(self) -> list[keras.Variable]:
+        averaged = self.model.averaged  # type: ignore[attr-defined]
+        return [*(generator.state for layer in self.model._flatten_layers()  # type: ignore[attr-defined]
+                  for generator in getattr(layer, "_seed_generators", [])),
+                *(averaged.averages if averaged is not None else [])]
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.path.is_file():
+            return
+        with np.load(self.path) as saved:
+            if int(saved["epoch"]) != finished_epochs(self.path.parent):
+                return
+            for i, stream in enumerate(self._streams()):
+                stream.assign(saved[f"s{i}"])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        staging = self.path.with_name(".random_state.tmp.npz")
+        arrays: dict[str, Any] = {f"s{i}": np.asarray(stream)
+                                  for i, stream in enumerate(self._streams())}
+        np.savez(staging, epoch=np.asarray(epoch + 1), **arrays)
+        staging.replace(self.path)
+
+
+def finished_epochs(backup_dir: Path) -> int:
+    """Epochs an interrupted run finished, from the checkpoint Keras' BackupAndRestore keeps."""
+    metadata = backup_dir / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ complete; an interrupted network training resumes its MLflow run and its last fi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,8 @@ from mlflow.models import infer_signature
 
 from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
+from landslide_ssgan.errors import ConfigError
+from landslide_ssgan.files import write_json
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
 from landslide_ssgan.models.ssgan import SSGAN
@@ -37,9 +41,12 @@ REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-genera
 
 
 def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
-        rgb: tuple[str, ...], window: int, split_method: str, models: str) -> Path:
+        rgb: tuple[str, ...], window: int, split_method: str, models: str,
+        restart: bool = False) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
-    scores, generator images, the map threshold, the model) and write models/<set>/<kind>/."""
+    scores, generator images, the map threshold, the model) and write models/<set>/<kind>/.
+    An interrupted network training resumes only with the same settings and data; `restart`
+    discards it."""
     source = data.window_source(feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
@@ -51,8 +58,9 @@ def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, tra
                           tracking.new_run(kind, feature_set, params, inputs), mapper)
     else:
         backup = out.with_name(f".{kind}.backup")
-        run_id = _resumable_run(backup, lambda: tracking.new_run(kind, feature_set, params,
-                                                                 inputs))
+        recipe = {"params": params, "data": tracking.data_digest(data.samples, data.stack)}
+        run_id = _resumable_run(backup, recipe, restart, kind, lambda: tracking.new_run(
+            kind, feature_set, params, inputs))
         _train_network(kind, source, seed, train, rgb, staging, backup, run_id, mapper)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -75,20 +83,62 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _resumable_run(backup: Path, new_run: Any) -> str:
-    """The run of an interrupted training of this model, or a new, fully tagged one."""
-    previous = backup / "run_id"
-    if previous.is_file():
+def _resumable_run(backup: Path, recipe: dict[str, Any], restart: bool, kind: str,
+                   new_run: Callable[[], str]) -> str:
+    """The MLflow run of an interrupted training of this model with the same settings and
+    data, or a new, fully tagged one. A checkpoint of other settings or data is an error
+    (resuming it would train a mixture and log the old params); `restart` discards it."""
+    if restart and backup.exists():
+        _close_run(backup, "KILLED")
+        shutil.rmtree(backup)
+    previous, saved = backup / "run_id", backup / "recipe.json"
+    if previous.is_file() and saved.is_file():
+        changed = _changes(json.loads(saved.read_text()), recipe)
+        if changed:
+            raise ConfigError(
+                f"{backup} holds an interrupted training with other settings or data "
+                f"({changed}): run `landslide train {kind} --restart` to discard it")
         return previous.read_text().strip()
     run_id = str(new_run())
     _fresh(backup)
+    write_json(saved, recipe)
     previous.write_text(run_id)
     return run_id
+
+
+def _changes(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """The settings that differ, as `name old -> new`, at most three."""
+    if saved.get("data") != now["data"]:
+        return "the stack or the samples changed"
+    old, new = saved.get("params", {}), json.loads(json.dumps(now["params"]))
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _close_run(backup: Path, status: str) -> None:
+    """End the MLflow run a checkpoint belongs to, so it is not left RUNNING."""
+    previous = backup / "run_id"
+    if previous.is_file():
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            mlflow.MlflowClient().set_terminated(previous.read_text().strip(), status=status)
 
 
 def _train_network(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
                    rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                    mapper: Callable[[Path], None]) -> None:
+    try:
+        _train_logged(kind, source, seed, train, rgb, staging, backup, run_id, mapper)
+    except Exception:
+        shutil.rmtree(backup, ignore_errors=True)  # a failed run is never resumed
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _train_logged(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
+                  rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
+                  mapper: Callable[[Path], None]) -> None:
+    """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
     with mlflow.start_run(run_id=run_id):
         image = _generator_image(source, rgb, train.latent_dim, seed) if kind == "ssgan" else None
         logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
@@ -103,7 +153,6 @@ def _train_network(kind: ModelName, source: WindowSource, seed: int, train: Trai
         model_uri = serving.log_window_model(staging, serving.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
         bundle.save_run(staging, run_id, model_uri)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _record_realism(gan: SSGAN, source: WindowSource, seed: int, staging: Path) -> None:
