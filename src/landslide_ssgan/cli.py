@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from landslide_ssgan.errors import LandslideError
+from landslide_ssgan.quiet import filter_native_logs, quiet_environment
 
 if TYPE_CHECKING:
     from landslide_ssgan.config import Params
     from landslide_ssgan.training import TrainingData
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ chatter off stderr
+quiet_environment()  # before TensorFlow, absl or MLflow are imported by any command
 
 app = typer.Typer(
     help="Landslide identification with a semi-supervised GAN: the pipeline's stages.",
@@ -423,6 +424,7 @@ def _block_progress() -> Iterator[Callable[[str, Any, bool, int], None]]:
 
 
 def main() -> None:
+    filter_native_logs()
     app()
 
 

@@ -131,8 +131,10 @@ class SplitConfig:
     block_size: int = setting(low=1)
 
     def __post_init__(self) -> None:
-        if abs(self.train + self.val + self.test - 1.0) > 1e-6 or not (self.train and self.test):
-            raise Invalid("", "train + val + test must be 1, with train and test > 0")
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6 or not (
+                self.train and self.val and self.test):
+            raise Invalid("", "train + val + test must be 1, each > 0 (the validation area "
+                              "chooses thresholds and models, the test area judges them)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +144,7 @@ class SampleConfig:
     negatives: Negatives = "inventory"   # inventory: stable polygons only; outside: any ground
     negative_buffer_m: float = setting(0.0, low=0.0, high=1e6)  # outside: from any landslide
     negative_ratio: float = setting(1.0, low=0.0, low_open=True, high=100.0)
-    unlabelled_ratio: float = setting(low=0.0, high=1000.0)
+    unlabelled_ratio: float = setting(low=0.0, low_open=True, high=1000.0)  # the SSGAN's pool
     unlabelled_from: UnlabelledFrom = "train"  # area: the whole mapped area (transductive)
     split: SplitConfig = setting()
 

@@ -6,6 +6,8 @@ normalisation travel together, so a served model takes windows in the stack's ow
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from importlib.metadata import version
 from pathlib import Path
@@ -25,33 +27,37 @@ from landslide_ssgan.models import bundle
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
-    """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
-    P(landslide) per window: as trained, or with the parameter `prior_correction: true` at
-    the area's prevalence recorded in model.json (prior.py)."""
+# MLflow advises type hints on predict when the class is created, inside its own warning
+# filter; the signature holds the schema (see predict), so the advice is only noise
+with contextlib.redirect_stderr(io.StringIO()):
+    class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
+        """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
+        P(landslide) per window: as trained, or with the parameter `prior_correction: true` at
+        the area's prevalence recorded in model.json (prior.py)."""
 
-    def load_context(self, context: Any) -> None:
-        self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
+        def load_context(self, context: Any) -> None:
+            self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # (no type hints: MLflow would read them as a schema; the signature holds the schema)
-        windows = np.asarray(model_input, dtype=np.float32)
-        expected = (self.model.window, self.model.window, len(self.model.bands))
-        if windows.ndim != 4 or windows.shape[1:] != expected:
-            raise MlflowException(f"expected windows of shape (N, {', '.join(map(str, expected))})"
-                                  f" with bands {list(self.model.bands)}, got {windows.shape}",
-                                  error_code=INVALID_PARAMETER_VALUE)
-        if not np.isfinite(windows).all():
-            raise MlflowException("windows contain NaN or infinite values",
-                                  error_code=INVALID_PARAMETER_VALUE)
-        probability = np.asarray(self.model.raw_probability(windows), dtype=np.float32)
-        if (params or {}).get("prior_correction"):
-            prior = self.model.prior
-            if prior is None:
-                raise MlflowException("prior_correction: this model records no prior",
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            # (no type hints: MLflow would read them as a schema; the signature holds the schema)
+            windows = np.asarray(model_input, dtype=np.float32)
+            expected = (self.model.window, self.model.window, len(self.model.bands))
+            if windows.ndim != 4 or windows.shape[1:] != expected:
+                shape = ", ".join(map(str, expected))
+                raise MlflowException(f"expected windows of shape (N, {shape})"
+                                      f" with bands {list(self.model.bands)}, got {windows.shape}",
                                       error_code=INVALID_PARAMETER_VALUE)
-            probability = prior.correct(probability)
-        return probability
+            if not np.isfinite(windows).all():
+                raise MlflowException("windows contain NaN or infinite values",
+                                      error_code=INVALID_PARAMETER_VALUE)
+            probability = np.asarray(self.model.raw_probability(windows), dtype=np.float32)
+            if (params or {}).get("prior_correction"):
+                prior = self.model.prior
+                if prior is None:
+                    raise MlflowException("prior_correction: this model records no prior",
+                                          error_code=INVALID_PARAMETER_VALUE)
+                probability = prior.correct(probability)
+            return probability
 
 
 def log_window_model(folder: Path, pip_requirements: list[str]) -> str:

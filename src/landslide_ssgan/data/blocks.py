@@ -18,12 +18,14 @@ import rasterio
 import rasterio.enums
 import rasterio.features
 import rasterio.shutil
+import shapely
 from rasterio.windows import Window
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from landslide_ssgan.data.grid import Grid
-from landslide_ssgan.data.layers import require_file
+from landslide_ssgan.data.layers import open_raster
 from landslide_ssgan.data.stack import geotiff_profile
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
@@ -41,7 +43,7 @@ class Block:
 
 
 def stack_grid(path: str | Path) -> Grid:
-    with rasterio.open(require_file(path)) as src:
+    with open_raster(path) as src:
         names = tuple(src.descriptions[i] or f"band{i + 1}" for i in range(src.count))
         return Grid(src.crs, src.transform, src.width, src.height, names)
 
@@ -57,7 +59,7 @@ def blocks_of(grid: Grid, size: int) -> list[Block]:
 def read_block(path: str | Path, block: Block, bands: list[int], halo: int) -> np.ndarray:
     """(len(bands), height + 2 halo, width + 2 halo) float32; NaN where the halo lies past the
     raster's edge or the stack has no data."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         top, left = max(block.row - halo, 0), max(block.col - halo, 0)
         bottom = min(block.row + block.height + halo, src.height)
         right = min(block.col + block.width + halo, src.width)
@@ -74,7 +76,7 @@ def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
                    resampling: str = "average") -> np.ndarray:
     """Bands (all, or those named) read at a reduced size (longest side <= max_side), for
     previews; a COG answers from its overviews."""
-    with rasterio.open(require_file(path)) as src:
+    with open_raster(path) as src:
         described = list(src.descriptions)
         missing = [n for n in names if n not in described]
         if missing:
@@ -109,20 +111,32 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
 
 def is_cog(path: str | Path) -> bool:
     """GDAL's own verdict: a COG has a layout note and tiled overviews."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "")
         return layout.upper() == "COG" and src.profile.get("tiled", False)
 
 
 def body_polygons(labels: np.ndarray, grid: Grid) -> gpd.GeoDataFrame:
-    """One (multi)polygon per positive label of `labels`, in the grid's CRS, column `id`."""
+    """One valid (multi)polygon per positive label of `labels`, in the grid's CRS, column
+    `id`. Pixels of a body that touch only at a corner trace rings that touch themselves,
+    which GIS software rejects; each body is repaired without changing its area."""
     parts: dict[int, list] = {}
     for geom, value in rasterio.features.shapes(labels.astype(np.int32), mask=labels > 0,
                                                 connectivity=8, transform=grid.transform):
         parts.setdefault(int(value), []).append(shape(geom))
     ids = sorted(parts)
-    return gpd.GeoDataFrame({"id": ids}, geometry=[unary_union(parts[i]) for i in ids],
+    return gpd.GeoDataFrame({"id": ids}, geometry=[_valid(unary_union(parts[i])) for i in ids],
                             crs=grid.crs)
+
+
+def _valid(geometry: BaseGeometry) -> BaseGeometry:
+    """The polygonal part of the repaired geometry (the structure method keeps every area)."""
+    if geometry.is_valid:
+        return geometry
+    fixed = shapely.make_valid(geometry, method="structure", keep_collapsed=False)
+    polygons = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in (
+        "Polygon", "MultiPolygon")]
+    return unary_union(polygons) if len(polygons) != 1 else polygons[0]
 
 
 def write_geopackage(frame: gpd.GeoDataFrame, path: str | Path, layer: str) -> None:

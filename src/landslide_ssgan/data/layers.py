@@ -7,13 +7,16 @@ convention (0, -9999, -128, NaN) comes out as NaN, or -1 for class codes.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pyogrio
 import rasterio
+import rasterio.errors
 import shapely
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -47,7 +50,7 @@ def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def raster_band_names(path: str | Path) -> tuple[str | None, ...]:
-    with rasterio.open(require_file(path)) as src:
+    with open_raster(path) as src:
         return tuple(src.descriptions)
 
 
@@ -57,7 +60,7 @@ def layer_bounds(path: str | Path, crs: CRS, vector_layer: str | None = None) ->
     if is_vector(path):
         frame = read_vector(path, vector_layer).to_crs(crs)
         return tuple(float(v) for v in frame.total_bounds)
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         if src.crs is None:
             raise InputError(f"{path}: raster has no CRS")
         return tuple(transform_bounds(src.crs, crs, *src.bounds, densify_pts=21))
@@ -67,7 +70,7 @@ def read_raster_on_grid(path: str | Path, grid: Grid, resampling: Resampling,
                         expected_bands: int | None = None) -> np.ndarray:
     """All bands of a raster warped onto `grid` as float32 (bands, rows, cols), NaN = nodata."""
     path = require_file(path)
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         if src.crs is None:
             raise InputError(f"{path}: raster has no CRS")
         if expected_bands is not None and src.count != expected_bands:
@@ -97,6 +100,26 @@ def read_class_raster_on_grid(path: str | Path, grid: Grid) -> np.ndarray:
     return read_raster_on_grid(path, grid, Resampling.nearest, expected_bands=1)[0]
 
 
+@contextlib.contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
+    """rasterio.open for reading: a corrupt, truncated or unsupported file, found on opening or
+    while reading inside the block, is one line that names it, not GDAL's traceback."""
+    path = require_file(path)
+    try:
+        with rasterio.open(path) as src:
+            yield src
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: cannot be read as a raster "
+                         f"({gdal_reason(exc, path)})") from None
+
+
+def gdal_reason(exc: Exception, path: str | Path) -> str:
+    """GDAL's message, first line only and without the path the caller names anyway."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.replace(f"'{path}'", "").replace(str(path), "").strip(" :.,")
+    return text[:160]
+
+
 # --- vectors ----------------------------------------------------------------------------
 
 
@@ -104,8 +127,9 @@ def read_vector(path: str | Path, vector_layer: str | None = None) -> gpd.GeoDat
     path = require_file(path)
     try:
         frame = gpd.read_file(path, layer=vector_layer, engine="pyogrio")
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise InputError(f"{path}: cannot be read as a vector layer ({exc})") from exc
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError) as exc:
+        raise InputError(f"{path}: cannot be read as a vector layer "
+                         f"({gdal_reason(exc, path)})") from None
     if frame.crs is None:
         raise InputError(f"{path}: vector layer has no CRS")
     frame = frame[~frame.geometry.is_empty & frame.geometry.notna()]

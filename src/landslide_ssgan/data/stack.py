@@ -186,7 +186,7 @@ def write_stack(stack: Stack, path: str | Path) -> None:
 
 def read_stack(path: str | Path) -> Stack:
     path = io.require_file(path)
-    with rasterio.open(path) as src:
+    with io.open_raster(path) as src:
         bands = tuple(
             BandInfo(src.descriptions[i - 1] or f"band{i}", src.tags(i).get("layer", ""),
                      src.tags(i).get("role", "factor"), src.tags(i).get("categorical") == "true")
@@ -209,5 +209,5 @@ def write_single_band(array: np.ndarray, grid: Grid, path: str | Path, nodata: i
 
 
 def read_single_band(path: str | Path) -> tuple[np.ndarray, Grid]:
-    with rasterio.open(io.require_file(path)) as src:
+    with io.open_raster(path) as src:
         return src.read(1), Grid(src.crs, src.transform, src.width, src.height)

@@ -22,6 +22,7 @@ from landslide_ssgan.data.sampling import (
     write_samples,
 )
 from landslide_ssgan.data.stack import read_single_band, read_stack, write_single_band
+from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.files import write_json
 
 
@@ -35,6 +36,7 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     ids, _ = read_single_band(inventory_ids)
     drawn = draw_samples(label_raster, ids, image.valid, cfg, seed,
                          pixel_size=image.grid.resolution)
+    refuse_empty_parts(drawn)
     mean, std = training_statistics(image.data, drawn, cfg.window)
     summary = {**sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method),
                **protocol_summary(drawn, label_raster, cfg)}
@@ -46,6 +48,24 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     plots.split_preview(label_raster.shape, table.row.to_numpy(), table.col.to_numpy(),
                         table.split.to_numpy(), image.valid, Path(reports) / "sample_split.png")
     return {**summary, "windows": len(table)}
+
+
+def refuse_empty_parts(samples: Samples) -> None:
+    """Every later stage needs windows of both classes in the validation and test areas and an
+    unlabelled pool; an empty part is an error naming the setting, not a silent run whose
+    validation scores are missing or whose training fails later on another setting's name."""
+    table = samples.table
+    for split, setting in (("train", "train"), ("val", "val"), ("test", "test")):
+        labels = set(table.label[table.split == split])
+        missing = [name for name, k in (("landslide", 1), ("non-landslide", 0))
+                   if k not in labels]
+        if missing:
+            raise ConfigError(f"sample.split.{setting}: the {split} area holds no "
+                              f"{' and no '.join(missing)} windows; give it a larger share or "
+                              f"smaller sample.split.block_size")
+    if not (table.label == UNLABELLED).any():
+        raise ConfigError("sample.unlabelled_ratio: the training area gave no unlabelled "
+                          "windows (the SSGAN needs a pool)")
 
 
 def sample_summary(samples: Samples, shape: tuple[int, int], window: int,

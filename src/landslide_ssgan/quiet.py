@@ -1,0 +1,57 @@
+"""Keeps TensorFlow's native log lines off the user's terminal.
+
+TensorFlow 2.21 logs through absl from C++ straight to file descriptor 2, before and after
+`TF_CPP_MIN_LOG_LEVEL` is read ("All log messages before absl::InitializeLog()", oneDNN
+notices, "Could not find cuda drivers", graph attribute chatter): about eight lines before a
+user's one-line error. `filter_native_logs` points descriptor 2 at a pipe whose reader drops
+absl's info, warning and error lines and passes everything else (fatal lines included) on;
+Python's own stderr keeps writing to the terminal directly, so no message of ours waits on
+the filter. Only the `landslide` command calls it (never an import, never a test runner);
+LANDSLIDE_NATIVE_LOGS=1 turns it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import threading
+
+ABSL_LINE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                       rb"[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+
+
+def quiet_environment() -> None:
+    """Log levels for TensorFlow and friends, set before any of them is imported."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def filter_native_logs() -> None:
+    if os.environ.get("LANDSLIDE_NATIVE_LOGS") == "1":
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding="utf-8",
+                           errors="backslashreplace")
+    reader = threading.Thread(target=_pass_on, args=(read, terminal), daemon=True)
+    reader.start()
+
+    def restore() -> None:  # EOF for the reader once this process lets go of the pipe
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        reader.join(timeout=2)
+
+    atexit.register(restore)
+
+
+def _pass_on(read: int, terminal: int) -> None:
+    with os.fdopen(read, "rb") as lines:
+        for line in lines:
+            if not ABSL_LINE.match(line):
+                os.write(terminal, line)
