@@ -459,65 +459,120 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _post(port: int, payload: Any) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _wait_until_up(port: int, path: str, process: Any, seconds: float = 120) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).close()
+            return
+        except (urllib.error.URLError, OSError):
+            assert process.poll() is None, "the server exited"
+            time.sleep(1)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
+def _stopped_cleanly(process: Any, port: int) -> None:
+    """SIGTERM: the command and every process it started exit, nothing listens any more."""
+    import signal
+    import socket
+
+    import psutil
+
+    family = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, Any]) -> None:
     import os
     import subprocess
     import sys
-    import time
-    import urllib.error
-    import urllib.request
 
     raw = pipeline["raw"]
     cfg = parse_params(raw)
     source = _source(cfg)
     rows, cols, _ = source.part("test")
-    windows = (cut_windows(source.image, rows[:8], cols[:8], source.window) * source.std
+    windows = (cut_windows(source.image, rows[:9], cols[:9], source.window) * source.std
                + source.mean).astype(np.float32)
     expected = mlflow.pyfunc.load_model(f"models:/{cfg.registry.model_name}@champion"
-                                        ).predict(windows)
+                                        ).predict(windows[:8])
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "landslide_ssgan.cli", "serve", "--port", str(port),
-         "--params", str(Path(pipeline["root"]) / "params.yaml")],
+         "--max-windows", "8", "--params", str(Path(pipeline["root"]) / "params.yaml")],
         cwd=pipeline["root"], env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def post(payload: Any) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
-
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).close()
-                break
-            except (urllib.error.URLError, OSError):
-                assert server.poll() is None, "the server exited"
-                time.sleep(1)
-        status, answer = post({"inputs": windows.tolist()})
+        _wait_until_up(port, "/ping", server)
+        status, body = _post(port, {"inputs": windows[:8].tolist()})
         assert status == 200
-        np.testing.assert_allclose(np.asarray(answer["predictions"]).ravel(), expected,
-                                   atol=1e-5)
-        status, answer = post({"inputs": windows.tolist(), "params": {"prior_correction": True}})
+        np.testing.assert_allclose(np.asarray(json.loads(body)["predictions"]).ravel(),
+                                   expected, atol=1e-5)
+        status, body = _post(port, {"inputs": windows[:8].tolist(),
+                                    "params": {"prior_correction": True}})
         assert status == 200  # at the area's prevalence: every probability moves down
-        corrected = np.asarray(answer["predictions"]).ravel()
+        corrected = np.asarray(json.loads(body)["predictions"]).ravel()
         assert (corrected <= expected + 1e-7).all() and (corrected < expected).any()
-        status, answer = post({"inputs": windows[:, :, :, :3].tolist()})  # wrong band count
-        assert 400 <= status < 500 and "shape" in answer.get("message", "")
-        broken = windows.copy()
+        status, body = _post(port, {"inputs": windows.tolist()})  # one window too many
+        assert status == 413 and "serve.max_windows" in json.loads(body)["message"]
+        status, body = _post(port, {"inputs": windows[:8, :, :, :3].tolist()})  # 3 bands
+        assert 400 <= status < 500 and "shape" in json.loads(body)["message"].lower(), body
+        assert len(body) < 400  # short: no echo of the input, no stack trace
+        broken = windows[:8].copy()
         broken[0, 0, 0, 0] = np.nan
-        status, answer = post({"inputs": np.where(np.isnan(broken), None, broken).tolist()})
-        assert 400 <= status < 500, answer
+        status, body = _post(port, {"inputs": np.where(np.isnan(broken), None, broken).tolist()})
+        assert 400 <= status < 500 and len(body) < 400, body[:400]
+        _stopped_cleanly(server, port)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.kill()
+
+
+def test_serve_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, Any]) -> None:
+    result = _invoke(pipeline, ["serve", "--model-uri", "models:/no-such-model@champion",
+                                "--params", str(Path(pipeline["root"]) / "params.yaml")])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "models:/no-such-model@champion" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_ui_stops_with_every_process_it_started(pipeline: dict[str, Any]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "landslide_ssgan.cli", "ui", "--port", str(port), "--params",
+         str(Path(pipeline["root"]) / "params.yaml")],
+        cwd=pipeline["root"], env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(port, "/health", ui)
+        _stopped_cleanly(ui, port)
+    finally:
+        ui.kill()
 
 
 def _postgres_bin() -> Path | None:

@@ -338,25 +338,22 @@ def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
     model_uri: Annotated[str | None, typer.Option(
         help="Default: models:/<registry.model_name>@<registry.alias>.")] = None,
+    max_windows: Annotated[int | None, typer.Option(
+        min=1, help="Windows per request; default: serve.max_windows.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Serve the champion model on 127.0.0.1: POST {"inputs": raw windows (N, 13, 13, C)} to
-    /invocations and get landslide probabilities back."""
-    import subprocess
-    import sys
-
-    from landslide_ssgan import tracking
+    /invocations and get landslide probabilities back. A request over serve.max_windows or
+    serve.max_request_mb is answered 413; SIGTERM or Ctrl-C stops the server."""
+    from landslide_ssgan import server, tracking
 
     cfg = _params(params)
-    uri = tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
+    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     model = model_uri or f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
+    app_ = server.scoring_app(model, max_windows or cfg.serve.max_windows,
+                              cfg.serve.max_request_mb)
     typer.echo(f"serving {model} at http://127.0.0.1:{port}/invocations")
-    raise typer.Exit(subprocess.call(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "--env-manager",
-         "local", "--host", "127.0.0.1", "--port", str(port)],
-        # MLflow starts uvicorn by name: the environment's own bin must come first on PATH
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri,
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}))
+    server.serve(app_, port)
 
 
 @app.command()
@@ -365,17 +362,20 @@ def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the project's tracking store."""
-    import subprocess
+    """Start the MLflow UI on 127.0.0.1 over the project's tracking store; SIGTERM or Ctrl-C
+    stops it and every process it started."""
     import sys
 
-    from landslide_ssgan import tracking
+    from landslide_ssgan import server, tracking
 
     uri = tracking.tracking_uri(_params(params).tracking.default_uri)
     typer.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--host",
-                                      "127.0.0.1", "--port", str(port),
-                                      "--backend-store-uri", uri]))
+    raise typer.Exit(server.run_group(
+        [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", uri],
+        # MLflow starts uvicorn by name: the environment's own bin must come first on PATH
+        {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+                               f"{os.environ.get('PATH', '')}"}))
 
 
 @contextlib.contextmanager

@@ -324,6 +324,14 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """Bounds of `landslide serve`: a larger request is answered 413 before it is computed."""
+
+    max_windows: int = setting(low=1, high=10_000_000)  # windows per request
+    max_request_mb: float = setting(low=0.001, high=100_000.0)  # request body
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrackingConfig:
     experiment: str
     default_uri: str
@@ -356,6 +364,7 @@ class Params:
     map: MapConfig
     study: StudyConfig
     registry: RegistryConfig
+    serve: ServeConfig
     tracking: TrackingConfig
 
     def __post_init__(self) -> None:

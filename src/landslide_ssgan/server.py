@@ -1,0 +1,191 @@
+"""`landslide serve` and `landslide ui` as bounded, stoppable servers.
+
+serve: MLflow's scoring app (same /invocations, /ping and JSON formats as `mlflow models
+serve`) run by uvicorn in this process, behind `RequestLimits`: a request over the window or
+byte limit is answered 413 before any of it is computed (a 20,000-window request used to take
+a worker to 9 GB and time out while it kept computing), and error bodies are one short line,
+not the echoed input and stack trace. In one process, SIGTERM and SIGINT stop everything.
+
+ui: `mlflow ui` starts its own server processes; they run in their own process group, which
+SIGTERM or SIGINT to this command stops as a whole (they used to be orphaned, still listening).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from landslide_ssgan.errors import InputError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+MAX_ERROR_CHARS = 300
+
+
+class RequestLimits:
+    """ASGI middleware over /invocations: 413 past `max_windows` or `max_bytes`, short error
+    bodies everywhere."""
+
+    def __init__(self, app: ASGIApp, max_windows: int, max_bytes: int) -> None:
+        self.app, self.max_windows, self.max_bytes = app, max_windows, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/invocations":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and int(declared) > self.max_bytes:
+            await _reply(send, 413, self._too_many_bytes(int(declared)))
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _reply(send, 413, self._too_many_bytes(len(body)))
+                return
+            if not message.get("more_body", False):
+                break
+        windows = window_count(body)
+        if windows > self.max_windows:
+            await _reply(send, 413, f"request holds {windows} windows; the limit is "
+                                    f"{self.max_windows} (serve.max_windows): split it")
+            return
+        await self.app(scope, _replay(body, receive), _short_errors(send))
+
+    def _too_many_bytes(self, size: int) -> str:
+        return (f"request of {size / 1e6:.1f} MB is over the limit of "
+                f"{self.max_bytes / 1e6:.1f} MB (serve.max_request_mb): split it")
+
+
+def window_count(body: bytes) -> int:
+    """Windows in a JSON request ({"inputs"|"instances": [...]} or a dataframe's rows); 0 when
+    the body is not JSON of that shape (MLflow then answers 400)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 0
+    if not isinstance(payload, dict):
+        return 0
+    rows = payload.get("inputs", payload.get("instances"))
+    for key in ("dataframe_split", "dataframe_records"):
+        if rows is None and key in payload:
+            frame = payload[key]
+            rows = frame.get("data") if isinstance(frame, dict) else frame
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
+
+
+def _short_errors(send: Send) -> Send:
+    """Error responses rewritten to {"error_code", "message"} with the message's first line
+    (MLflow's include the request's data and a stack trace)."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def shortened(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            start = message
+            return
+        if start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            await _reply(send, start["status"], *_error_of(b"".join(chunks)))
+
+    return shortened
+
+
+def _error_of(body: bytes) -> tuple[str, str]:
+    try:
+        payload = json.loads(body)
+        message, code = str(payload.get("message", "")), str(payload.get("error_code", ""))
+    except (ValueError, AttributeError):
+        message, code = body.decode("utf-8", "replace"), ""
+    if "Error: " in message:  # "Failed to ... data '<the whole input>' ... Error: why"
+        message = message.rsplit("Error: ", 1)[1]
+    first = message.strip().splitlines()[0] if message.strip() else "request failed"
+    return first[:MAX_ERROR_CHARS], code or "BAD_REQUEST"
+
+
+async def _reply(send: Send, status: int, message: str, code: str | None = None) -> None:
+    payload = json.dumps({"error_code": code or ("REQUEST_TOO_LARGE" if status == 413
+                                                 else "BAD_REQUEST"),
+                          "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def scoring_app(model_uri: str, max_windows: int, max_mb: float) -> ASGIApp:
+    """MLflow's scoring app for the model, bounded; a model that cannot be loaded is one line."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {model_uri}: cannot be loaded ({first[:200]}); run "
+                         "`landslide register` first or give --model-uri") from None
+    return RequestLimits(scoring_server.init(model), max_windows, int(max_mb * 1e6))
+
+
+def serve(app: ASGIApp, port: int) -> None:
+    """uvicorn in this process: SIGTERM and SIGINT shut it down (uvicorn handles both)."""
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+
+
+def run_group(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` in its own process group and forward SIGTERM / SIGINT to the whole group,
+    so no grandchild outlives this process; returns the command's exit code."""
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    stopped = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopped
+        stopped = True
+        _kill_group(child.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _kill_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill_group(child.pid, signal.SIGKILL)
+    return 0 if stopped else code
+
+
+def _kill_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
