@@ -142,6 +142,8 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
         assert key in run.data.metrics, key
     assert len(client.get_metric_history(run_id, "g_loss")) == TINY["epochs"]
     assert run.data.tags["model"] == "ssgan" and run.data.tags["feature_set"] == "joint"
+    experiment = client.get_experiment(run.info.experiment_id)  # the UI opens on its runs
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.params["train.epochs"] == str(TINY["epochs"])
     names = {d.dataset.name for d in run.inputs.dataset_inputs}
     assert names == {"stack", "samples", "norm"}
@@ -785,3 +787,40 @@ def test_map_on_a_local_dask_cluster_writes_the_same_rasters(pipeline: dict[str,
         with rasterio.open(tmp_path / name / "maps" / "landslide_probability.tif") as src:
             outputs[name] = src.read(1)
     np.testing.assert_array_equal(outputs["dask"], outputs["single"])
+
+
+def test_mlflow_run_of_an_entry_point_logs_into_the_run_it_opened(pipeline: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """`mlflow run . -e train -P model=baseline -P epochs=1 --env-manager local`, as an MLflow
+    user types it: the command trains in the run MLflow opened (same store and experiment),
+    and -P epochs reaches train.epochs."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["paths"]["models"] = str(tmp_path / "models")
+    params = write_params(raw, tmp_path / "params.yaml")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "-P", "model=baseline",
+         "-P", f"params={params}", "-P", "epochs=1", "--env-manager", "local"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+             "MLFLOW_TRACKING_URI": store,  # a user's shell, with only the store chosen
+             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(store)
+    runs = [run for experiment in client.search_experiments()
+            for run in client.search_runs([experiment.experiment_id])]
+    assert len(runs) == 1, [r.data.tags.get("mlflow.runName") for r in runs]
+    run = runs[0]
+    assert run.data.tags["mlflow.project.entryPoint"] == "train"  # the run mlflow run opened
+    assert run.data.tags["model"] == "baseline" and run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "1"
+    assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 1
+    saved = json.loads((tmp_path / "models" / "joint" / "baseline" / "run.json").read_text())
+    assert saved["run_id"] == run.info.run_id

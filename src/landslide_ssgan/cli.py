@@ -57,6 +57,7 @@ def stage(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet_environment()
         try:
             return func(*args, **kwargs)
         except LandslideError as exc:
@@ -66,21 +67,53 @@ def stage(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _params(path: Path) -> Params:
-    """params.yaml, validated."""
+# a stage takes settings after its options, as `mlflow run -P name=value` passes them:
+# `--epochs 2` (a setting of the stage's own section) or `--train.lr_d 0.001` (dotted)
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+SECTION = {"train": "train", "tune": "tune", "map": "map", "sample": "sample",
+           "prepare": "prepare", "factors": "factors", "evaluate": "evaluate",
+           "register": "registry", "study": "study"}
+
+
+def _overrides(ctx: typer.Context | None) -> dict[str, str]:
+    """`--name value` / `--name=value` pairs left over by the command's own options."""
+    from landslide_ssgan.errors import ConfigError
+
+    args, found = list(ctx.args) if ctx is not None else [], {}
+    while args:
+        flag = args.pop(0)
+        if not flag.startswith("--") or len(flag) < 3:
+            raise ConfigError(f"{flag}: not an option; settings are given as --name value")
+        name, _, value = flag[2:].partition("=")
+        if not _:
+            if not args:
+                raise ConfigError(f"{flag}: needs a value")
+            value = args.pop(0)
+        section = SECTION.get(ctx.command.name or "") if ctx is not None else None
+        found[name if "." in name or section is None or name == "seed"
+              else f"{section}.{name}"] = value
+    return found
+
+
+def _params(path: Path, ctx: typer.Context | None = None) -> Params:
+    """params.yaml with the command line's settings, validated."""
     from landslide_ssgan.config import load_params
 
-    return load_params(path)
+    return load_params(path, _overrides(ctx))
 
 
-def _tracked_params(path: Path) -> Params:
-    """params.yaml, with MLflow pointed at the project's tracking store (MLFLOW_TRACKING_URI
-    or tracking.default_uri) and experiment: for the stages that log runs."""
+def _tracked_params(path: Path, ctx: typer.Context | None = None) -> Params:
+    """params.yaml, with MLflow pointed at the tracking store and experiment: the project's
+    (MLFLOW_TRACKING_URI or tracking.default_uri, tracking.experiment), or, under `mlflow
+    run`, the run it opened, which the stage then logs into."""
+    from dataclasses import replace
+
     from landslide_ssgan import tracking
 
-    cfg = _params(path)
-    tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
-    return cfg
+    cfg = _params(path, ctx)
+    experiment = tracking.use_tracking_store(cfg.tracking.default_uri,
+                                             cfg.tracking.experiment)
+    return replace(cfg, tracking=replace(cfg.tracking, experiment=experiment))
 
 
 def _training_data(cfg: Params) -> TrainingData:
@@ -91,15 +124,16 @@ def _training_data(cfg: Params) -> TrainingData:
                         paths.inventory_ids, paths.split)
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def prepare(params: ParamsOption = Path("params.yaml")) -> None:
+def prepare(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Build the aligned stack on the metric reference grid (every layer resampled, slope,
     aspect, NDVI and distances derived, classes one-hot encoded), rasterise the inventory to
     labels, and write reports/prepare.json and a preview of every layer."""
     from landslide_ssgan.stages import prepare as stage_module
 
-    cfg = _params(params)
+    cfg = _params(params, ctx)
     paths = cfg.paths
     summary = stage_module.run(cfg.prepare, stack=paths.stack, labels=paths.labels,
                                inventory_ids=paths.inventory_ids, reports=paths.reports)
@@ -108,15 +142,16 @@ def prepare(params: ParamsOption = Path("params.yaml")) -> None:
                f"{summary['valid_fraction']:.1%} valid -> {paths.stack}")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def sample(params: ParamsOption = Path("params.yaml")) -> None:
+def sample(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Draw the window centres of the landslide, stable and unlabelled sets, split them into
     train / validation / test (spatially separated by default), and compute the per-band
     normalisation from training pixels only. Writes index files, not windows."""
     from landslide_ssgan.stages import sample as stage_module
 
-    cfg = _params(params)
+    cfg = _params(params, ctx)
     paths = cfg.paths
     summary = stage_module.run(cfg.sample, seed=cfg.seed, stack=paths.stack, labels=paths.labels,
                                inventory_ids=paths.inventory_ids, samples=paths.samples,
@@ -125,25 +160,27 @@ def sample(params: ParamsOption = Path("params.yaml")) -> None:
                f"{summary['shared_window_pixels']['test_train']} -> {paths.samples}")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def factors(params: ParamsOption = Path("params.yaml")) -> None:
+def factors(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Check the influencing factors before training: VIF and tolerance per factor (GVIF for
     one-hot factors), random-forest importance by out-of-bag permutation beside the impurity
     importance, on the labelled training pixels. Writes reports/factors.json and two charts
     and logs them to an MLflow run."""
     from landslide_ssgan.stages import factors as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     summary = stage_module.run(cfg.factors, seed=cfg.seed, stack=cfg.paths.stack,
                                samples=cfg.paths.samples, reports=cfg.paths.reports)
     top = ", ".join(summary["ranking"][:3])
     typer.echo(f"most important: {top}; collinear (VIF > 10): {summary['collinear'] or 'none'}")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
 def train(
+    ctx: typer.Context,
     model: Annotated[Model, typer.Argument(help="Which model.")],
     feature_set: Annotated[FeatureSetChoice | None, typer.Option(
         help="Which bands; default: features.set of params.yaml.")] = None,
@@ -164,7 +201,7 @@ def train(
     it."""
     from landslide_ssgan.stages import train as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     chosen = feature_set.value if feature_set else cfg.features.set
     paths = cfg.paths
     data = _training_data(cfg)
@@ -175,9 +212,10 @@ def train(
     typer.echo(f"{model.value} on {chosen} trained -> {out}")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
+def evaluate(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Score every trained model (SSGAN, baseline, forest, GLM) of every feature set on the
     balanced test windows (the paper's protocol), and the map of every model of features.set
     on the validation and test areas, every pixel at the real prevalence (AUPRC, AUROC, F1,
@@ -188,7 +226,7 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
     from landslide_ssgan import reporting, scoring
     from landslide_ssgan.stages import evaluate as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     results = stage_module.run(
         cfg.evaluate.feature_sets, main_set=cfg.features.set, threshold=cfg.train.threshold,
@@ -209,9 +247,10 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
                    f"{areas['test']['inventory_share']:.2%})")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
 def tune(
+    ctx: typer.Context,
     params: ParamsOption = Path("params.yaml"),
     storage: Annotated[str | None, typer.Option(
         help="Optuna storage URL (default: tune.storage, e.g. sqlite:///optuna.db; "
@@ -227,7 +266,7 @@ def tune(
     (`models/<set>/tuned`); never rewrites params.yaml."""
     from landslide_ssgan.stages import tune as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
                                  cfg.sample.split.method, _training_data(cfg))
@@ -235,7 +274,8 @@ def tune(
                                reports=paths.reports,
                                tuned=f"{paths.models}/{cfg.features.set}/tuned",
                                params_file=params, storage=storage,
-                               workers=workers, parent_run=parent_run)
+                               workers=workers, parent_run=parent_run,
+                               overrides=_overrides(ctx))
     if summary is not None:
         failed = summary["failed_workers"]
         typer.echo(f"best trial {summary['best_trial']}: validation F1 "
@@ -244,9 +284,10 @@ def tune(
                    + (f"; {failed} workers failed" if failed else ""))
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def register(params: ParamsOption = Path("params.yaml")) -> None:
+def register(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Register the model of the best SSGAN run (this data and feature set; by registry.score:
     the AUPRC of its map over the validation area, or F1 on balanced validation windows) as
     `landslide-ssgan` and move the `champion` alias to it only if it beats the current
@@ -254,7 +295,7 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
     from landslide_ssgan import scoring
     from landslide_ssgan.stages import register as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     summary = stage_module.run(cfg.registry, feature_set=cfg.features.set,
@@ -269,9 +310,10 @@ def register(params: ParamsOption = Path("params.yaml")) -> None:
                f"{summary['previous_champion_score']})")
 
 
-@app.command("map")
+@app.command("map", context_settings=OVERRIDES)
 @stage
 def map_area(
+    ctx: typer.Context,
     model_uri: Annotated[str | None, typer.Option(
         help="models:/..., runs:/... or a model folder; default: map.model_uri, else "
              "`models:/<registry.model_name>@<registry.alias>`.")] = None,
@@ -291,7 +333,7 @@ def map_area(
     from landslide_ssgan import scoring
     from landslide_ssgan.stages import map as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
@@ -310,9 +352,10 @@ def map_area(
                        f"{row['outputs']['polygons']}")
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 @stage
-def study(params: ParamsOption = Path("params.yaml")) -> None:
+def study(
+    ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
     """Does the semi-supervision pay? Train the SSGAN, its supervised twin and the random
     forest on shrinking label budgets (whole polygons, nested) over several seeds, on the
     spatial and the random split, plus the SSGAN variants of study.variants; score each on
@@ -320,7 +363,7 @@ def study(params: ParamsOption = Path("params.yaml")) -> None:
     MLflow run nested under one parent. Not part of `dvc repro` (see studies/dvc.yaml)."""
     from landslide_ssgan.stages import study as stage_module
 
-    cfg = _tracked_params(params)
+    cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     data = _training_data(cfg)
     results, path = stage_module.run(

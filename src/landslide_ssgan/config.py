@@ -556,7 +556,10 @@ def parse_params(raw: Any) -> Params:
     return parse_section(Params, raw, "")
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml",
+                overrides: Mapping[str, str] | None = None) -> Params:
+    """params.yaml, with `overrides` (dotted name -> value as YAML text, from the command line)
+    put in before it is checked, so an override is validated like the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
@@ -564,7 +567,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    where = f"{path} with {', '.join(f'{k}={v}' for k, v in overrides.items())}" \
+        if overrides else str(path)
     try:
+        for name, text in (overrides or {}).items():
+            _put(raw, name, text)
         return parse_params(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _put(raw: Any, name: str, text: str) -> None:
+    """Set the dotted `name` of the params mapping to `text` read as YAML (2 -> int)."""
+    *sections, key = name.split(".")
+    node = raw
+    for section in sections:
+        if not isinstance(node, dict) or not isinstance(node.get(section), dict):
+            raise ConfigError(f"{name} is not a setting")
+        node = node[section]
+    try:
+        node[key] = yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        node[key] = text

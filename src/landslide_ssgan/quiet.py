@@ -13,6 +13,7 @@ LANDSLIDE_NATIVE_LOGS=1 turns it off.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import sys
@@ -20,13 +21,17 @@ import threading
 
 ABSL_LINE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|"
                        rb"[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR",
+             "MLFLOW_LOGGING_LEVEL": "WARNING"}
 
 
 def quiet_environment() -> None:
-    """Log levels for TensorFlow and friends, set before any of them is imported."""
+    """Log levels for TensorFlow and friends, set before any of them is imported (MLflow's
+    logger also directly, in case MLflow was imported first): a user sees our lines, not
+    "Creating initial MLflow database tables"."""
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
 
 
 def filter_native_logs() -> None:

@@ -39,9 +39,16 @@ def tracking_uri(default: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
+# MLflow 3 opens new experiments on its GenAI overview unless they say they hold training runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def use_tracking_store(default: str, experiment: str) -> str:
     """Point MLflow at the store (MLFLOW_TRACKING_URI or the project's SQLite file), after
-    checking that a remote server answers, and select the experiment."""
+    checking that a remote server answers, and select the experiment (created as a training
+    experiment); returns the experiment's name. Under `mlflow run` (MLFLOW_RUN_ID set) the
+    store and experiment are those of the run it opened: the first run a stage starts is that
+    run, and the others go to its experiment."""
     uri = tracking_uri(default)
     if uri.startswith(("http://", "https://")):
         try:
@@ -51,8 +58,16 @@ def use_tracking_store(default: str, experiment: str) -> str:
                                 f"({getattr(exc, 'reason', exc)}); set MLFLOW_TRACKING_URI "
                                 "to a running server or unset it for the local store") from None
     mlflow.set_tracking_uri(uri)
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:
+        client = MlflowClient()
+        found = client.get_experiment(client.get_run(launched).info.experiment_id)
+        os.environ["MLFLOW_EXPERIMENT_ID"] = found.experiment_id
+        return str(found.name)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        MlflowClient().create_experiment(experiment, tags=EXPERIMENT_KIND)
     mlflow.set_experiment(experiment)
-    return uri
+    return experiment
 
 
 def log_dataset_inputs(paths: dict[str, str]) -> dict[str, str]:

@@ -79,11 +79,14 @@ def create_study(cfg: TuneConfig, storage: str,
     pointing at the same storage) afterwards. Running trials beat every `heartbeat_s`; a trial
     silent for three beats is failed (`on_stale` hears of it) and no longer takes a slot of
     the budget."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=cfg.heartbeat_s,
+                                         grace_period=3 * cfg.heartbeat_s,
+                                         heartbeat_stale_trial_callback=on_stale)
     return optuna.create_study(
         study_name=cfg.study, direction="maximize", load_if_exists=True,
-        storage=optuna.storages.RDBStorage(storage, heartbeat_interval=cfg.heartbeat_s,
-                                           grace_period=3 * cfg.heartbeat_s,
-                                           heartbeat_stale_trial_callback=on_stale),
+        storage=rdb,
         sampler=TrialSeededTPE(cfg.sampler_seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials,
                                            n_warmup_steps=cfg.warmup_epochs))

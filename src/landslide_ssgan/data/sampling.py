@@ -314,14 +314,20 @@ def read_samples(path: str | Path) -> Samples:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found (run the sample stage first)")
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a samples table ({str(exc).splitlines()[0]})") from None
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}")
     unknown = set(table.split) - set(SPLITS)
     if unknown:
         raise InputError(f"{path}: unknown split names {sorted(unknown)}")
-    return Samples(table[list(COLUMNS)].astype(DTYPES))
+    try:
+        return Samples(table[list(COLUMNS)].astype(DTYPES))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: a value is not of its column's type ({exc})") from None
 
 
 def area_raster(samples: Samples, shape: tuple[int, int]) -> np.ndarray:

@@ -47,18 +47,22 @@ class Trials:
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned: str,
         params_file: Path, storage: str | None = None, workers: int = 1,
-        parent_run: str | None = None) -> dict[str, Any] | None:
+        parent_run: str | None = None,
+        overrides: dict[str, str] | None = None) -> dict[str, Any] | None:
     """Run this process's share of the study (and `workers - 1` helper processes of the same
-    command); the process that started the helpers then writes the reports and the best
-    trial's model folder (`tuned`) and returns the summary. A helper (given `parent_run`)
-    returns None."""
+    command, reading the same `overrides` of params.yaml); the process that started the
+    helpers then writes the reports and the best trial's model folder (`tuned`) and returns
+    the summary. A helper (given `parent_run`) returns None."""
     url = storage or cfg.storage
     cfg = replace(cfg, study=study_name(cfg, trials))
     tuning.open_storage(cfg, url)  # creates the study once, before any worker races
     parent = parent_run or study_parent_run(cfg, trials.feature_set, experiment, url)
+    settings = [arg for name, value in {**(overrides or {}),
+                                        "tracking.experiment": experiment}.items()
+                for arg in (f"--{name}", value)]  # the helpers read the same settings
     helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
                                  "--params", str(params_file), "--storage", url,
-                                 "--workers", "1", "--parent-run", parent])
+                                 "--workers", "1", "--parent-run", parent, *settings])
                for _ in range(workers - 1)]
     source = trials.data.window_source(trials.feature_set, trials.window)
     study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,

@@ -1,0 +1,200 @@
+"""Bad input of every kind through the `landslide` command: exit 2, one line on stderr that
+names the file or setting, no traceback, and nothing left behind."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from landslide_ssgan.cli import app
+from tests.conftest import write_params
+
+runner = CliRunner()
+Case = Callable[[dict[str, Any], Path], list[str]]  # edits params/files, returns extra args
+
+
+@pytest.fixture(scope="module")
+def sampled(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """prepare and sample once on the crop; each case works on a copy."""
+    root = tmp_path_factory.mktemp("sampled")
+    raw = _paths(copy.deepcopy(base_params), root)
+    params = write_params(raw, root / "params.yaml")
+    for command in ("prepare", "sample"):
+        result = runner.invoke(app, [command, "--params", str(params)])
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def _paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
+    raw["paths"] = {k: str(root / v) for k, v in {
+        "stack": "prepared/stack.tif", "labels": "prepared/labels.tif",
+        "inventory_ids": "prepared/ids.tif", "samples": "samples/samples.csv",
+        "norm": "samples/norm.json", "split": "samples/split.tif", "models": "models",
+        "maps": "maps", "reports": "reports"}.items()}
+    return raw
+
+
+def _truncate(path: str | Path, keep: float = 0.5) -> None:
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * keep)])
+
+
+def _local_copy(raw: dict[str, Any], work: Path, *keys: str) -> str:
+    """Copy the layer at prepare.layers.<key>.path (or the inventory) into the case's folder,
+    so it can be damaged there; returns the copy's path."""
+    spec = raw["prepare"]
+    for key in keys:
+        spec = spec[key]
+    target = work / Path(spec["path"]).name
+    shutil.copy(spec["path"], target)
+    spec["path"] = str(target)
+    return str(target)
+
+
+def _edit(change: Callable[[dict[str, Any]], None]) -> Case:
+    def case(raw: dict[str, Any], work: Path) -> list[str]:
+        change(raw)
+        return []
+    return case
+
+
+def _truncated_layer(raw: dict[str, Any], work: Path) -> list[str]:
+    _truncate(_local_copy(raw, work, "layers", "sentinel2"))
+    return []
+
+
+def _text_as_raster(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(_local_copy(raw, work, "layers", "elevation")).write_text("not a raster\n")
+    return []
+
+
+def _corrupt_vector(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(_local_copy(raw, work, "layers", "lithology")).write_bytes(b"\0garbage" * 100)
+    return []
+
+
+def _truncated_inventory(raw: dict[str, Any], work: Path) -> list[str]:
+    _truncate(_local_copy(raw, work, "inventory"), 0.3)
+    return []
+
+
+def _missing_layer(raw: dict[str, Any], work: Path) -> list[str]:
+    raw["prepare"]["layers"]["landuse"]["path"] = str(work / "gone.tif")
+    return []
+
+
+def _truncated_stack(raw: dict[str, Any], work: Path) -> list[str]:
+    _truncate(raw["paths"]["stack"], 0.6)
+    return []
+
+
+def _missing_labels(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(raw["paths"]["labels"]).unlink()
+    return []
+
+
+def _garbage_samples(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(raw["paths"]["samples"]).write_text("row,col,label,split,group\nx,y,z,train,1\n")
+    return []
+
+
+def _empty_samples(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(raw["paths"]["samples"]).write_text("")
+    return []
+
+
+def _broken_norm(raw: dict[str, Any], work: Path) -> list[str]:
+    Path(raw["paths"]["norm"]).write_text("{not json")
+    return []
+
+
+def _args(*extra: str) -> Case:
+    def case(raw: dict[str, Any], work: Path) -> list[str]:
+        return list(extra)
+    return case
+
+
+def _no_params_file(raw: dict[str, Any], work: Path) -> list[str]:
+    return ["--params", str(work / "missing.yaml")]
+
+
+def _bad_yaml(raw: dict[str, Any], work: Path) -> list[str]:
+    (work / "bad.yaml").write_text("train: [unclosed\n")
+    return ["--params", str(work / "bad.yaml")]
+
+
+def _one_block(raw: dict[str, Any]) -> None:
+    raw["sample"]["split"]["block_size"] = 100_000
+
+
+CASES: dict[str, tuple[str, Case, str]] = {  # name: (command, set-up, expected in the line)
+    "truncated raster layer": ("prepare", _truncated_layer, "sentinel2.tif: cannot be read"),
+    "text file as a raster": ("prepare", _text_as_raster, "dem_30m.tif: cannot be read"),
+    "corrupt vector layer": ("prepare", _corrupt_vector, "geology.gpkg: cannot be read"),
+    "truncated inventory": ("prepare", _truncated_inventory, "inventory.gpkg: cannot be read"),
+    "missing layer": ("prepare", _missing_layer, "gone.tif: file not found"),
+    "no params file": ("prepare", _no_params_file, "missing.yaml: file not found"),
+    "params not YAML": ("prepare", _bad_yaml, "bad.yaml: not valid YAML"),
+    "misspelt setting": ("sample", _edit(lambda r: r["sample"].update(windw=13)),
+                         "sample.windw is not a setting"),
+    "setting of the wrong type": ("sample", _edit(lambda r: r["sample"].update(
+        unlabelled_ratio="lots")), "sample.unlabelled_ratio"),
+    "empty validation split": ("sample", _edit(lambda r: r["sample"]["split"].update(
+        train=0.7, val=0.0, test=0.3)), "each > 0"),
+    "no unlabelled pool": ("sample", _edit(lambda r: r["sample"].update(unlabelled_ratio=0)),
+                           "sample.unlabelled_ratio"),
+    "a split area without landslides": ("sample", _edit(_one_block), "sample.split."),
+    "truncated stack": ("sample", _truncated_stack, "stack.tif: cannot be read"),
+    "missing labels": ("sample", _missing_labels, "labels.tif: file not found"),
+    "garbage samples table": ("train", _garbage_samples, "samples.csv: a value"),
+    "empty samples table": ("train", _empty_samples, "samples.csv: not a samples table"),
+    "broken normalisation": ("train", _broken_norm, "norm.json: not a normalisation file"),
+    "bad value on the command line": ("train", _args("--epochs", "lots"), "train.epochs"),
+    "unknown setting on the command line": ("train", _args("--epocs", "2"),
+                                            "train.epocs is not a setting"),
+    "setting out of range": ("map", _edit(lambda r: r["map"].update(block_size=4)),
+                             "map.block_size"),
+    "model that does not exist": ("map", _args("--model-uri", "models:/nothing@champion"),
+                                  "models:/nothing@champion: cannot be loaded"),
+    "unreachable tune storage": ("tune", _args("--storage", "postgresql://u:p@127.0.0.1:9/x"),
+                                 "cannot be opened"),
+}
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
+            if p.is_file() and "mlflow" not in p.name}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_and_leaves_nothing(name: str, base_params: dict[str, Any],
+                                                  sampled: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    command, case, expected = CASES[name]
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    raw = _paths(copy.deepcopy(base_params), work)
+    extra = case(raw, work)
+    params = write_params(raw, work / "params.yaml")
+    before = _files(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    args = [command, *(["ssgan"] if command == "train" else []), "--params", str(params)]
+    args += extra if "--params" not in extra else []
+    if "--params" in extra:
+        args = [command, *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert _files(work) == before  # nothing written, nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("work", "mlflow.db",
+                                                                "mlruns")]
