@@ -170,3 +170,16 @@ def test_an_unknown_model_or_feature_set_is_refused_by_the_command_line(
     for args in (["train", "gan"], ["train", "ssgan", "--feature-set", "all"]):
         result = runner.invoke(app, [*args, "--params", params])
         assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+
+
+def test_an_error_is_the_only_line_the_command_prints(tmp_path: Path) -> None:
+    """The real `landslide` process: TensorFlow's absl lines, MLflow's logs and warnings used
+    to come first (about eight lines before the error)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "landslide_ssgan.cli", "train", "ssgan",
+                             "--params", str(tmp_path / "missing.yaml")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.yaml'}: file not found"]

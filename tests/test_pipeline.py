@@ -669,6 +669,7 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
         assert len(bodies) == row["count"]
         assert list(bodies["id"]) == list(range(1, len(bodies) + 1))
         np.testing.assert_allclose(bodies.geometry.area, bodies["area_m2"])
+        assert bodies.geometry.is_valid.all()
         assert (bodies["area_m2"] >= raw["map"]["min_area_m2"]).all()
         assert bodies["area_m2"].sum() / 1e6 == pytest.approx(row["total_area_km2"])
         assert (labels == 1).sum() * 100.0 == pytest.approx(bodies["area_m2"].sum())
