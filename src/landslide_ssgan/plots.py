@@ -150,7 +150,10 @@ def study_figures(study: Any, history_path: str | Path, importance_path: str | P
 
 
 def _stretched_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(3, h, w) -> (h, w, 3) in [0, 1] with a 2-98 % stretch per band; nodata white."""
+    """(3, h, w) -> (h, w, 3) in [0, 1] with a 2-98 % stretch per band; nodata white. One band
+    (an area without an optical image) is shown in grey."""
+    if rgb.shape[0] == 1:
+        rgb = np.repeat(rgb, 3, axis=0)
     out = np.ones((*rgb.shape[1:], 3))
     for k, band in enumerate(rgb):
         finite = band[np.isfinite(band)]

@@ -195,3 +195,16 @@ def test_index_file_round_trip(spatial, tmp_path: Path) -> None:
     path.write_text("row,col\n1,2\n")
     with pytest.raises(InputError, match="missing columns"):
         read_samples(path)
+
+
+def test_every_split_gets_a_landslide_group_when_there_are_three() -> None:
+    """A small area: three landslide groups, the greedy fill gave all to training."""
+    from landslide_ssgan.data.sampling import _landslides_everywhere
+
+    target = np.array([0.7, 0.1, 0.2])
+    has = np.array([True, True, True, False, False, False])
+    fixed = _landslides_everywhere(np.array([0, 0, 0, 0, 1, 2]), has, target)
+    assert set(fixed[has]) == {0, 1, 2}
+    assert list(fixed[~has]) == [0, 1, 2]  # groups without landslides stay where they were
+    two = np.array([True, True, False])
+    assert list(_landslides_everywhere(np.array([0, 0, 1]), two, target)) == [0, 0, 1]

@@ -105,3 +105,90 @@ def test_stack_file_round_trip(crop_stack: Stack, tmp_path: Path) -> None:
         assert src.profile["tiled"] and src.compression.value == "DEFLATE"
         assert src.descriptions == crop_stack.grid.band_names
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def _three_factor_raster(dem: str, path: Path) -> Path:
+    """Three terrain factors in one GeoTIFF, each named in its band description."""
+    import rasterio
+
+    with rasterio.open(dem) as src:
+        data = src.read(1).astype("float32")
+        profile = src.profile | {"count": 3, "dtype": "float32", "nodata": -9999.0}
+        nodata = src.nodata
+    valid = data != nodata if nodata is not None else np.isfinite(data)
+    bands = np.stack([np.where(valid, data, -9999.0), np.where(valid, data + 1.0, -9999.0),
+                      np.where(valid, data * 0.5, -9999.0)]).astype("float32")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(bands)
+        dst.descriptions = ("elev_copy", "elev_plus_one", "elev_half")
+    return path
+
+
+def test_a_multi_band_factor_raster_gives_named_factor_bands(base_params: dict,
+                                                             tmp_path: Path) -> None:
+    import copy
+
+    import pytest
+
+    from landslide_ssgan.config import parse_params
+    from landslide_ssgan.data.stack import build_stack
+    from landslide_ssgan.errors import InputError
+
+    raw = copy.deepcopy(base_params)
+    raw["paths"] = {k: str(tmp_path / k) for k in (
+        "stack", "labels", "inventory_ids", "samples", "norm", "split", "models", "maps",
+        "reports")}
+    dem = raw["prepare"]["layers"]["elevation"]["path"]
+    raster = _three_factor_raster(dem, tmp_path / "terrain.tif")
+    raw["prepare"]["layers"]["terrain"] = {
+        "kind": "continuous", "role": "factor", "path": str(raster),
+        "bands": ["elev_copy", "elev_plus_one", "elev_half"]}
+    stack = build_stack(parse_params(raw).prepare)
+    names = stack.grid.band_names
+    first = names.index("elev_copy")
+    assert names[first:first + 3] == ("elev_copy", "elev_plus_one", "elev_half")
+    assert all(stack.bands[first + i].role == "factor" for i in range(3))
+    assert first + 1 in stack.indices("factors")
+    elevation = stack.data[names.index("elevation")]
+    np.testing.assert_allclose(stack.data[first], elevation, equal_nan=True)
+    np.testing.assert_allclose(stack.data[first + 1], elevation + 1.0, rtol=1e-6,
+                               equal_nan=True)
+
+    raw["prepare"]["layers"]["terrain"]["bands"] = ["elev_copy", "elev_plus_one"]
+    with pytest.raises(InputError, match=r"terrain.tif: has 3 bands \(elev_copy, "
+                                         r"elev_plus_one, elev_half\), params name 2"):
+        build_stack(parse_params(raw).prepare)
+
+
+def test_an_area_without_optical_bands(base_params: dict, tmp_path: Path) -> None:
+    """Factors only: the optical feature set is refused in one line, previews fall back to
+    the first band in grey."""
+    import copy
+
+    import pytest
+
+    from landslide_ssgan.config import parse_params
+    from landslide_ssgan.data.blocks import preview_image
+    from landslide_ssgan.data.stack import build_stack
+    from landslide_ssgan.errors import ConfigError
+    from landslide_ssgan.plots import _stretched_rgb
+
+    raw = copy.deepcopy(base_params)
+    raw["paths"] = {k: str(tmp_path / k) for k in (
+        "stack", "labels", "inventory_ids", "samples", "norm", "split", "models", "maps",
+        "reports")}
+    layers = raw["prepare"]["layers"]
+    for name in ("sentinel2", "ndvi"):
+        del layers[name]
+    raw["prepare"]["grid"]["extent_layer"] = "elevation"
+    raw["features"]["set"] = "factors"
+    raw["evaluate"]["feature_sets"] = ["factors"]
+    stack = build_stack(parse_params(raw).prepare)
+    assert stack.indices("factors") == list(range(len(stack.bands)))
+    with pytest.raises(ConfigError, match="'optical' has no bands here"):
+        stack.indices("optical")
+    write_stack(stack, tmp_path / "stack.tif")
+    image = preview_image(tmp_path / "stack.tif", 64, ("B4", "B3", "B2"))
+    assert image.shape[0] == 1
+    grey = _stretched_rgb(image)
+    assert grey.shape[-1] == 3 and np.array_equal(grey[..., 0], grey[..., 2])

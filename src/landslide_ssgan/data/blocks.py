@@ -88,6 +88,15 @@ def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
                         resampling=rasterio.enums.Resampling[resampling]).astype(np.float32)
 
 
+def preview_image(path: str | Path, max_side: int, rgb: tuple[str, ...]) -> np.ndarray:
+    """The three bands named in `rgb` (features.rgb) for a colour preview; for an area without
+    them (no optical image, or features.rgb unset) the stack's first band, shown in grey."""
+    with open_raster(path) as src:
+        described = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+    names = rgb if len(rgb) == 3 and all(n in described for n in rgb) else (described[0],)
+    return read_decimated(path, max_side, names)
+
+
 def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[Block,
                           np.ndarray]], dtype: str, nodata: float | int,
                           description: str) -> None:

@@ -74,7 +74,9 @@ def read_raster_on_grid(path: str | Path, grid: Grid, resampling: Resampling,
         if src.crs is None:
             raise InputError(f"{path}: raster has no CRS")
         if expected_bands is not None and src.count != expected_bands:
-            raise InputError(f"{path}: has {src.count} bands, params name {expected_bands}")
+            found = ", ".join(d or f"band{i + 1}" for i, d in enumerate(src.descriptions))
+            raise InputError(f"{path}: has {src.count} bands ({found}), params name "
+                             f"{expected_bands}; list the bands' names under `bands:`")
         if not _overlaps(transform_bounds(src.crs, grid.crs, *src.bounds), grid.bounds):
             raise InputError(f"{path}: does not overlap the reference grid")
         data = src.read().astype(np.float32)

@@ -116,7 +116,25 @@ def assign_groups(groups: np.ndarray, labels: np.ndarray, eligible: np.ndarray,
             score = min(score, balanced / target[s])
         if score > best_score:
             best, best_score = split_of_group, score
-    return best
+    return _landslides_everywhere(best, counts[:, 0] > 0, target)
+
+
+def _landslides_everywhere(split_of_group: np.ndarray, has_landslides: np.ndarray,
+                           target: np.ndarray) -> np.ndarray:
+    """With at least one landslide group per split available, no split is left without: a
+    split that got none takes the smallest landslide group of the split holding the most (a
+    small area, a few landslide patches, can otherwise leave validation empty)."""
+    out = split_of_group.copy()
+    slides = np.flatnonzero(has_landslides)
+    if len(slides) < int((target > 0).sum()):
+        return out
+    for s in np.flatnonzero(target > 0):
+        if (out[slides] == s).any():
+            continue
+        donor = int(np.argmax(np.bincount(out[slides], minlength=3)))
+        movable = slides[out[slides] == donor]
+        out[movable[-1]] = s  # the last of the donor's landslide groups
+    return out
 
 
 def _greedy_fill(counts: np.ndarray, target: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -47,7 +47,12 @@ class Stack:
         if feature_set == "joint":
             return list(range(len(self.bands)))
         role = {"factors": "factor", "optical": "optical"}[feature_set]
-        return [i for i, band in enumerate(self.bands) if band.role == role]
+        found = [i for i, band in enumerate(self.bands) if band.role == role]
+        if not found:
+            raise ConfigError(f"features.set / evaluate.feature_sets: {feature_set!r} has no "
+                              f"bands here (no layer of role {role!r} in the stack); use "
+                              f"another feature set")
+        return found
 
 
 # --- building ---------------------------------------------------------------------------
@@ -90,7 +95,9 @@ def build_stack(cfg: PrepareConfig) -> Stack:
 
 def _read_layer(layer: LayerConfig, grid: Grid) -> Bands:
     path = layer.path or ""
-    if layer.kind == "optical":
+    if layer.kind == "optical" or (layer.kind == "continuous" and layer.bands):
+        # a multi-band raster (an optical image, or several terrain factors in one file):
+        # one named band of the stack per band of the file, in the file's order
         data = io.read_raster_on_grid(path, grid, Resampling.bilinear, len(layer.bands))
         return [(BandInfo(name, layer.name, layer.role, False), band)
                 for name, band in zip(layer.bands, data, strict=True)]

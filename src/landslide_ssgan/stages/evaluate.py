@@ -19,7 +19,7 @@ from sklearn.metrics import precision_recall_curve
 
 from landslide_ssgan import map_metrics, plots, reporting, scoring
 from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig
-from landslide_ssgan.data.blocks import read_decimated
+from landslide_ssgan.data.blocks import preview_image
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import read_stack
@@ -146,7 +146,7 @@ def _write_map_reports(results: MapResults, main_set: str, reports: Path,
 def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],
                   ground: scoring.Ground, stack: str, rgb: tuple[str, ...], size: int,
                   path: Path) -> None:
-    image = read_decimated(stack, size, rgb)
+    image = preview_image(stack, size, rgb)
     rows = np.linspace(0, ground.areas.shape[0] - 1, image.shape[1]).astype(int)
     cols = np.linspace(0, ground.areas.shape[1] - 1, image.shape[2]).astype(int)
 

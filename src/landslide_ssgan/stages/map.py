@@ -17,6 +17,7 @@ from landslide_ssgan.config import MapConfig, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
     body_polygons,
+    preview_image,
     read_decimated,
     write_cog_from_blocks,
     write_geopackage,
@@ -138,7 +139,7 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
 def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: Path,
              thresholds: dict[str, float], path: Path) -> None:
     size = cfg.preview_size
-    image = read_decimated(stack, size, rgb)
+    image = preview_image(stack, size, rgb)
     probabilities = {name: read_decimated(outputs(maps, PREFIX[name])["probability"], size,
                                           resampling="nearest")[0] for name in thresholds}
     plots.map_preview(image, probabilities, thresholds, TITLES, path)

@@ -55,14 +55,17 @@ def refuse_empty_parts(samples: Samples) -> None:
     unlabelled pool; an empty part is an error naming the setting, not a silent run whose
     validation scores are missing or whose training fails later on another setting's name."""
     table = samples.table
-    for split, setting in (("train", "train"), ("val", "val"), ("test", "test")):
+    groups = table.group[table.label == 1].nunique()
+    for split in ("train", "val", "test"):
         labels = set(table.label[table.split == split])
         missing = [name for name, k in (("landslide", 1), ("non-landslide", 0))
                    if k not in labels]
         if missing:
-            raise ConfigError(f"sample.split.{setting}: the {split} area holds no "
-                              f"{' and no '.join(missing)} windows; give it a larger share or "
-                              f"smaller sample.split.block_size")
+            raise ConfigError(f"sample.split.block_size: the {split} area holds no "
+                              f"{' and no '.join(missing)} windows (the split found {groups} "
+                              f"group{'' if groups == 1 else 's'} with landslides; each area "
+                              f"needs one): use smaller "
+                              f"blocks or a larger sample.split.{split}")
     if not (table.label == UNLABELLED).any():
         raise ConfigError("sample.unlabelled_ratio: the training area gave no unlabelled "
                           "windows (the SSGAN needs a pool)")
