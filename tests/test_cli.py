@@ -91,7 +91,7 @@ def _nan_not_nodata(data: np.ndarray, profile: dict) -> tuple:
 @pytest.mark.parametrize(("layer", "edit", "message"), [
     ("elevation", _no_crs, "raster has no CRS"),
     ("elevation", _far_away, "does not overlap the reference grid"),
-    ("sentinel2", _three_bands, "has 3 bands, params name 4"),
+    ("sentinel2", _three_bands, "has 3 bands (band1, band2, band3), params name 4"),
     ("elevation", _infinite, "contains infinite values"),
     ("elevation", _nan_not_nodata, "contains NaN values but its nodata value is -9999"),
 ])
