@@ -70,9 +70,7 @@ def stage(func: F) -> F:
 # a stage takes settings after its options, as `mlflow run -P name=value` passes them:
 # `--epochs 2` (a setting of the stage's own section) or `--train.lr_d 0.001` (dotted)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
-SECTION = {"train": "train", "tune": "tune", "map": "map", "sample": "sample",
-           "prepare": "prepare", "factors": "factors", "evaluate": "evaluate",
-           "register": "registry", "study": "study"}
+SECTION = {"register": "registry"}  # a stage's section in params.yaml, where not its name
 
 
 def _overrides(ctx: typer.Context | None) -> dict[str, str]:
@@ -84,12 +82,13 @@ def _overrides(ctx: typer.Context | None) -> dict[str, str]:
         flag = args.pop(0)
         if not flag.startswith("--") or len(flag) < 3:
             raise ConfigError(f"{flag}: not an option; settings are given as --name value")
-        name, _, value = flag[2:].partition("=")
-        if not _:
+        name, equals, value = flag[2:].partition("=")
+        if not equals:
             if not args:
                 raise ConfigError(f"{flag}: needs a value")
             value = args.pop(0)
-        section = SECTION.get(ctx.command.name or "") if ctx is not None else None
+        command = ctx.command.name if ctx is not None else None
+        section = SECTION.get(command, command) if command else None
         found[name if "." in name or section is None or name == "seed"
               else f"{section}.{name}"] = value
     return found

@@ -15,3 +15,10 @@ class ConfigError(LandslideError):
 
 class InputError(LandslideError):
     """An input file is missing, unreadable or inconsistent with the settings."""
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's error message, first line only (GDAL, SQLAlchemy and MLflow append stack
+    traces, SQL or the whole input), or the error's type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from landslide_ssgan.errors import InputError
+from landslide_ssgan.errors import InputError, first_line
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -148,8 +148,7 @@ def scoring_app(model_uri: str, max_windows: int, max_mb: float) -> ASGIApp:
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {model_uri}: cannot be loaded ({first[:200]}); run "
+        raise InputError(f"model {model_uri}: cannot be loaded ({first_line(exc)[:200]}); run "
                          "`landslide register` first or give --model-uri") from None
     return RequestLimits(scoring_server.init(model), max_windows, int(max_mb * 1e6))
 

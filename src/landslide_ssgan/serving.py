@@ -21,7 +21,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.errors import InputError
+from landslide_ssgan.errors import InputError, first_line
 from landslide_ssgan.models import bundle
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -95,8 +95,7 @@ def window_model_folder(uri: str, workdir: Path) -> Path:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {uri}: cannot be loaded ({first}); run `landslide "
+        raise InputError(f"model {uri}: cannot be loaded ({first_line(exc)}); run `landslide "
                          "register` first or give --model-uri") from None
     folder = Path(local) / "artifacts"
     if not any((folder / name).is_file() for name in bundle.CLASSIFIERS):

@@ -6,15 +6,16 @@ No MLflow here: the study reports each trial through the callbacks the caller ha
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import keras
 import optuna
 
 from landslide_ssgan.config import TrainConfig, TuneConfig, override
-from landslide_ssgan.errors import InputError
+from landslide_ssgan.errors import InputError, first_line
 from landslide_ssgan.urls import redacted
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -65,9 +66,8 @@ def open_storage(cfg: TuneConfig, storage: str) -> optuna.Study:
     try:
         return create_study(cfg, storage)
     except Exception as exc:  # SQLAlchemy and driver errors come in many classes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"Optuna storage {redacted(storage)} cannot be opened: {first}"
-                         ) from None
+        raise InputError(f"Optuna storage {redacted(storage)} cannot be opened: "
+                         f"{first_line(exc)}") from None
 
 
 StaleTrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -79,8 +79,7 @@ def create_study(cfg: TuneConfig, storage: str,
     pointing at the same storage) afterwards. Running trials beat every `heartbeat_s`; a trial
     silent for three beats is failed (`on_stale` hears of it) and no longer takes a slot of
     the budget."""
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _heartbeats_are_not_experimental():
         rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=cfg.heartbeat_s,
                                          grace_period=3 * cfg.heartbeat_s,
                                          heartbeat_stale_trial_callback=on_stale)
@@ -90,6 +89,15 @@ def create_study(cfg: TuneConfig, storage: str,
         sampler=TrialSeededTPE(cfg.sampler_seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials,
                                            n_warmup_steps=cfg.warmup_epochs))
+
+
+@contextlib.contextmanager
+def _heartbeats_are_not_experimental() -> Iterator[None]:
+    """Optuna has called heartbeats experimental since 2.9 and warns on every use (optimize
+    itself silences the warning around its own calls)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 class TrialSeededTPE(optuna.samplers.TPESampler):
@@ -115,8 +123,7 @@ def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
     """Run trials until the study holds `trials` finished ones (complete or pruned), however
     many workers share it and however often it was interrupted. Trials left running by a
     killed worker are failed first (once their heartbeat is stale), so they are run again."""
-    with warnings.catch_warnings():  # experimental since Optuna 2.9, and run by optimize too
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _heartbeats_are_not_experimental():
         optuna.storages.fail_stale_trials(study)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done >= trials:

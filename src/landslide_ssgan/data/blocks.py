@@ -25,7 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from landslide_ssgan.data.grid import Grid
-from landslide_ssgan.data.layers import open_raster
+from landslide_ssgan.data.layers import open_raster, raster_band_names
 from landslide_ssgan.data.stack import geotiff_profile
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
@@ -91,8 +91,7 @@ def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
 def preview_image(path: str | Path, max_side: int, rgb: tuple[str, ...]) -> np.ndarray:
     """The three bands named in `rgb` (features.rgb) for a colour preview; for an area without
     them (no optical image, or features.rgb unset) the stack's first band, shown in grey."""
-    with open_raster(path) as src:
-        described = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+    described = [d or f"band{i + 1}" for i, d in enumerate(raster_band_names(path))]
     names = rgb if len(rgb) == 3 and all(n in described for n in rgb) else (described[0],)
     return read_decimated(path, max_side, names)
 

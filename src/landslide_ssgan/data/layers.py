@@ -25,7 +25,7 @@ from rasterio.warp import reproject, transform_bounds
 from scipy import ndimage
 
 from landslide_ssgan.data.grid import Grid
-from landslide_ssgan.errors import InputError
+from landslide_ssgan.errors import InputError, first_line
 
 VECTOR_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml"})
 MAX_DISTANCE_GRID_PIXELS = 400_000_000
@@ -117,8 +117,7 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
 
 def gdal_reason(exc: Exception, path: str | Path) -> str:
     """GDAL's message, first line only and without the path the caller names anyway."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = text.replace(f"'{path}'", "").replace(str(path), "").strip(" :.,")
+    text = first_line(exc).replace(f"'{path}'", "").replace(str(path), "").strip(" :.,")
     return text[:160]
 
 
