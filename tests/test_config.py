@@ -68,6 +68,17 @@ def test_bad_values_name_their_key(path: tuple[str, ...], value: Any, message: s
     assert "\n" not in str(info.value)
 
 
+def test_a_feature_set_without_bands_is_refused_before_anything_runs() -> None:
+    raw = copy.deepcopy(_raw())
+    del raw["prepare"]["layers"]["sentinel2"], raw["prepare"]["layers"]["ndvi"]
+    raw["prepare"]["grid"]["extent_layer"] = "elevation"
+    with pytest.raises(ConfigError, match=r"^evaluate.feature_sets: 'optical' has no bands: "
+                                          r"no layer of prepare.layers has role 'optical'"):
+        parse_params(raw)
+    raw["evaluate"]["feature_sets"], raw["features"]["set"] = ["factors", "joint"], "joint"
+    assert parse_params(raw).evaluate.feature_sets == ("factors", "joint")
+
+
 def test_missing_key_and_missing_file(tmp_path: Path) -> None:
     raw = _raw()
     del raw["prepare"]["inventory"]["path"]

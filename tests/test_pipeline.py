@@ -708,6 +708,33 @@ def test_prior_correction_moves_probabilities_not_the_class_map(pipeline: dict[s
     np.testing.assert_array_equal(np.isfinite(corrected), valid)
 
 
+def test_a_map_that_fails_at_the_end_leaves_the_previous_outputs_whole(
+        pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preview is drawn last; if it fails, no new map sits beside the old summary."""
+    from landslide_ssgan import plots
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["paths"]["maps"], raw["paths"]["reports"] = str(tmp_path / "maps"), str(tmp_path / "r")
+    raw["map"]["compare_baseline"] = False
+    params = write_params(raw, tmp_path / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+    assert runner.invoke(app, ["map", "--params", str(params)]).exit_code == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+              and p.name != "params.yaml"}
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "map_preview", broken)
+    raw["map"]["threshold"] = 0.99  # a different map, so a half-finished run would show
+    params = write_params(raw, tmp_path / "params.yaml")
+    result = runner.invoke(app, ["map", "--params", str(params)])
+    assert result.exit_code != 0
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+             and p.name != "params.yaml"}
+    assert after == before  # the old maps, polygons, summary and preview, no staged leftovers
+
+
 def test_map_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, Any],
                                                           tmp_path: Path) -> None:
     params = write_params(pipeline["raw"], tmp_path / "params.yaml")

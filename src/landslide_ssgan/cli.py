@@ -198,6 +198,7 @@ def train(
     finished epoch (weights, optimizer state and random streams: it ends where an
     uninterrupted run would) if the settings and data are unchanged; `--restart` discards
     it."""
+    from landslide_ssgan.models import bundle
     from landslide_ssgan.stages import train as stage_module
 
     cfg = _tracked_params(params, ctx)
@@ -208,7 +209,9 @@ def train(
                            rgb=cfg.features.rgb, window=cfg.sample.window,
                            split_method=cfg.sample.split.method, models=paths.models,
                            restart=restart)
-    typer.echo(f"{model.value} on {chosen} trained -> {out}")
+    info = bundle.read_info(out)
+    typer.echo(f"{model.value} on {chosen} trained -> {out}; map threshold "
+               f"{info['threshold']:.3g} ({info['threshold_source']})")
 
 
 @app.command(context_settings=OVERRIDES)

@@ -194,6 +194,7 @@ class TrainConfig:
     ema: float = setting(low=0.0, high=0.9999, tunable=True)
     threshold: float = setting(low=0.0, high=1.0)  # on balanced windows (the paper's protocol)
     target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
+    min_val_landslides: int = setting(5, low=1)  # fewer in the validation area: no choosing
     image_every: int = setting(low=1)
     forest_trees: int = setting(low=1)
     prevalence: Literal["auto"] | float = setting(  # the area's landslide share the model's
@@ -371,6 +372,12 @@ class Params:
         if self.features.set not in self.evaluate.feature_sets:
             raise Invalid("evaluate.feature_sets", f"must include features.set "
                           f"({self.features.set!r})")
+        roles = {layer.role for layer in self.prepare.layers}
+        for feature_set in self.evaluate.feature_sets:
+            role = {"factors": "factor", "optical": "optical"}.get(feature_set)
+            if role is not None and role not in roles:
+                raise Invalid("evaluate.feature_sets", f"{feature_set!r} has no bands: no layer "
+                              f"of prepare.layers has role {role!r}; leave it out")
         tunable = tunable_settings()
         for name, spec in self.tune.space.items():
             key = f"tune.space.{name}"

@@ -89,16 +89,29 @@ def model_map(stack: str, model: ModelBundle, ground: Ground, areas: tuple[str, 
     return probability
 
 
-def validation_threshold(probability: np.ndarray, ground: Ground,
-                         target_recall: float | None) -> tuple[float, str]:
-    """The map threshold and a sentence saying where it came from."""
+def validation_threshold(probability: np.ndarray, ground: Ground, target_recall: float | None,
+                         min_landslides: int) -> tuple[float, str]:
+    """The map threshold and a sentence saying where it came from. A validation area with
+    fewer than `min_landslides` landslides would choose the threshold by chance, so the
+    model keeps its balanced-window threshold, 0.5, and the sentence says why."""
     if not ground.has_areas:
         return 0.5, "0.5: no validation area (random split)"
+    found = validation_landslides(ground)
+    if found < min_landslides:
+        return 0.5, (f"0.5, the model's own: the validation area holds {found} landslides, "
+                     f"fewer than train.min_val_landslides ({min_landslides}), too few to "
+                     "choose a threshold by")
     is_landslide, values = map_metrics.scored_pixels(probability, ground.truth,
                                                      ground.area("val"), "all")
     threshold = map_metrics.choose_threshold(is_landslide, values, target_recall)
     rule = ("best F1" if target_recall is None else f"recall >= {target_recall:g}")
     return threshold, f"{rule} on the validation area, every pixel (real prevalence)"
+
+
+def validation_landslides(ground: Ground) -> int:
+    """Inventory landslides (ids) with a pixel in the validation area."""
+    ids = ground.truth.ids[ground.area("val")]
+    return int(np.unique(ids[ids > 0]).size)
 
 
 def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
@@ -118,13 +131,14 @@ def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
     return result
 
 
-def model_info(kind: str, probability: np.ndarray, ground: Ground,
-               target_recall: float | None, prior: Prior | None = None) -> dict[str, Any]:
+def model_info(kind: str, probability: np.ndarray, ground: Ground, train: TrainConfig,
+               prior: Prior | None = None) -> dict[str, Any]:
     """What a model folder records about its map (model.json): the threshold (on the model's
     own, uncorrected probabilities), where it came from, the validation area's pixel scores at
     it (AUPRC chooses the champion), and the prior that corrects its probabilities to the
     area's prevalence."""
-    threshold, source = validation_threshold(probability, ground, target_recall)
+    threshold, source = validation_threshold(probability, ground, train.target_recall,
+                                             train.min_val_landslides)
     validation = None
     if ground.has_areas:
         found = map_metrics.pixel_scores(*map_metrics.scored_pixels(
@@ -135,11 +149,11 @@ def model_info(kind: str, probability: np.ndarray, ground: Ground,
             "validation_map": validation, "prior": prior.as_dict() if prior else None}
 
 
-def record_threshold(kind: str, folder: Path, stack: str, ground: Ground,
-                     target_recall: float | None, prior: Prior | None = None) -> dict[str, Any]:
+def record_threshold(kind: str, folder: Path, stack: str, ground: Ground, train: TrainConfig,
+                     prior: Prior | None = None) -> dict[str, Any]:
     """The model in `folder` maps the stack; its threshold, where it came from, its
     validation map scores and its prior go to the folder's model.json (and are returned)."""
     info = model_info(kind, model_map(stack, load_bundle(folder), ground, ("val",)), ground,
-                      target_recall, prior)
+                      train, prior)
     save_info(folder, info)
     return info

@@ -107,6 +107,22 @@ def test_stack_file_round_trip(crop_stack: Stack, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_the_stack_file_does_not_depend_on_how_the_cpu_signs_nan(crop_stack: Stack,
+                                                                   tmp_path: Path) -> None:
+    """numpy's AVX-512 paths make -NaN where AVX2 makes +NaN (aspect's nodata did): the same
+    map, other bytes, another MD5 in dvc.lock on every other machine. Both write one file."""
+    import dataclasses
+
+    data = crop_stack.data.copy()
+    data[:, :3, :3] = np.nan
+    negative = data.copy()
+    negative[:, :3, :3] = -np.float32(np.nan)
+    assert np.signbit(negative[:, :3, :3]).all() and not np.signbit(data[:, :3, :3]).any()
+    write_stack(dataclasses.replace(crop_stack, data=data), tmp_path / "plus.tif")
+    write_stack(dataclasses.replace(crop_stack, data=negative), tmp_path / "minus.tif")
+    assert (tmp_path / "plus.tif").read_bytes() == (tmp_path / "minus.tif").read_bytes()
+
+
 def _three_factor_raster(dem: str, path: Path) -> Path:
     """Three terrain factors in one GeoTIFF, each named in its band description."""
     import rasterio

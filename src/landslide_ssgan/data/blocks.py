@@ -26,7 +26,7 @@ from shapely.ops import unary_union
 
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.layers import open_raster, raster_band_names
-from landslide_ssgan.data.stack import geotiff_profile
+from landslide_ssgan.data.stack import bit_stable, geotiff_profile
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -106,7 +106,7 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
     try:
         with rasterio.open(staging, "w", **geotiff_profile(grid, 1, dtype, nodata)) as dst:
             for block, values in blocks:
-                dst.write(values.astype(dtype), 1, window=Window(
+                dst.write(bit_stable(values.astype(dtype)), 1, window=Window(
                     block.col, block.row, block.width, block.height))  # type: ignore[call-arg]
             dst.set_band_description(1, description)
         with atomic_path(path) as tmp:

@@ -180,12 +180,22 @@ def geotiff_profile(grid: Grid, count: int, dtype: str, nodata: float | int) -> 
     }
 
 
+def bit_stable(values: np.ndarray) -> np.ndarray:
+    """`values` with every NaN the one quiet NaN. NaNs made by arithmetic carry the sign and
+    payload of whichever SIMD path numpy picked for the CPU (AVX-512 gives -NaN, AVX2 +NaN):
+    equal maps, different bytes, and a file hash (DVC's) that differs from one machine to the
+    next."""
+    if values.dtype.kind != "f":
+        return values
+    return np.where(np.isnan(values), values.dtype.type(np.nan), values)
+
+
 def write_stack(stack: Stack, path: str | Path) -> None:
     with atomic_path(path) as tmp, rasterio.open(
         tmp, "w", **geotiff_profile(stack.grid, len(stack.bands), "float32", float("nan"))
     ) as dst:
         for i, band in enumerate(stack.bands, start=1):
-            dst.write(stack.data[i - 1], i)
+            dst.write(bit_stable(stack.data[i - 1]), i)
             dst.set_band_description(i, band.name)
             dst.update_tags(i, layer=band.layer, role=band.role,
                             categorical=str(band.categorical).lower())
@@ -211,7 +221,7 @@ def write_single_band(array: np.ndarray, grid: Grid, path: str | Path, nodata: i
     with atomic_path(path) as tmp, rasterio.open(
         tmp, "w", **geotiff_profile(grid, 1, array.dtype.name, nodata)
     ) as dst:
-        dst.write(array, 1)
+        dst.write(bit_stable(array), 1)
         dst.set_band_description(1, description)
 
 

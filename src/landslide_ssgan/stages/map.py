@@ -24,7 +24,7 @@ from landslide_ssgan.data.blocks import (
 )
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.files import write_json
+from landslide_ssgan.files import Staging, staged_together, write_json
 from landslide_ssgan.models import bundle
 from landslide_ssgan.prior import Prior
 
@@ -53,7 +53,7 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
                                "prior_correction": cfg.prior_correction, "opening": cfg.opening,
                                "closing": cfg.closing, "min_area_m2": cfg.min_area_m2,
                                "connectivity": cfg.connectivity}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, staged_together() as staging:
         chosen = {"champion": (serving.window_model_folder(uri, Path(tmp)),
                                tracking.model_version_of(uri))}
         if cfg.compare_baseline:
@@ -63,10 +63,12 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
             hook = (lambda block, resumed, total, n=name: on_block(n, block, resumed, total)) \
                 if on_block else None
             summary[name] = {**identity, **_map_with(cfg, stack, folder, Path(maps),
-                                                     PREFIX[name], client, hook, ground)}
-    _preview(cfg, stack, rgb, Path(maps), {n: summary[n]["threshold"] for n in chosen},
-             Path(reports) / "map_preview.png")
-    write_json(Path(reports) / "map_summary.json", summary)
+                                                     PREFIX[name], client, hook, ground,
+                                                     staging)}
+        _preview(cfg, stack, rgb, {n: staging.path(outputs(Path(maps), PREFIX[n])[
+            "probability"]) for n in chosen}, {n: summary[n]["threshold"] for n in chosen},
+            staging.path(Path(reports) / "map_preview.png"))
+        write_json(staging.path(Path(reports) / "map_summary.json"), summary)
     _log(summary, Path(reports))
     return summary
 
@@ -95,7 +97,7 @@ def model_prior(correction: bool, folder: Path) -> Prior | None:
 
 def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str, client: Any,
               on_block: Callable[[Any, bool, int], None] | None,
-              ground: scoring.Ground | None) -> dict[str, Any]:
+              ground: scoring.Ground | None, staging: Staging) -> dict[str, Any]:
     threshold, source = model_threshold(cfg.threshold, folder)
     prior = model_prior(cfg.prior_correction, folder)
     if prior is not None and cfg.threshold == "auto":  # the model's threshold, moved with it
@@ -103,7 +105,8 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     cfg = replace(cfg, threshold=threshold)
     run, store, blocks = mapping.map_probability(stack, folder, maps / f".{prefix}.blocks",
                                                  cfg.block_size, client, on_block)
-    paths = outputs(maps, prefix)
+    finals = outputs(maps, prefix)
+    paths = {kind: staging.path(path) for kind, path in finals.items()}
     correct = prior.correct if prior is not None else (lambda values: values)
     write_cog_from_blocks(paths["probability"], run.grid,
                           ((b, correct(store.load(b))) for b in blocks),
@@ -133,15 +136,15 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
             "computed_pixels": run.computed_pixels, "resumed_blocks": run.resumed_blocks,
             "seconds": round(run.seconds, 2),
             "pixels_per_second": round(run.pixels_per_second),
-            "outputs": {k: str(v) for k, v in paths.items()}}
+            "outputs": {k: str(v) for k, v in finals.items()}}
 
 
-def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: Path,
+def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: dict[str, Path],
              thresholds: dict[str, float], path: Path) -> None:
     size = cfg.preview_size
     image = preview_image(stack, size, rgb)
-    probabilities = {name: read_decimated(outputs(maps, PREFIX[name])["probability"], size,
-                                          resampling="nearest")[0] for name in thresholds}
+    probabilities = {name: read_decimated(maps[name], size, resampling="nearest")[0]
+                     for name in thresholds}
     plots.map_preview(image, probabilities, thresholds, TITLES, path)
 
 

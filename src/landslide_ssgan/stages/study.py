@@ -146,15 +146,16 @@ def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: in
     scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan,
                "generator_realism": realism}
     if maps is not None:
-        scores |= _map_scores(model, *maps)
+        scores |= _map_scores(model, *maps, train.min_val_landslides)
     return scores
 
 
-def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground) -> dict[str, float]:
+def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground,
+                min_landslides: int) -> dict[str, float]:
     """AUPRC and flagged share of the model's map on the test area, every pixel; F1 at the
     threshold that is best on the validation area (only those two areas are mapped)."""
     probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
-    threshold, _ = scoring.validation_threshold(probability, ground, None)
+    threshold, _ = scoring.validation_threshold(probability, ground, None, min_landslides)
     test = map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("test"), "all"), threshold)
     return {"map_auprc": test["auprc"], "map_f1": test["f1"],

@@ -73,8 +73,8 @@ def map_threshold(kind: str, data: TrainingData, train: TrainConfig, source: Win
     go to model.json and to the active MLflow run."""
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
     prior = scoring.model_prior(kind, train, source.part("train")[2], ground)
-    tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground,
-                                                     train.target_recall, prior))
+    tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground, train,
+                                                     prior))
 
 
 def _fresh(folder: Path) -> Path:

@@ -170,7 +170,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
         data = trials.data
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
-            "ssgan", Path(tmp) / "model", data.stack, ground, train.target_recall,
+            "ssgan", Path(tmp) / "model", data.stack, ground, train,
             scoring.model_prior("ssgan", train, source.part("train")[2], ground)))
         uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
