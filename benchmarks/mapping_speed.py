@@ -12,6 +12,9 @@ Run after `dvc repro` (it reads the real stack and the trained joint SSGAN of pa
    (4x the pixels), each in its own process: inference into the block store plus the COG,
    then also the post-processing into bodies.
 4. The projected time for the paper's 4314 x 7210 stack at the dense speed on data pixels.
+5. Batch normalisation folded into the convolutions of the dense twin against kept apart
+   (same blocks, same model), and the floating-point rate that makes beside the machine's own
+   rate on one large convolution (TensorFlow, this process's threads).
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
-from landslide_ssgan import bodies  # noqa: E402
 from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.blocks import (  # noqa: E402
     blocks_of,
@@ -39,8 +42,12 @@ from landslide_ssgan.data.blocks import (  # noqa: E402
     stack_grid,
     write_cog_from_blocks,
 )
-from landslide_ssgan.data.stack import read_single_band  # noqa: E402
-from landslide_ssgan.mapping import WindowModel, map_probability  # noqa: E402
+from landslide_ssgan.mapping import (  # noqa: E402
+    WindowModel,
+    dense_discriminator,
+    map_probability,
+)
+from landslide_ssgan.stages.map import bodies_by_blocks, model_threshold  # noqa: E402
 
 PAPER_PIXELS = 4314 * 7210
 
@@ -72,20 +79,75 @@ def dense_versus_per_window(stack: str, folder: Path) -> tuple[float, float]:
     return dense_rate, window_rate
 
 
+def conv_flops_per_pixel(dense: Any) -> int:
+    """Multiply-adds x 2 of every convolution of the dense twin, per output pixel (each layer
+    of the twin keeps the block's size, less the valid border)."""
+    import keras
+
+    return sum(2 * int(np.prod(layer.kernel.shape)) for layer in dense.layers
+               if isinstance(layer, keras.layers.Conv2D))
+
+
+def machine_gflops(repeats: int = 5) -> float:
+    """One large 3 x 3 convolution (512 x 512 x 64 -> 64), the machine's best case."""
+    import tensorflow as tf
+
+    x = tf.random.normal((1, 512, 512, 64))
+    kernel = tf.random.normal((3, 3, 64, 64))
+    conv = tf.function(lambda a: tf.nn.conv2d(a, kernel, 1, "VALID"))
+    conv(x).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        conv(x).numpy()
+    seconds = (time.perf_counter() - start) / repeats
+    return 2 * 510 * 510 * 9 * 64 * 64 / seconds / 1e9
+
+
+def folding_versus_not(stack: str, folder: Path) -> None:
+    folded = WindowModel.load(folder)
+    apart = dataclasses.replace(folded, dense=dense_discriminator(folded.discriminator,
+                                                                 fold=False))
+    grid = stack_grid(stack)
+    bands = folded.band_indices(grid, stack)
+    raws = [read_block(stack, b, bands, folded.window // 2) for b in blocks_of(grid, 512)]
+    full = sorted(raws, key=lambda r: -np.isfinite(r).mean())[:2]
+    pixels = sum(r.shape[1] * r.shape[2] for r in full)
+    rates = {}
+    for name, model in (("folded", folded), ("apart", apart)):
+        model.block_probability(full[0])  # warm-up
+        start = time.perf_counter()
+        values = [model.block_probability(r) for r in full]
+        rates[name] = (pixels / (time.perf_counter() - start), values)
+    gap = max(float(np.nanmax(np.abs(a - b))) for a, b in
+              zip(rates["folded"][1], rates["apart"][1], strict=True))
+    flops = conv_flops_per_pixel(folded.dense)
+    machine = machine_gflops()
+    print(f"batch norm folded   {rates['folded'][0]:12,.0f} px/s")
+    print(f"batch norm apart    {rates['apart'][0]:12,.0f} px/s")
+    print(f"folded / apart      {rates['folded'][0] / rates['apart'][0]:12.2f} x "
+          f"(max |difference| {gap:.1e} in probability)")
+    print(f"dense twin: {flops:,} FLOP per pixel -> {rates['folded'][0] * flops / 1e9:.1f} "
+          f"GFLOP/s; one large convolution on this machine: {machine:.1f} GFLOP/s "
+          f"({rates['folded'][0] * flops / 1e9 / machine:.0%} of it)")
+
+
 def child(stack: str, folder: str, block_size: int) -> None:
     """One mapping in a fresh process; prints its peak memory as JSON."""
     cfg = load_params("params.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         run, store, blocks = map_probability(stack, folder, Path(tmp) / "store", block_size)
-        write_cog_from_blocks(Path(tmp) / "p.tif", run.grid, ((b, store.load(b)) for b in
-                                                               blocks), "float32",
-                              float("nan"), "p")
+        outputs = {k: Path(tmp) / f"{k}.{ext}" for k, ext in (
+            ("probability", "tif"), ("class", "tif"), ("polygons", "gpkg"))}
+        write_cog_from_blocks(outputs["probability"], run.grid,
+                              ((b, store.load(b)) for b in blocks), "float32", float("nan"),
+                              "p")
         inference = rss_mib()
-        probability, grid = read_single_band(Path(tmp) / "p.tif")
-        found = bodies.landslide_bodies(probability, cfg.map, grid.resolution ** 2)
+        threshold, _ = model_threshold("auto", Path(folder))  # on uncorrected probabilities
+        mapped = dataclasses.replace(cfg.map, block_size=block_size, threshold=threshold)
+        found, _ = bodies_by_blocks(outputs, run.grid, mapped)  # as `landslide map` does
         print(json.dumps({"inference_mib": inference, "with_bodies_mib": rss_mib(),
-                          "pixels": grid.width * grid.height, "seconds": run.seconds,
-                          "bodies": found.count}))
+                          "pixels": run.grid.width * run.grid.height, "seconds": run.seconds,
+                          "bodies": len(found.areas_m2)}))
 
 
 def mosaic(stack: str, path: Path) -> None:
@@ -114,6 +176,7 @@ def main() -> None:
     print(f"dense inference     {dense_rate:12,.0f} px/s")
     print(f"per-window (batched){window_rate:12,.0f} px/s")
     print(f"dense / per-window  {dense_rate / window_rate:12.1f} x")
+    folding_versus_not(stack, folder)
 
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = map_probability(stack, folder, Path(tmp) / "store", cfg.map.block_size)

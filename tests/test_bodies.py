@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -63,6 +64,55 @@ def test_opening_removes_specks_and_closing_fills_gaps_without_eating_the_edge()
 def test_class_raster_marks_nodata() -> None:
     p = _raster()
     found = landslide_bodies(p, PLAIN, PIXEL_AREA)
-    classes = class_raster(found, p)
+    classes = class_raster(found.labels, np.isfinite(p))
     assert classes[0, 45] == CLASS_NODATA
     assert classes[4, 5] == 1 and classes[3, 20] == 0 and classes[20, 20] == 0
+
+
+# --- block by block ---------------------------------------------------------------------
+
+
+def _field(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """A smooth random map: blobs of every size and shape, many across any seam, with holes
+    and a margin without data."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    p = ndimage.gaussian_filter(rng.normal(size=shape), 2.5)
+    p = ((p - p.min()) / (p.max() - p.min())).astype(np.float32)
+    p[rng.random(shape) < 0.01] = np.nan  # scattered nodata pixels
+    p[:, :3] = np.nan
+    p[40:46, 60:90] = np.nan
+    return p
+
+
+@pytest.mark.parametrize(("block", "opening", "closing", "connectivity"), [
+    (17, 1, 1, 8), (32, 0, 0, 4), (25, 2, 1, 8), (50, 1, 2, 4), (7, 1, 1, 8), (130, 1, 1, 8)])
+def test_blocks_give_the_bodies_and_ids_of_the_whole_map(block: int, opening: int,
+                                                         closing: int,
+                                                         connectivity: int) -> None:
+    from landslide_ssgan.bodies import join_blocks
+    from landslide_ssgan.data.blocks import blocks_of
+    from landslide_ssgan.data.grid import Grid
+
+    p = _field((120, 130), seed=block)
+    cfg = replace(PLAIN, threshold=0.6, opening=opening, closing=closing,
+                  connectivity=connectivity, min_area_m2=300.0)
+    whole = landslide_bodies(p, cfg, PIXEL_AREA)
+    assert whole.count > 5
+    blocks = blocks_of(Grid(None, None, 130, 120), block)  # type: ignore[arg-type]
+    kept: dict[int, np.ndarray] = {}
+
+    def read(b: Any, reach: tuple[int, int, int, int]) -> np.ndarray:
+        top, bottom, left, right = reach
+        return p[b.row - top:b.row + b.height + bottom, b.col - left:b.col + b.width + right]
+
+    found = join_blocks(blocks, p.shape, cfg, PIXEL_AREA, read,
+                        lambda b, labels: kept.__setitem__(b.index, labels))
+    labels = np.zeros(p.shape, np.int32)
+    for b in blocks:
+        labels[b.row:b.row + b.height, b.col:b.col + b.width] = found.ids(b, kept[b.index])
+    np.testing.assert_array_equal(labels, whole.labels)
+    np.testing.assert_array_equal(found.areas_m2, whole.areas_m2)
+    np.testing.assert_allclose(found.mean_probability, whole.mean_probability, rtol=1e-12)
+    assert found.summary() == whole.summary()

@@ -48,7 +48,9 @@ def test_dense_equals_per_window_on_a_real_block_with_edges(crop_stack: Stack) -
     image = normalised_image(data, bands, mean, std, 13)  # zero-padded: the edges are real
     block = image[:40 + 12, -(50 + 12):]  # the top-right corner of the crop, 40 x 50 centres
     model = _trained_like(len(bands))
-    dense = dense_logits(dense_discriminator(model), block)
+    twin = dense_discriminator(model)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in twin.layers)
+    dense = dense_logits(twin, block)  # every normalisation folded into its convolution
     assert dense.shape == (40, 50, 3)
     rows, cols = np.meshgrid(np.arange(40), np.arange(50), indexing="ij")
     windows = cut_windows(block, rows.ravel(), cols.ravel(), 13)

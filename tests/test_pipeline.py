@@ -3,6 +3,7 @@ temporary MLflow store; then the logged pyfunc model against the Keras model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -646,7 +647,9 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
     import geopandas as gpd
     import rasterio
 
-    from landslide_ssgan.data.blocks import is_cog
+    from landslide_ssgan.bodies import landslide_bodies
+    from landslide_ssgan.config import load_params
+    from landslide_ssgan.data.blocks import body_polygons, is_cog, stack_grid
 
     raw = pipeline["raw"]
     maps, reports = Path(raw["paths"]["maps"]), Path(raw["paths"]["reports"])
@@ -673,6 +676,17 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
         assert (bodies["area_m2"] >= raw["map"]["min_area_m2"]).all()
         assert bodies["area_m2"].sum() / 1e6 == pytest.approx(row["total_area_km2"])
         assert (labels == 1).sum() * 100.0 == pytest.approx(bodies["area_m2"].sum())
+        # found block by block (map.block_size 100: bodies cross the seams), as the whole
+        # map at once finds them
+        cfg = dataclasses.replace(load_params(pipeline["root"] / "params.yaml").map,
+                                  threshold=row["threshold"])
+        whole = landslide_bodies(values, cfg, 100.0)
+        np.testing.assert_array_equal(labels == 1, whole.labels > 0)
+        np.testing.assert_array_equal(bodies["area_m2"], whole.areas_m2)
+        np.testing.assert_allclose(bodies["mean_probability"], whole.mean_probability,
+                                   rtol=1e-12)
+        expected = body_polygons(whole.labels, stack_grid(probability))
+        assert all(bodies.geometry.geom_equals(expected.geometry))
     assert (reports / "map_preview.png").stat().st_size > 10_000
     assert not list(maps.glob(".*"))  # no block store or staging file left behind
 
@@ -715,10 +729,12 @@ def test_a_map_that_fails_at_the_end_leaves_the_previous_outputs_whole(
 
     raw = json.loads(json.dumps(pipeline["raw"]))
     raw["paths"]["maps"], raw["paths"]["reports"] = str(tmp_path / "maps"), str(tmp_path / "r")
-    raw["map"]["compare_baseline"] = False
+    raw["map"].update({"compare_baseline": False, "score_areas": False})
     params = write_params(raw, tmp_path / "params.yaml")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
     assert runner.invoke(app, ["map", "--params", str(params)]).exit_code == 0
+    summary = json.loads((tmp_path / "r" / "map_summary.json").read_text())
+    assert summary["champion"]["areas"] == {} and summary["champion"]["count"] > 0
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
               and p.name != "params.yaml"}
 

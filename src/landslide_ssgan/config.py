@@ -267,6 +267,7 @@ class MapConfig:
     min_area_m2: float = setting(low=0.0, high=1e9)
     connectivity: Literal[4, 8]
     preview_size: int = setting(low=64, high=8192)  # longest side of the PNG preview
+    score_areas: bool = True  # score each map on the split's areas (holds the map in memory)
 
 
 def _variants(raw: Any, where: str) -> Mapping[str, Mapping[str, Any]]:

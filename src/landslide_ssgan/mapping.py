@@ -46,19 +46,32 @@ from landslide_ssgan.models.ssgan import landslide_probability
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 
 
-def dense_discriminator(model: keras.Model) -> keras.Model:
+def dense_discriminator(model: keras.Model, fold: bool = True) -> keras.Model:
     """A model that maps a block (rows, cols, C) to logits (rows - w + 1, cols - w + 1, K) and
     features, position (i, j) holding the window model's output for the window whose top-left
-    pixel is (i, j). Dropout is left out: this is for inference only."""
+    pixel is (i, j). Dropout is left out: this is for inference only. Each batch
+    normalisation that follows a convolution is folded into that convolution's kernel and
+    bias: one pass over the block fewer per layer, the same values to float rounding
+    (`fold=False` keeps them apart, for benchmarks/mapping_speed.py to compare)."""
     channels = model.input_shape[-1]
     inputs = keras.Input((None, None, channels), name="block")
     x, dilation, outputs = inputs, 1, {}
-    for layer in model.layers[1:]:
+    chain = model.layers[1:]
+    folded: set[int] = set()
+    for i, layer in enumerate(chain):
+        if i in folded:
+            continue
         if isinstance(layer, layers.Conv2D):
-            config = layer.get_config() | {"dilation_rate": dilation, "name": None}
+            follows = chain[i + 1] if i + 1 < len(chain) else None
+            norm = (follows if fold and isinstance(follows, layers.BatchNormalization)
+                    else None)
+            if norm is not None:
+                folded.add(i + 1)
+            config = layer.get_config() | {"dilation_rate": dilation, "name": None,
+                                           "use_bias": True}
             twin = layers.Conv2D.from_config(config)
             x = twin(x)
-            twin.set_weights(layer.get_weights())
+            twin.set_weights(list(folded_conv(layer, norm)))
         elif isinstance(layer, layers.MaxPooling2D):
             x = layers.MaxPooling2D(pool_size=layer.pool_size, strides=1)(x)
             dilation *= layer.strides[0]
@@ -70,13 +83,34 @@ def dense_discriminator(model: keras.Model) -> keras.Model:
             outputs[layer.name] = x
         elif isinstance(layer, layers.Flatten | layers.Dropout):
             continue  # the map is 1 x 1 per window here; dropout is off at inference
-        else:  # batch normalisation, activations: per pixel, unchanged
+        else:  # batch normalisation not after a convolution, activations: per pixel
             twin = layer.__class__.from_config(layer.get_config() | {"name": None})
             x = twin(x)
             if layer.weights:
                 twin.set_weights(layer.get_weights())
     return keras.Model(inputs, [outputs["logits"], outputs["features"]], name="dense_" +
                        model.name)
+
+
+def folded_conv(conv: layers.Conv2D, norm: layers.BatchNormalization | None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias of `conv` followed by inference-mode `norm` (gamma (x - mean) /
+    sqrt(var + eps) + beta per output channel), computed in float64."""
+    weights = conv.get_weights()
+    kernel = weights[0].astype(np.float64)
+    bias = weights[1].astype(np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    if norm is None:
+        return kernel.astype(np.float32), bias.astype(np.float32)
+    if norm.axis not in (-1, [-1], 3, [3]):
+        raise ValueError(f"{norm.name}: batch normalisation over axis {norm.axis}, not the "
+                         "channels")
+    mean = np.asarray(norm.moving_mean, np.float64)
+    variance = np.asarray(norm.moving_variance, np.float64)
+    gamma = np.asarray(norm.gamma, np.float64) if norm.scale else np.ones_like(mean)
+    beta = np.asarray(norm.beta, np.float64) if norm.center else np.zeros_like(mean)
+    scale = gamma / np.sqrt(variance + norm.epsilon)
+    return ((kernel * scale).astype(np.float32),
+            ((bias - mean) * scale + beta).astype(np.float32))
 
 
 def dense_logits(dense: keras.Model, image: np.ndarray) -> np.ndarray:

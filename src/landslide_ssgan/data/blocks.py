@@ -19,6 +19,8 @@ import rasterio.enums
 import rasterio.features
 import rasterio.shutil
 import shapely
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -70,6 +72,17 @@ def read_block(path: str | Path, block: Block, bands: list[int], halo: int) -> n
     r0, c0 = top - (block.row - halo), left - (block.col - halo)
     out[:, r0:r0 + inside.shape[1], c0:c0 + inside.shape[2]] = inside
     return out
+
+
+def read_region(path: str | Path, block: Block, reach: tuple[int, int, int, int]
+                ) -> np.ndarray:
+    """Band 1 of the block with `reach` (top, bottom, left, right) pixels around it, all
+    inside the raster (bodies.reach_of)."""
+    top, bottom, left, right = reach
+    with open_raster(path) as src:
+        window = Window(block.col - left, block.row - top,  # type: ignore[call-arg]
+                        block.width + left + right, block.height + top + bottom)
+        return src.read(1, window=window)
 
 
 def read_decimated(path: str | Path, max_side: int, names: tuple[str, ...] = (),
@@ -129,12 +142,22 @@ def body_polygons(labels: np.ndarray, grid: Grid) -> gpd.GeoDataFrame:
     `id`. Pixels of a body that touch only at a corner trace rings that touch themselves,
     which GIS software rejects; each body is repaired without changing its area."""
     parts: dict[int, list] = {}
+    add_body_parts(parts, labels, grid.transform)
+    return polygons_of_parts(parts, grid.crs)
+
+
+def add_body_parts(parts: dict[int, list], labels: np.ndarray, transform: Affine) -> None:
+    """The pixel outlines of each body id in `labels` (one block, or the whole raster), added
+    to `parts`: a body cut by block seams is whole again in `polygons_of_parts`."""
     for geom, value in rasterio.features.shapes(labels.astype(np.int32), mask=labels > 0,
-                                                connectivity=8, transform=grid.transform):
+                                                connectivity=8, transform=transform):
         parts.setdefault(int(value), []).append(shape(geom))
+
+
+def polygons_of_parts(parts: dict[int, list], crs: CRS | None) -> gpd.GeoDataFrame:
     ids = sorted(parts)
     return gpd.GeoDataFrame({"id": ids}, geometry=[_valid(unary_union(parts[i])) for i in ids],
-                            crs=grid.crs)
+                            crs=crs)
 
 
 def _valid(geometry: BaseGeometry) -> BaseGeometry:

@@ -4,24 +4,29 @@ probability and class Cloud Optimized GeoTIFFs, landslide bodies as polygons, a 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from affine import Affine
 
 from landslide_ssgan import bodies, map_metrics, mapping, plots, scoring, serving, tracking
 from landslide_ssgan.config import MapConfig, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
-    body_polygons,
+    add_body_parts,
+    blocks_of,
+    polygons_of_parts,
     preview_image,
     read_decimated,
+    read_region,
     write_cog_from_blocks,
     write_geopackage,
 )
+from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import Staging, staged_together, write_json
@@ -111,32 +116,58 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     write_cog_from_blocks(paths["probability"], run.grid,
                           ((b, correct(store.load(b))) for b in blocks),
                           "float32", float("nan"), "landslide_probability")
-    probability, grid = read_single_band(paths["probability"])
-    found = bodies.landslide_bodies(probability, cfg, grid.resolution ** 2)
-    whole = Block(0, 0, 0, grid.height, grid.width)
-    classes = bodies.class_raster(found, probability)
-    write_cog_from_blocks(paths["class"], grid, iter([(whole, classes)]), "uint8",
-                          bodies.CLASS_NODATA, "landslide_class")
-    polygons = body_polygons(found.labels, grid)
-    polygons["area_m2"] = found.areas_m2
-    polygons["mean_probability"] = found.mean_probability
-    write_geopackage(polygons, paths["polygons"], "landslides")
+    found, counts = bodies_by_blocks(paths, run.grid, cfg)
     store.clear()
-    scores = scoring.score_areas(probability, ground, threshold, cfg) if ground else {}
+    scores = {}
+    if ground is not None and cfg.score_areas:  # the one step with the whole map in memory
+        probability, _ = read_single_band(paths["probability"])
+        scores = scoring.score_areas(probability, ground, threshold, cfg)
     return {"threshold": threshold, "threshold_source": source,
             "probabilities": ("as trained (map.prior_correction: false)" if prior is None
                               else f"at the area's prevalence {prior.area:.4g} "
                               f"({prior.source}); trained at {prior.trained:.4g}"),
             **found.summary(),
-            "flagged_share": float((classes == 1).sum()
-                                   / max(np.isfinite(probability).sum(), 1)),
+            "flagged_share": counts["flagged"] / max(counts["mapped"], 1),
             "areas": {area: map_metrics.headline(result) for area, result in scores.items()},
             "dense_inference": run.dense,
-            "mapped_pixels": int(np.isfinite(probability).sum()),
+            "mapped_pixels": counts["mapped"],
             "computed_pixels": run.computed_pixels, "resumed_blocks": run.resumed_blocks,
             "seconds": round(run.seconds, 2),
             "pixels_per_second": round(run.pixels_per_second),
             "outputs": {k: str(v) for k, v in finals.items()}}
+
+
+def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig
+                      ) -> tuple[bodies.BlockBodies, dict[str, int]]:
+    """Landslide bodies of the probability COG, block by block (the same bodies and ids as
+    the whole map at once): the class COG and the polygons, and the counts of mapped and
+    flagged pixels. Memory holds one block, the seams and the polygons."""
+    blocks = blocks_of(grid, cfg.block_size)
+    counts = {"mapped": 0, "flagged": 0}
+    parts: dict[int, list] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        found = bodies.join_blocks(
+            blocks, (grid.height, grid.width), cfg, grid.resolution ** 2,
+            lambda block, reach: read_region(paths["probability"], block, reach),
+            lambda block, labels: np.save(Path(tmp) / f"{block.index}.npy", labels))
+
+        def classes() -> Iterator[tuple[Block, np.ndarray]]:
+            for block in blocks:
+                local = np.load(Path(tmp) / f"{block.index}.npy")
+                ids = found.ids(block, local)
+                counts["mapped"] += int((local >= 0).sum())
+                counts["flagged"] += int((ids > 0).sum())
+                add_body_parts(parts, ids, grid.transform * Affine.translation(block.col,
+                                                                               block.row))
+                yield block, bodies.class_raster(ids, local >= 0)
+
+        write_cog_from_blocks(paths["class"], grid, classes(), "uint8", bodies.CLASS_NODATA,
+                              "landslide_class")
+    polygons = polygons_of_parts(parts, grid.crs)
+    polygons["area_m2"] = found.areas_m2
+    polygons["mean_probability"] = found.mean_probability
+    write_geopackage(polygons, paths["polygons"], "landslides")
+    return found, counts
 
 
 def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: dict[str, Path],
