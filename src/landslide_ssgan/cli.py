@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from landslide_ssgan.training import TrainingData
 
 quiet_environment()  # before TensorFlow, absl or MLflow are imported by any command
+# GDAL's block cache defaults to 5 % of the machine's memory and grows with what a stage
+# reads: `landslide map` of 30 M pixels peaked 760 MiB above 7.5 M pixels, 70 MiB with this
+# cap (benchmarks/tile_scale.py). Reads and writes here are block-sized; a fixed cap (MiB)
+# keeps memory flat.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 app = typer.Typer(
     help="Landslide identification with a semi-supervised GAN: the pipeline's stages.",
@@ -337,7 +342,8 @@ def map_area(
 
     cfg = _tracked_params(params, ctx)
     paths = cfg.paths
-    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+    ground = (scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+              if cfg.map.score_areas else None)
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
         summary = stage_module.run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
                                    rgb=cfg.features.rgb, stack=paths.stack, models=paths.models,

@@ -14,6 +14,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError
+from rasterio.windows import Window
 
 from landslide_ssgan.config import LayerConfig, PrepareConfig
 from landslide_ssgan.data import layers as io
@@ -169,13 +170,15 @@ def _derive(layer: LayerConfig, source: Bands, grid: Grid) -> Bands:
 
 # --- files ------------------------------------------------------------------------------
 
+TILE = 256  # pixels per side of the tiles of every GeoTIFF written
+
 
 def geotiff_profile(grid: Grid, count: int, dtype: str, nodata: float | int) -> dict:
     """Tiled (256), deflate-compressed GeoTIFF with a predictor: every raster we write."""
     return {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
         "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+        "tiled": True, "blockxsize": TILE, "blockysize": TILE, "compress": "deflate",
         "predictor": 3 if dtype.startswith("float") else 2, "BIGTIFF": "IF_SAFER",
     }
 
@@ -194,8 +197,13 @@ def write_stack(stack: Stack, path: str | Path) -> None:
     with atomic_path(path) as tmp, rasterio.open(
         tmp, "w", **geotiff_profile(stack.grid, len(stack.bands), "float32", float("nan"))
     ) as dst:
+        # a row of whole tiles at a time, every band at once: written band by band, each
+        # pixel-interleaved tile is rewritten once per band when GDAL's cache cannot hold them
+        for row in range(0, stack.grid.height, TILE):
+            rows = min(TILE, stack.grid.height - row)
+            dst.write(bit_stable(stack.data[:, row:row + rows]),
+                      window=Window(0, row, stack.grid.width, rows))  # type: ignore[call-arg]
         for i, band in enumerate(stack.bands, start=1):
-            dst.write(bit_stable(stack.data[i - 1]), i)
             dst.set_band_description(i, band.name)
             dst.update_tags(i, layer=band.layer, role=band.role,
                             categorical=str(band.categorical).lower())

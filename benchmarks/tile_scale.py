@@ -1,0 +1,186 @@
+"""prepare, sample and map at the size of a whole Sentinel-2 tile and at a quarter of it.
+
+    .venv/bin/python benchmarks/tile_scale.py [--size 10980] [--json]
+
+Run after `dvc repro` (it maps with the trained joint SSGAN of params.yaml). The inputs are
+built from the real Chattogram rasters and vectors, mosaicked with their real values to
+`--size` x `--size` pixels of 10 m (10,980 is a Sentinel-2 tile) and to half that side (a
+quarter of the area):
+
+- the Sentinel-2 image, the DEM and the land cover, each warped once onto Chattogram's 10 m
+  UTM grid (as `landslide prepare` warps them) and repeated across the mosaic;
+- the inventory, geology, faults and rivers copied with the same offsets.
+
+Each stage runs as `landslide <stage>` in its own process (so its peak memory is its own;
+a stage that runs out of memory is reported as killed, not as a crash of the benchmark),
+on temporary params that point at the mosaic and at a temporary folder, which is deleted
+afterwards. It prints the time and peak memory of each stage at both sizes and the growth
+of peak memory for 4x the area; with `--json` the last line is one JSON object holding them.
+Goals (issue 16, 2 cores): every stage's peak at most 3 GiB at tile size, memory growth at
+most 1.2x for 4x the area, the tile mapped in at most 4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import geopandas as gpd  # noqa: E402
+import pandas as pd  # noqa: E402
+import rasterio  # noqa: E402
+import yaml  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+from rasterio.windows import Window  # noqa: E402
+
+from landslide_ssgan.config import load_params  # noqa: E402
+from landslide_ssgan.data.layers import read_raster_on_grid  # noqa: E402
+from landslide_ssgan.data.stack import reference_grid  # noqa: E402
+
+STAGES = ("prepare", "sample", "map")
+RASTERS = {"sentinel2": Resampling.bilinear, "elevation": Resampling.bilinear,
+           "landuse": Resampling.nearest}
+VECTORS = ("lithology", "dist_faults", "dist_rivers")
+
+
+def mosaic_inputs(params: dict[str, Any], side: int, out: Path) -> dict[str, Any]:
+    """The raw layers as a side x side pixel mosaic of real values; the params that read it."""
+    cfg = load_params("params.yaml")
+    grid = reference_grid(cfg.prepare)
+    layers = {layer.name: layer for layer in cfg.prepare.layers}
+    raw = json.loads(json.dumps(params))
+    repeats = [(r, c) for r in range(math.ceil(side / grid.height))
+               for c in range(math.ceil(side / grid.width))]
+    left, top = grid.transform.c, grid.transform.f
+    transform = rasterio.Affine(grid.resolution, 0, left, 0, -grid.resolution, top)
+    for name, resampling in RASTERS.items():
+        data = read_raster_on_grid(layers[name].path or "", grid, resampling)
+        path = out / f"{name}.tif"
+        profile = {"driver": "GTiff", "width": side, "height": side, "count": len(data),
+                   "dtype": "float32", "crs": grid.crs, "transform": transform,
+                   "nodata": float("nan"), "tiled": True, "compress": "deflate",
+                   "BIGTIFF": "YES"}
+        with rasterio.open(path, "w", **profile) as dst:
+            for r, c in repeats:
+                height = min(grid.height, side - r * grid.height)
+                width = min(grid.width, side - c * grid.width)
+                dst.write(data[:, :height, :width], window=Window(
+                    c * grid.width, r * grid.height, width, height))
+            if layers[name].bands:
+                dst.descriptions = tuple(layers[name].bands)
+        raw["prepare"]["layers"][name]["path"] = str(path)
+    offsets = [(c * grid.width * grid.resolution, -r * grid.height * grid.resolution)
+               for r, c in repeats]
+    for name in VECTORS:
+        raw["prepare"]["layers"][name]["path"] = _copies(
+            layers[name].path or "", layers[name].layer, grid, offsets, side, out / f"{name}.gpkg")
+    inventory = cfg.prepare.inventory
+    raw["prepare"]["inventory"]["path"] = _copies(inventory.path, inventory.layer, grid,
+                                                  offsets, side, out / "inventory.gpkg")
+    raw["prepare"]["inventory"]["layer"] = "layer"
+    for name in VECTORS:
+        raw["prepare"]["layers"][name]["layer"] = "layer"
+    return raw
+
+
+def _copies(path: str, layer: str | None, grid: Any, offsets: list[tuple[float, float]],
+            side: int, out: Path) -> str:
+    """The vector layer repeated at every offset, clipped to the mosaic's extent."""
+    frame = gpd.read_file(path, layer=layer).to_crs(grid.crs)
+    copies = pd.concat([frame.set_geometry(frame.geometry.translate(dx, dy))
+                        for dx, dy in offsets], ignore_index=True)
+    left, top = grid.transform.c, grid.transform.f
+    extent = (left, top - side * grid.resolution, left + side * grid.resolution, top)
+    gpd.GeoDataFrame(copies, crs=grid.crs).clip(extent).to_file(out, layer="layer")
+    return str(out)
+
+
+def run_stage(stage: str, params: Path, model: str, env: dict[str, str]) -> dict[str, Any]:
+    """One stage in its own process: seconds and peak memory (MiB), or how it died."""
+    command = [sys.executable, __file__, "--child", stage, str(params), model]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        return {"seconds": round(seconds, 1), "peak_mib": None,
+                "failed": f"exit {done.returncode}: "
+                          f"{(done.stderr.strip().splitlines() or ['killed'])[-1][:200]}"}
+    return {"seconds": round(seconds, 1), "peak_mib": json.loads(
+        done.stdout.strip().splitlines()[-1])["peak_mib"]}
+
+
+def child(stage: str, params: str, model: str) -> None:
+    """Runs `landslide <stage>` in this process and prints its peak memory."""
+    from landslide_ssgan.cli import app
+
+    arguments = [stage, "--params", params] + (["--model-uri", model] if stage == "map" else [])
+    app(arguments, standalone_mode=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mib": round(peak)}))
+
+
+def measure(side: int, work: Path, model: str) -> dict[str, Any]:
+    base = yaml.safe_load(Path("params.yaml").read_text())
+    folder = work / str(side)
+    folder.mkdir()
+    raw = mosaic_inputs(base, side, folder)
+    raw["paths"] = {k: str(folder / "out" / v) for k, v in {
+        "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
+        "samples": "samples.csv", "norm": "norm.json", "split": "split.tif",
+        "models": "models", "maps": "maps", "reports": "reports"}.items()}
+    raw["map"].update({"compare_baseline": False, "score_areas": False})
+    params = folder / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    results = {}
+    for stage in STAGES:
+        results[stage] = run_stage(stage, params, model, env)
+        print(f"{side:>6} x {side:<6} {stage:8s} {results[stage]['seconds']:8.1f} s  "
+              f"peak {results[stage]['peak_mib'] or 0:8,} MiB  "
+              f"{results[stage].get('failed', '')}", flush=True)
+        if "failed" in results[stage]:
+            break
+    shutil.rmtree(folder)
+    return {"pixels": side * side, "stages": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10980, help="side of the large mosaic")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    args = parser.parse_args()
+    cfg = load_params("params.yaml")
+    model = str(Path(cfg.paths.models) / cfg.features.set / "ssgan")
+    with tempfile.TemporaryDirectory() as tmp:
+        quarter = measure(args.size // 2, Path(tmp), model)
+        full = measure(args.size, Path(tmp), model)
+    growth = {}
+    for stage in STAGES:
+        small, large = (quarter["stages"].get(stage, {}).get("peak_mib"),
+                        full["stages"].get(stage, {}).get("peak_mib"))
+        growth[stage] = round(large / small, 2) if small and large else None
+        print(f"memory growth for 4x the area, {stage:8s}: "
+              f"{growth[stage] if growth[stage] is not None else 'n/a'}")
+    if args.json:
+        print(json.dumps({
+            "size": args.size, "quarter": quarter, "full": full,
+            "peak_mib": {s: full["stages"].get(s, {}).get("peak_mib") for s in STAGES},
+            "memory_growth": growth}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        main()
