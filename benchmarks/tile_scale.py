@@ -83,14 +83,11 @@ def mosaic_inputs(params: dict[str, Any], side: int, out: Path) -> dict[str, Any
     offsets = [(c * grid.width * grid.resolution, -r * grid.height * grid.resolution)
                for r, c in repeats]
     for name in VECTORS:
-        raw["prepare"]["layers"][name]["path"] = _copies(
-            layers[name].path or "", layers[name].layer, grid, offsets, side, out / f"{name}.gpkg")
+        raw["prepare"]["layers"][name] |= {"layer": "layer", "path": _copies(
+            layers[name].path or "", layers[name].layer, grid, offsets, side, out / f"{name}.gpkg")}
     inventory = cfg.prepare.inventory
-    raw["prepare"]["inventory"]["path"] = _copies(inventory.path, inventory.layer, grid,
-                                                  offsets, side, out / "inventory.gpkg")
-    raw["prepare"]["inventory"]["layer"] = "layer"
-    for name in VECTORS:
-        raw["prepare"]["layers"][name]["layer"] = "layer"
+    raw["prepare"]["inventory"] |= {"layer": "layer", "path": _copies(
+        inventory.path, inventory.layer, grid, offsets, side, out / "inventory.gpkg")}
     return raw
 
 
@@ -125,7 +122,9 @@ def child(stage: str, params: str, model: str) -> None:
     from landslide_ssgan.cli import app
 
     arguments = [stage, "--params", params] + (["--model-uri", model] if stage == "map" else [])
-    app(arguments, standalone_mode=False)
+    code = app(arguments, standalone_mode=False)  # a refused input returns its exit code
+    if code:
+        sys.exit(code)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mib": round(peak)}))
 

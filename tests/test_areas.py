@@ -4,7 +4,6 @@ glm; 2 epochs) -> evaluate -> register -> map."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,12 @@ PIPELINE = (["prepare"], ["sample"], ["train", "ssgan"], ["train", "baseline"],
             ["train", "forest"], ["train", "glm"], ["evaluate"], ["register"], ["map"])
 
 
-def _area(base_params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """The crop's params with tiny networks and every output in `tmp_path`."""
-    raw = copy.deepcopy(base_params)
+def _area(raw: dict[str, Any]) -> dict[str, Any]:
+    """The crop's params (outputs in the test's folder, `params_dict`) with tiny networks."""
     raw["train"].update({"epochs": 2, "batch_size": 32, "latent_dim": 8, "d_widths": [4, 8],
                          "d_hidden": 8, "g_width": 8, "forest_trees": 10})
     raw["evaluate"]["feature_sets"] = [raw["features"]["set"]]
     raw["map"].update({"block_size": 100, "preview_size": 100})
-    raw["paths"] = {k: str(tmp_path / v) for k, v in {
-        "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
-        "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "models": "models",
-        "maps": "maps", "reports": "reports"}.items()}
     return raw
 
 
@@ -50,7 +44,7 @@ def _run_end_to_end(raw: dict[str, Any], tmp_path: Path,
     for command in PIPELINE:
         result = runner.invoke(app, [*command, "--params", params])
         assert result.exit_code == 0, (command, result.output, repr(result.exception))
-    reports = tmp_path / "reports"
+    reports = Path(raw["paths"]["reports"])
     summary = json.loads((reports / "map_summary.json").read_text())
     assert "test" in summary["champion"]["areas"]
     assert (reports / "map_preview.png").stat().st_size > 1000
@@ -59,15 +53,15 @@ def _run_end_to_end(raw: dict[str, Any], tmp_path: Path,
             "prepare": json.loads((reports / "prepare.json").read_text()), "map": summary}
 
 
-def test_an_area_with_factors_only_runs_end_to_end(base_params: dict[str, Any], tmp_path: Path,
+def test_an_area_with_factors_only_runs_end_to_end(params_dict: dict[str, Any], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """No optical image: terrain, geology, land use and distances only, features.rgb unset."""
-    raw = copy.deepcopy(base_params)
+    raw = params_dict
     for name in ("sentinel2", "ndvi"):
         del raw["prepare"]["layers"][name]
     raw["prepare"]["grid"]["extent_layer"] = "elevation"
     raw["features"] = {"set": "factors"}
-    out = _run_end_to_end(_area(raw, tmp_path), tmp_path, monkeypatch)
+    out = _run_end_to_end(_area(raw), tmp_path, monkeypatch)
     result = runner.invoke(app, ["train", "ssgan", "--feature-set", "optical", "--params",
                                  out["params"]])
     assert result.exit_code == 2 and "'optical' has no bands here" in result.stderr
@@ -93,21 +87,21 @@ def _terrain_factors(dem: str, path: Path) -> Path:
 
 
 def test_an_area_with_a_multi_band_factor_raster_runs_end_to_end(
-        base_params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = copy.deepcopy(base_params)
+        params_dict: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = params_dict
     layers = raw["prepare"]["layers"]
     terrain = _terrain_factors(layers["elevation"]["path"], tmp_path / "terrain.tif")
     for name in ("elevation", "slope", "aspect"):
         del layers[name]
     layers["terrain"] = {"path": str(terrain), "kind": "continuous", "role": "factor",
                          "bands": ["elevation", "relief", "roughness"]}
-    out = _run_end_to_end(_area(raw, tmp_path), tmp_path, monkeypatch)
+    out = _run_end_to_end(_area(raw), tmp_path, monkeypatch)
     bands = list(out["prepare"]["bands"])
     assert {"elevation", "relief", "roughness"} <= set(bands) and "slope" not in bands
 
 
 def test_a_mask_inventory_without_unknown_pixels_runs_end_to_end(
-        base_params: dict[str, Any], crop_stack: Stack,
+        params_dict: dict[str, Any], crop_stack: Stack,
         crop_labels: tuple[np.ndarray, np.ndarray], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pixel labelled (1 landslide, 0 not): the SSGAN's pool is labels withheld."""
@@ -117,27 +111,27 @@ def test_a_mask_inventory_without_unknown_pixels_runs_end_to_end(
                        height=grid.height, count=1, dtype="uint8", crs=grid.crs,
                        transform=grid.transform) as dst:
         dst.write(mask, 1)
-    raw = copy.deepcopy(base_params)
+    raw = params_dict
     raw["prepare"]["inventory"] = {"path": str(tmp_path / "mask.tif"), "landslide": ["1"],
                                    "stable": ["0"]}
-    out = _run_end_to_end(_area(raw, tmp_path), tmp_path, monkeypatch)
-    with rasterio.open(tmp_path / "labels.tif") as src:
+    out = _run_end_to_end(_area(raw), tmp_path, monkeypatch)
+    with rasterio.open(raw["paths"]["labels"]) as src:
         assert set(np.unique(src.read(1))) == {0, 1}  # nothing unknown
     assert out["sample"]["counts"]["train"]["unlabelled"] > 0
 
 
-def test_a_point_inventory_runs_end_to_end(base_params: dict[str, Any], tmp_path: Path,
+def test_a_point_inventory_runs_end_to_end(params_dict: dict[str, Any], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """One point inside each inventory polygon, landslides and stable ground alike."""
-    raw = copy.deepcopy(base_params)
+    raw = params_dict
     inventory = raw["prepare"]["inventory"]
     polygons = gpd.read_file(inventory["path"], layer=inventory["layer"])
     points = polygons.set_geometry(polygons.geometry.representative_point())
     points.to_file(tmp_path / "points.gpkg", layer="points")
     raw["prepare"]["inventory"] |= {"path": str(tmp_path / "points.gpkg"), "layer": "points"}
-    out = _run_end_to_end(_area(raw, tmp_path), tmp_path, monkeypatch)
+    out = _run_end_to_end(_area(raw), tmp_path, monkeypatch)
     counts = out["sample"]["counts"]
-    with rasterio.open(tmp_path / "labels.tif") as src:
+    with rasterio.open(raw["paths"]["labels"]) as src:
         slide_pixels = int((src.read(1) == LANDSLIDE).sum())
     assert sum(counts[s]["landslide"] for s in counts) <= slide_pixels  # a window per point
     validation = out["sample"]["landslide_groups_per_split"]["val"]
@@ -149,9 +143,9 @@ def test_a_point_inventory_runs_end_to_end(base_params: dict[str, Any], tmp_path
 
 
 def test_a_128_pixel_area_runs_end_to_end_with_every_split(
-        base_params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        params_dict: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 128 x 128 pixel crop: validation and test each get a landslide group."""
-    raw = copy.deepcopy(base_params)
+    raw = params_dict
     optical = raw["prepare"]["layers"]["sentinel2"]
     with rasterio.open(optical["path"]) as src:
         window = Window(56, 56, 128, 128)
@@ -161,7 +155,7 @@ def test_a_128_pixel_area_runs_end_to_end_with_every_split(
             dst.write(src.read(window=window))
             dst.descriptions = src.descriptions
     optical["path"] = str(tmp_path / "small.tif")
-    out = _run_end_to_end(_area(raw, tmp_path), tmp_path, monkeypatch)
+    out = _run_end_to_end(_area(raw), tmp_path, monkeypatch)
     grid = out["prepare"]["grid"]  # the crop on the metric reference grid: about 128 x 128
     assert 116 <= grid["width"] <= 132 and 116 <= grid["height"] <= 132, grid
     groups = out["sample"]["landslide_groups_per_split"]
