@@ -26,7 +26,7 @@ def _ground(slides_in_val: int) -> tuple[scoring.Ground, np.ndarray]:
 
 def test_a_validation_area_with_too_few_landslides_chooses_no_threshold() -> None:
     ground, probability = _ground(3)
-    assert scoring.validation_landslides(ground) == 3
+    assert map_metrics.landslides_in(ground.truth, ground.area("val")).size == 3
     threshold, source = scoring.validation_threshold(probability, ground, None, 5)
     assert threshold == 0.5
     assert "holds 3 landslides, fewer than train.min_val_landslides (5)" in source

@@ -226,10 +226,9 @@ class SeamJoin:
         total = np.zeros(self.size, np.float64)
         first = np.full(self.size, np.iinfo(np.int64).max, np.int64)
         ids = roots[1:]
-        np.add.at(pixels, ids, np.concatenate(self.pixels) if self.pixels else [])
-        np.add.at(total, ids, np.concatenate(self.total) if self.total else [])
-        np.minimum.at(first, ids, np.concatenate(self.first).astype(np.int64)
-                      if self.first else np.zeros(0, np.int64))
+        np.add.at(pixels, ids, np.concatenate(self.pixels))
+        np.add.at(total, ids, np.concatenate(self.total))
+        np.minimum.at(first, ids, np.concatenate(self.first))
         kept = np.flatnonzero((pixels * pixel_area_m2 >= min_area_m2) & (pixels > 0))
         kept = kept[np.argsort(first[kept], kind="stable")]
         numbered = np.zeros(self.size, np.int32)

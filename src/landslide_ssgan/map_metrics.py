@@ -75,11 +75,16 @@ def pixel_scores(is_landslide: np.ndarray, probability: np.ndarray,
     }
 
 
+def landslides_in(truth: Truth, area: np.ndarray) -> np.ndarray:
+    """The ids of the inventory landslides with a pixel in `area`."""
+    return np.unique(truth.ids[area & (truth.ids > 0)])
+
+
 def object_scores(found: Bodies, truth: Truth, area: np.ndarray) -> dict[str, float | int]:
     """Object recall: inventory landslides of the area that a mapped body overlaps. Object
     precision: mapped bodies of the area that touch a landslide (overlap, or share an edge or
     corner with one)."""
-    inventory = np.unique(truth.ids[area & (truth.ids > 0)])
+    inventory = landslides_in(truth, area)
     bodies_here = np.unique(found.labels[area & (found.labels > 0)])
     hit = np.unique(truth.ids[(found.labels > 0) & (truth.ids > 0)])
     near_landslide = ndimage.binary_dilation(truth.ids > 0, structure=np.ones((3, 3), bool))

@@ -96,7 +96,7 @@ def validation_threshold(probability: np.ndarray, ground: Ground, target_recall:
     model keeps its balanced-window threshold, 0.5, and the sentence says why."""
     if not ground.has_areas:
         return 0.5, "0.5: no validation area (random split)"
-    found = validation_landslides(ground)
+    found = map_metrics.landslides_in(ground.truth, ground.area("val")).size
     if found < min_landslides:
         return 0.5, (f"0.5, the model's own: the validation area holds {found} landslides, "
                      f"fewer than train.min_val_landslides ({min_landslides}), too few to "
@@ -106,12 +106,6 @@ def validation_threshold(probability: np.ndarray, ground: Ground, target_recall:
     threshold = map_metrics.choose_threshold(is_landslide, values, target_recall)
     rule = ("best F1" if target_recall is None else f"recall >= {target_recall:g}")
     return threshold, f"{rule} on the validation area, every pixel (real prevalence)"
-
-
-def validation_landslides(ground: Ground) -> int:
-    """Inventory landslides (ids) with a pixel in the validation area."""
-    ids = ground.truth.ids[ground.area("val")]
-    return int(np.unique(ids[ids > 0]).size)
 
 
 def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
