@@ -69,6 +69,23 @@ def _truncated_layer(raw: dict[str, Any], work: Path) -> list[str]:
     return []
 
 
+def _landslides_off_the_grid(raw: dict[str, Any], work: Path) -> list[str]:
+    """An inventory whose only landslide lies 1 km past the grid's edge: found only after
+    every strip of the stack, labels and ids has been written (under temporary names)."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    with rasterio.open(raw["paths"]["stack"]) as src:
+        left, bottom, right, top = src.bounds
+        crs = src.crs
+    points = shapely.points([right + 1000, (left + right) / 2], [top - 50, (bottom + top) / 2])
+    path = work / "off_grid.gpkg"
+    gpd.GeoDataFrame({"class": ["landslide", "stable"]}, geometry=points, crs=crs).to_file(path)
+    raw["prepare"]["inventory"].update(path=str(path), layer=None)
+    return []
+
+
 def _text_as_raster(raw: dict[str, Any], work: Path) -> list[str]:
     Path(_local_copy(raw, work, "layers", "elevation")).write_text("not a raster\n")
     return []
@@ -139,6 +156,8 @@ CASES: dict[str, tuple[str, Case, str]] = {  # name: (command, set-up, expected 
     "corrupt vector layer": ("prepare", _corrupt_vector, "geology.gpkg: cannot be read"),
     "truncated inventory": ("prepare", _truncated_inventory, "inventory.gpkg: cannot be read"),
     "missing layer": ("prepare", _missing_layer, "gone.tif: file not found"),
+    "no landslide on the grid": ("prepare", _landslides_off_the_grid,
+                                 "off_grid.gpkg: no landslide (landslide) falls on the"),
     "no params file": ("prepare", _no_params_file, "missing.yaml: file not found"),
     "params not YAML": ("prepare", _bad_yaml, "bad.yaml: not valid YAML"),
     "misspelt setting": ("sample", _edit(lambda r: r["sample"].update(windw=13)),

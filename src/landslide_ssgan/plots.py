@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from landslide_ssgan.data.stack import Stack  # noqa: E402
+from landslide_ssgan.data.stack import BandInfo  # noqa: E402
 from landslide_ssgan.files import atomic_path  # noqa: E402
 
 
@@ -22,21 +22,21 @@ def _save(fig: Any, path: str | Path) -> None:
     plt.close(fig)
 
 
-def stack_preview(stack: Stack, labels: np.ndarray, path: str | Path, step: int = 4) -> None:
-    """Every band (2-98 % stretch, nodata white) and the labels, decimated by `step`."""
-    panels = len(stack.bands) + 1
+def stack_preview(bands: tuple[BandInfo, ...], data: np.ndarray, labels: np.ndarray,
+                  path: str | Path) -> None:
+    """Every band (2-98 % stretch, nodata white) and the labels, already decimated."""
+    panels = len(bands) + 1
     cols = 6
     rows = math.ceil(panels / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 3.6))
-    for ax, band, array in zip(axes.flat, stack.bands, stack.data, strict=False):
-        small = array[::step, ::step]
+    for ax, band, small in zip(axes.flat, bands, data, strict=False):
         finite = small[np.isfinite(small)]
         low, high = np.percentile(finite, [2, 98]) if finite.size else (0, 1)
         ax.imshow(small, cmap="viridis", vmin=low, vmax=high if high > low else low + 1)
         ax.set_title(band.name, fontsize=8)
-    label_view = np.where(labels == 255, np.nan, labels.astype(float))[::step, ::step]
+    label_view = np.where(labels == 255, np.nan, labels.astype(float))
     ax = axes.flat[panels - 1]
-    ax.imshow(np.isfinite(stack.data).all(axis=0)[::step, ::step], cmap="Greys", alpha=0.3)
+    ax.imshow(np.isfinite(data).all(axis=0), cmap="Greys", alpha=0.3)
     ax.imshow(label_view, cmap="coolwarm", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title("labels (red = landslide)", fontsize=8)
     for ax in axes.flat:

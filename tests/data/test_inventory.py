@@ -72,3 +72,32 @@ def test_raster_mask_inventory(crop_stack: Stack, crop_labels: tuple, crop_param
     from_mask, ids = rasterize_inventory(cfg, grid)
     np.testing.assert_array_equal(from_mask, labels)
     assert ids.max() >= 1
+
+
+def test_mask_patches_crossing_strips_keep_the_whole_grids_ids(crop_stack: Stack,
+                                                               crop_params: Params,
+                                                               tmp_path: Path) -> None:
+    """A raster inventory is labelled a strip at a time; its patches (8 neighbours, some
+    touching a seam only at a corner) get the ids that labelling the whole grid gives."""
+    from scipy import ndimage
+
+    from landslide_ssgan.data.inventory import InventoryOnGrid
+
+    grid = crop_stack.grid
+    rng = np.random.default_rng(3)
+    slides = ndimage.binary_opening(rng.random(grid.shape) < 0.35)
+    slides[9, 4] = slides[10, 5] = True  # a diagonal step across the seam below row 9
+    slides[9, 5] = slides[10, 4] = False
+    mask = np.where(slides, 2, 1).astype(np.uint8)
+    path = tmp_path / "patches.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                       dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
+        dst.write(mask, 1)
+    cfg = replace(crop_params.prepare.inventory, path=str(path), layer=None, field=None,
+                  landslide=("2",), stable=("1",))
+    expected, count = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
+    assert count > 20
+    for rows in (5, 10, 64):
+        inventory = InventoryOnGrid(cfg, grid, rows)
+        ids = np.concatenate([inventory.strip(row)[1] for row in inventory.starts()])
+        np.testing.assert_array_equal(ids, expected, err_msg=f"strips of {rows} rows")

@@ -208,3 +208,34 @@ def test_an_area_without_optical_bands(base_params: dict, tmp_path: Path) -> Non
     assert image.shape[0] == 1
     grey = _stretched_rgb(image)
     assert grey.shape[-1] == 3 and np.array_equal(grey[..., 0], grey[..., 2])
+
+
+def test_a_stack_made_by_strips_of_any_height_is_the_whole_grids(crop_params: Params) -> None:
+    """`landslide prepare` makes the stack a strip of rows at a time. Every band (the optical
+    scene warped from geographic coordinates with a kernel that GDAL would otherwise scale per
+    strip, slope and aspect across the seams, distances to lines beyond the strip, classes
+    first seen in a later strip) must not depend on the strip's height."""
+    from landslide_ssgan.data.stack import build_stack
+
+    cfg = crop_params.prepare
+    whole = build_stack(cfg, rows=10_000)
+    for rows in (1, 7, 64, 100):
+        strips = build_stack(cfg, rows=rows)
+        assert strips.bands == whole.bands
+        np.testing.assert_array_equal(strips.data, whole.data, err_msg=f"strips of {rows} rows")
+
+
+def test_the_warp_kernel_is_scaled_by_the_whole_grid(crop_params: Params) -> None:
+    """The optical crop is 240 x 240 geographic pixels of about 9.3 x 10 m on 10 m pixels: a
+    downsampling across (GDAL's kernel widens, not rounded to 1 as it is within 5 %) and none
+    down the grid, as GDAL decides for the whole grid at once."""
+    from rasterio.enums import Resampling
+
+    from landslide_ssgan.data.layers import RasterOnGrid
+    from landslide_ssgan.data.stack import reference_grid
+
+    cfg = crop_params.prepare
+    grid = reference_grid(cfg)
+    optical = next(layer for layer in cfg.layers if layer.name == "sentinel2")
+    across, down = RasterOnGrid(optical.path or "", grid, Resampling.bilinear).scale
+    assert 0.9 < across < 0.95 and down >= 1.0

@@ -35,6 +35,12 @@ class Grid:
     def with_bands(self, names: tuple[str, ...]) -> Grid:
         return Grid(self.crs, self.transform, self.width, self.height, names)
 
+    def rows(self, row: int, rows: int) -> Grid:
+        """Rows [row, row + rows) of the grid as a grid of their own (a strip prepared at a
+        time); the origin moves by whole pixels, so every pixel keeps its coordinates."""
+        shift = Affine.translation(0.0, -row * self.resolution)
+        return Grid(self.crs, shift @ self.transform, self.width, rows, self.band_names)
+
     def padded(self, pixels: int) -> Grid:
         """The same grid grown by `pixels` on every side (for work that must see past the edge)."""
         shift = Affine.translation(-pixels * self.resolution, pixels * self.resolution)

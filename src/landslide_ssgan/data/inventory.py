@@ -2,83 +2,139 @@
 
 The inventory may be polygons, points or a raster mask, in any CRS. Each landslide also gets
 an id (polygon, point or connected patch of the mask) so that a spatial split can keep every
-landslide whole on one side.
+landslide whole on one side. Labels and ids are made one strip of rows at a time, so memory
+holds a strip whatever the area.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from rasterio.features import rasterize
+from rasterio.enums import Resampling
 from scipy import ndimage
 
 from landslide_ssgan.config import InventoryConfig
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.layers import (
+    Burner,
+    RasterOnGrid,
     is_vector,
     on_grid,
-    read_class_raster_on_grid,
     read_vector,
     require_file,
 )
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.seams import Pieces, SeamJoin
 
 LANDSLIDE, STABLE, UNKNOWN = 1, 0, 255
+STRIP = 512  # rows of the grid made at a time
+
+
+class InventoryOnGrid:
+    """Labels (uint8) and landslide ids (int32, 0 = none) of strips of `rows` rows, strip by
+    strip in order from the top: `strip(k)` gives rows [k * rows, (k + 1) * rows)."""
+
+    def __init__(self, cfg: InventoryConfig, grid: Grid, rows: int = STRIP) -> None:
+        self.cfg, self.grid, self.rows = cfg, grid, rows
+        path = require_file(cfg.path)
+        self.source: _VectorInventory | _MaskInventory = (
+            _VectorInventory(cfg, grid) if is_vector(path) else _MaskInventory(cfg, grid, rows))
+
+    def starts(self) -> range:
+        return range(0, self.grid.height, self.rows)
+
+    def strip(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        if row % self.rows:
+            raise ValueError(f"row {row} does not start a strip of {self.rows} rows")
+        return self.source.strip(row, min(self.rows, self.grid.height - row))
+
+
+def require_landslides(cfg: InventoryConfig, count: int) -> None:
+    if count == 0:
+        raise InputError(f"{cfg.path}: no landslide ({', '.join(cfg.landslide)}) "
+                         "falls on the reference grid")
 
 
 def rasterize_inventory(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """(labels uint8, landslide ids int32 with 0 = none) on `grid`."""
-    path = require_file(cfg.path)
-    if is_vector(path):
-        labels, ids = _from_vector(cfg, grid)
-    else:
-        labels, ids = _from_raster(cfg, grid)
-    if not (labels == LANDSLIDE).any():
-        raise InputError(f"{cfg.path}: no landslide ({', '.join(cfg.landslide)}) "
-                         "falls on the reference grid")
+    """(labels uint8, landslide ids int32 with 0 = none) of the whole grid (for small grids
+    and tests; `landslide prepare` writes them strip by strip)."""
+    inventory = InventoryOnGrid(cfg, grid)
+    strips = [inventory.strip(row) for row in inventory.starts()]
+    labels = np.concatenate([s[0] for s in strips])
+    ids = np.concatenate([s[1] for s in strips])
+    require_landslides(cfg, int((labels == LANDSLIDE).any()))
     return labels, ids
 
 
-def _from_vector(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    frame = read_vector(cfg.path, cfg.layer)
-    if cfg.field is None:
-        values = np.array([cfg.landslide[0]] * len(frame), dtype=object)
-    elif cfg.field not in frame.columns:
-        raise InputError(f"{cfg.path}: has no attribute '{cfg.field}' "
-                         f"(has {', '.join(map(str, frame.columns))})")
-    else:
-        values = frame[cfg.field].astype(str).to_numpy()
-    is_slide = np.isin(values, cfg.landslide)
-    if not is_slide.any():
-        raise InputError(f"{cfg.path}: no feature has {cfg.field} in {list(cfg.landslide)}")
-    frame = on_grid(frame, grid, cfg.path)
-    geoms = frame.geometry.to_numpy()
-    stable = [g for g, v in zip(geoms, values, strict=True) if v in cfg.stable]
-    slides = geoms[is_slide]
-    labels = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
-    if stable:
-        labels[_burn(stable, grid) > 0] = STABLE
-    ids = _burn(slides, grid, ids=True)
-    labels[ids > 0] = LANDSLIDE  # a landslide wins where the two overlap
-    return labels, ids
+class _VectorInventory:
+    def __init__(self, cfg: InventoryConfig, grid: Grid) -> None:
+        frame = read_vector(cfg.path, cfg.layer)
+        if cfg.field is None:
+            values = np.array([cfg.landslide[0]] * len(frame), dtype=object)
+        elif cfg.field not in frame.columns:
+            raise InputError(f"{cfg.path}: has no attribute '{cfg.field}' "
+                             f"(has {', '.join(map(str, frame.columns))})")
+        else:
+            values = frame[cfg.field].astype(str).to_numpy()
+        is_slide = np.isin(values, cfg.landslide)
+        if not is_slide.any():
+            raise InputError(f"{cfg.path}: no feature has {cfg.field} in {list(cfg.landslide)}")
+        geoms = on_grid(frame, grid, cfg.path).geometry.to_numpy()
+        stable = np.isin(values, cfg.stable)
+        self.grid = grid
+        self.stable = Burner(geoms[stable], np.ones(int(stable.sum()), np.int32))
+        # ids count the landslides in the file's order, 1 for the first
+        self.slides = Burner(geoms[is_slide], np.arange(1, int(is_slide.sum()) + 1,
+                                                        dtype=np.int32))
+
+    def strip(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        strip = self.grid.rows(row, rows)
+        labels = np.full(strip.shape, UNKNOWN, dtype=np.uint8)
+        labels[self.stable.burn(strip, fill=0) > 0] = STABLE
+        ids = self.slides.burn(strip, fill=0)
+        labels[ids > 0] = LANDSLIDE  # a landslide wins where the two overlap
+        return labels, ids
 
 
-def _burn(geoms: list | np.ndarray, grid: Grid, ids: bool = False) -> np.ndarray:
-    shapes = ((g, i + 1 if ids else 1) for i, g in enumerate(geoms))
-    return rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0,
-                     dtype="int32")
+class _MaskInventory:
+    """A raster inventory: its connected patches of landslide pixels (8 neighbours) are the
+    landslides, numbered in scan order of their first pixel. Patches that cross strips are
+    joined across the seams in a first pass (`seams.SeamJoin`), so every strip gives the ids
+    that labelling the whole grid would."""
 
+    def __init__(self, cfg: InventoryConfig, grid: Grid, rows: int) -> None:
+        try:
+            self.slide_values = [float(v) for v in cfg.landslide]
+            self.stable_values = [float(v) for v in cfg.stable]
+        except ValueError as exc:
+            raise InputError(f"{cfg.path}: a raster inventory needs numeric class values "
+                             f"in prepare.inventory ({exc})") from exc
+        self.grid, self.rows = grid, rows
+        self.raster = RasterOnGrid(cfg.path, grid, Resampling.nearest, expected_bands=1)
+        starts = range(0, grid.height, rows)
+        self.join = SeamJoin(len(starts), 1, connectivity=8)
+        for k, row in enumerate(starts):
+            self.join.add((k, 0), self._pieces(row, min(rows, grid.height - row)))
+        self.final, _, _ = self.join.bodies(0.0, 1.0)
 
-def _from_raster(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    codes = read_class_raster_on_grid(cfg.path, grid)
-    try:
-        slide_values = [float(v) for v in cfg.landslide]
-        stable_values = [float(v) for v in cfg.stable]
-    except ValueError as exc:
-        raise InputError(f"{cfg.path}: a raster inventory needs numeric class values "
-                         f"in prepare.inventory ({exc})") from exc
-    labels = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
-    labels[np.isin(codes, stable_values)] = STABLE
-    slides = np.isin(codes, slide_values)
-    labels[slides] = LANDSLIDE
-    ids, _ = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
-    return labels, ids.astype(np.int32)
+    def _patches(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.raster.read(row, rows)[0]
+        labels = np.full(codes.shape, UNKNOWN, dtype=np.uint8)
+        labels[np.isin(codes, self.stable_values)] = STABLE
+        slides = np.isin(codes, self.slide_values)
+        labels[slides] = LANDSLIDE
+        patches, _ = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
+        return labels, patches.astype(np.int32)
+
+    def _pieces(self, row: int, rows: int) -> Pieces:
+        _, patches = self._patches(row, rows)
+        n = int(patches.max())
+        ids = np.arange(1, n + 1)
+        scan = (np.indices(patches.shape)[0] + row) * self.grid.width + np.arange(
+            self.grid.width)
+        first = ndimage.minimum(scan, patches, ids) if n else np.zeros(0)
+        return Pieces(patches, np.bincount(patches.ravel(), minlength=n + 1)[1:],
+                      np.zeros(n), np.asarray(first, np.int64).reshape(-1))
+
+    def strip(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        labels, patches = self._patches(row, rows)
+        return labels, self.join.lookup((row // self.rows, 0), self.final, patches)

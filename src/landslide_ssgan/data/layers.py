@@ -66,35 +66,93 @@ def layer_bounds(path: str | Path, crs: CRS, vector_layer: str | None = None) ->
         return tuple(transform_bounds(src.crs, crs, *src.bounds, densify_pts=21))
 
 
+class RasterOnGrid:
+    """A raster warped onto the grid one strip of rows at a time: memory holds a strip, never
+    the raster or the grid.
+
+    GDAL picks the resampling kernel's scale (destination pixels per source pixel) for each
+    chunk it warps, so warping by strips would give other values than warping the whole grid
+    at once; the scale is fixed to the whole grid's, which makes the output the same for any
+    strip height (tests/data/test_stack.py)."""
+
+    def __init__(self, path: str | Path, grid: Grid, resampling: Resampling,
+                 expected_bands: int | None = None) -> None:
+        self.path, self.grid, self.resampling = require_file(path), grid, resampling
+        with open_raster(self.path) as src:
+            if src.crs is None:
+                raise InputError(f"{self.path}: raster has no CRS")
+            if expected_bands is not None and src.count != expected_bands:
+                found = ", ".join(d or f"band{i + 1}" for i, d in enumerate(src.descriptions))
+                raise InputError(f"{self.path}: has {src.count} bands ({found}), params name "
+                                 f"{expected_bands}; list the bands' names under `bands:`")
+            if not _overlaps(transform_bounds(src.crs, grid.crs, *src.bounds), grid.bounds):
+                raise InputError(f"{self.path}: does not overlap the reference grid")
+            _reject_bad_values(self.path, src)
+            self.count = src.count
+            self.nodata = _source_nodata(src)
+            self.scale = _whole_grid_scale(src, grid)
+
+    def read(self, row: int, rows: int) -> np.ndarray:
+        """Rows [row, row + rows) of every band as float32 (bands, rows, cols), NaN = nodata."""
+        strip = self.grid.rows(row, rows)
+        out = np.full((self.count, rows, self.grid.width), np.nan, dtype=np.float32)
+        with open_raster(self.path) as src:
+            reproject(source=rasterio.band(src, list(src.indexes)), destination=out,
+                      src_nodata=self.nodata, dst_transform=strip.transform,
+                      dst_crs=strip.crs, dst_nodata=np.nan, resampling=self.resampling,
+                      XSCALE=self.scale[0], YSCALE=self.scale[1])
+        return out
+
+
+def _source_nodata(src: rasterio.DatasetReader) -> float | None:
+    """The source's nodata; NaN for a float raster that declares none (NaN is no value)."""
+    if src.nodata is not None:
+        return float(src.nodata)
+    return float("nan") if np.dtype(src.dtypes[0]).kind == "f" else None
+
+
+def _whole_grid_scale(src: rasterio.DatasetReader, grid: Grid) -> tuple[float, float]:
+    """Destination pixels per source pixel over the whole grid, as GDAL computes it when it
+    warps the grid in one chunk: the grid's size over the size of the source window it
+    covers, rounded as GDAL rounds it."""
+    left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds,
+                                                densify_pts=21)
+    window = src.window(left, bottom, right, top)
+    col0, row0 = max(0, math.floor(window.col_off)), max(0, math.floor(window.row_off))
+    col1 = min(src.width, math.ceil(window.col_off + window.width))
+    row1 = min(src.height, math.ceil(window.row_off + window.height))
+    return (_snapped(grid.width / max(1, col1 - col0)),
+            _snapped(grid.height / max(1, row1 - row0)))
+
+
+def _snapped(scale: float) -> float:
+    """GDAL's own rounding of a chunk's downsampling scale to the nearest whole reciprocal
+    (1/1, 1/2, ...) when within 0.05 of it; an XSCALE given to the warper skips it."""
+    if scale >= 1.0:
+        return scale
+    whole = int(1.0 / scale + 0.5)
+    return 1.0 / whole if abs(1.0 / scale - whole) < 0.05 else scale
+
+
+def _reject_bad_values(path: Path, src: rasterio.DatasetReader) -> None:
+    """Infinite values, or NaN in a raster whose nodata is a number, are errors in the
+    input; checked block by block over the whole file."""
+    if np.dtype(src.dtypes[0]).kind != "f":
+        return
+    nan_is_data = src.nodata is not None and not math.isnan(src.nodata)
+    for _, window in src.block_windows(1):
+        data = src.read(window=window)
+        if np.isinf(data).any():
+            raise InputError(f"{path}: contains infinite values")
+        if nan_is_data and np.isnan(data).any():
+            raise InputError(f"{path}: contains NaN values but its nodata value is "
+                             f"{src.nodata}")
+
+
 def read_raster_on_grid(path: str | Path, grid: Grid, resampling: Resampling,
                         expected_bands: int | None = None) -> np.ndarray:
-    """All bands of a raster warped onto `grid` as float32 (bands, rows, cols), NaN = nodata."""
-    path = require_file(path)
-    with open_raster(path) as src:
-        if src.crs is None:
-            raise InputError(f"{path}: raster has no CRS")
-        if expected_bands is not None and src.count != expected_bands:
-            found = ", ".join(d or f"band{i + 1}" for i, d in enumerate(src.descriptions))
-            raise InputError(f"{path}: has {src.count} bands ({found}), params name "
-                             f"{expected_bands}; list the bands' names under `bands:`")
-        if not _overlaps(transform_bounds(src.crs, grid.crs, *src.bounds), grid.bounds):
-            raise InputError(f"{path}: does not overlap the reference grid")
-        data = src.read().astype(np.float32)
-        _reject_bad_values(path, data, src.nodata)
-        if src.nodata is not None and not math.isnan(src.nodata):
-            data[data == np.float32(src.nodata)] = np.nan
-        out = np.full((src.count, *grid.shape), np.nan, dtype=np.float32)
-        reproject(source=data, destination=out, src_transform=src.transform, src_crs=src.crs,
-                  src_nodata=np.nan, dst_transform=grid.transform, dst_crs=grid.crs,
-                  dst_nodata=np.nan, resampling=resampling)
-    return out
-
-
-def _reject_bad_values(path: Path, data: np.ndarray, nodata: float | None) -> None:
-    if np.isinf(data).any():
-        raise InputError(f"{path}: contains infinite values")
-    if nodata is not None and not math.isnan(nodata) and np.isnan(data).any():
-        raise InputError(f"{path}: contains NaN values but its nodata value is {nodata}")
+    """All bands of a raster warped onto the whole of `grid` (for small grids and tests)."""
+    return RasterOnGrid(path, grid, resampling, expected_bands).read(0, grid.height)
 
 
 def read_class_raster_on_grid(path: str | Path, grid: Grid) -> np.ndarray:
@@ -145,50 +203,95 @@ def on_grid(frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> gpd.GeoDat
     return frame
 
 
+class ClassPolygons:
+    """Polygons with a class attribute burnt as codes 0..k-1 (int32, -1 = no polygon) one strip
+    of rows at a time; `names` are the sorted class names the codes index. A strip burns only
+    the polygons that reach it, in the file's order (a later polygon wins where two overlap,
+    as when the whole grid is burnt at once)."""
+
+    def __init__(self, frame: gpd.GeoDataFrame, field: str, grid: Grid,
+                 path: str | Path) -> None:
+        if field not in frame.columns:
+            raise InputError(f"{path}: has no attribute '{field}' "
+                             f"(has {', '.join(frame.columns)})")
+        frame = on_grid(frame, grid, path)
+        frame = frame[frame[field].notna()]
+        self.names = tuple(sorted({str(v) for v in frame[field]}))
+        code = {name: i for i, name in enumerate(self.names)}
+        self.grid = grid
+        self.burner = Burner(frame.geometry.to_numpy(),
+                             np.array([code[str(v)] for v in frame[field]], dtype=np.int32))
+
+    def codes(self, row: int, rows: int) -> np.ndarray:
+        return self.burner.burn(self.grid.rows(row, rows), fill=-1)
+
+
+class Burner:
+    """Geometries with a value each, burnt onto any strip of the grid (pixel centres inside)."""
+
+    def __init__(self, geoms: np.ndarray, values: np.ndarray) -> None:
+        self.geoms, self.values = geoms, values
+        self.tree = shapely.STRtree(geoms)
+
+    def burn(self, strip: Grid, fill: int) -> np.ndarray:
+        hits = np.sort(self.tree.query(shapely.box(*strip.bounds)))
+        if len(hits) == 0:
+            return np.full(strip.shape, fill, dtype=np.int32)
+        shapes = zip(self.geoms[hits], self.values[hits].tolist(), strict=True)
+        return rasterize(shapes, out_shape=strip.shape, transform=strip.transform, fill=fill,
+                         dtype="int32")
+
+
 def rasterize_classes(frame: gpd.GeoDataFrame, field: str, grid: Grid,
                       path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Polygons with a class attribute as codes 0..k-1 (int32, -1 = no polygon) plus the
-    sorted class names the codes index."""
-    if field not in frame.columns:
-        raise InputError(f"{path}: has no attribute '{field}' (has {', '.join(frame.columns)})")
-    frame = on_grid(frame, grid, path)
-    names = tuple(sorted({str(v) for v in frame[field] if v is not None}))
-    code = {name: i for i, name in enumerate(names)}
-    shapes = ((geom, code[str(v)]) for geom, v in zip(frame.geometry, frame[field], strict=True)
-              if v is not None)
-    codes = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=-1,
-                      dtype="int32")
-    return codes, names
+    """The whole grid's class codes and names (for small grids and tests)."""
+    polygons = ClassPolygons(frame, field, grid, path)
+    return polygons.codes(0, grid.height), polygons.names
+
+
+class LinesOnGrid:
+    """Euclidean distance in metres from every pixel centre to the nearest line, one strip of
+    rows at a time.
+
+    The lines are burnt into the strip padded far enough that the nearest line of every pixel
+    lies inside it, so the distance transform is exact up to the burn-in (half a pixel) even
+    where the nearest line is outside the study area, and a strip gives the same distances as
+    the whole grid. Memory grows with the distance to the farthest pixel's nearest line (the
+    padding), not with the area."""
+
+    def __init__(self, frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> None:
+        self.geoms = frame.to_crs(grid.crs).geometry.to_numpy()
+        if len(self.geoms) == 0:
+            raise InputError(f"{path}: has no line features")
+        self.union = shapely.union_all(self.geoms)
+        self.grid, self.path = grid, path
+
+    def distance(self, row: int, rows: int) -> np.ndarray:
+        strip = self.grid.rows(row, rows)
+        pad = _pad_for_nearest_line(self.union, strip)
+        padded = strip.padded(pad)
+        if padded.width * padded.height > MAX_DISTANCE_GRID_PIXELS:
+            raise InputError(f"{self.path}: the nearest line is "
+                             f"{pad * strip.resolution / 1000:.0f} km from the grid, too far "
+                             "for a distance raster")
+        burnt = rasterize(((g, 1) for g in self.geoms), out_shape=padded.shape,
+                          transform=padded.transform, fill=0, all_touched=True, dtype="uint8")
+        distance = ndimage.distance_transform_edt(burnt == 0, sampling=strip.resolution)
+        return distance[pad:pad + strip.height, pad:pad + strip.width].astype(np.float32)
 
 
 def distance_to_lines(frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> np.ndarray:
-    """Euclidean distance in metres from every pixel centre to the nearest line.
-
-    Lines are burnt into a grid padded far enough that the nearest line of every pixel lies
-    inside it, so the distance transform is exact up to the burn-in (half a pixel) even where
-    the nearest line is outside the study area.
-    """
-    geoms = frame.to_crs(grid.crs).geometry.to_numpy()
-    if len(geoms) == 0:
-        raise InputError(f"{path}: has no line features")
-    pad = _pad_for_nearest_line(geoms, grid)
-    padded = grid.padded(pad)
-    if padded.width * padded.height > MAX_DISTANCE_GRID_PIXELS:
-        raise InputError(f"{path}: the nearest line is {pad * grid.resolution / 1000:.0f} km "
-                         "from the grid, too far for a distance raster")
-    burnt = rasterize(((g, 1) for g in geoms), out_shape=padded.shape,
-                      transform=padded.transform, fill=0, all_touched=True, dtype="uint8")
-    distance = ndimage.distance_transform_edt(burnt == 0, sampling=grid.resolution)
-    return distance[pad:pad + grid.height, pad:pad + grid.width].astype(np.float32)
+    """Distances over the whole grid (for small grids and tests)."""
+    return LinesOnGrid(frame, grid, path).distance(0, grid.height)
 
 
-def _pad_for_nearest_line(geoms: np.ndarray, grid: Grid) -> int:
+def _pad_for_nearest_line(lines: shapely.Geometry, grid: Grid) -> int:
     """Pixels of padding that surely hold every pixel's nearest line: the distance function
     is 1-Lipschitz, so its maximum over the grid is at most the maximum over a coarse lattice
     plus the lattice's half-diagonal."""
     left, bottom, right, top = grid.bounds
     xs, ys = np.linspace(left, right, 33), np.linspace(bottom, top, 33)
     lattice = shapely.points(*np.meshgrid(xs, ys))
-    farthest = float(shapely.distance(lattice, shapely.union_all(geoms)).max())
+    farthest = float(shapely.distance(lattice, lines).max())
     half_diagonal = math.hypot(xs[1] - xs[0], ys[1] - ys[0]) / 2
     return math.ceil((farthest + half_diagonal) / grid.resolution) + 2

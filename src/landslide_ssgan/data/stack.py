@@ -6,11 +6,15 @@ choosing a feature set later only selects bands and never needs params.yaml's la
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.io
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError
@@ -58,7 +62,10 @@ class Stack:
 
 # --- building ---------------------------------------------------------------------------
 
-Bands = list[tuple[BandInfo, np.ndarray]]
+STRIP = 512  # rows of the grid prepared at a time (two rows of the written tiles)
+
+Arrays = list[np.ndarray]
+StripReader = Callable[[int, int], Arrays]  # (first row, rows) -> one array per band
 
 
 def reference_grid(cfg: PrepareConfig) -> Grid:
@@ -76,59 +83,96 @@ def reference_grid(cfg: PrepareConfig) -> Grid:
     return grid_over(bounds, crs, cfg.grid.resolution)  # type: ignore[arg-type]
 
 
-def build_stack(cfg: PrepareConfig) -> Stack:
+@dataclass(frozen=True)
+class StackPlan:
+    """Every layer of params.yaml opened and checked, ready to give the stack one strip of
+    rows at a time: memory holds a strip (and a distance layer's padding), never the area."""
+
+    grid: Grid
+    bands: tuple[BandInfo, ...]
+    readers: tuple[StripReader, ...]
+
+    def strip(self, row: int, rows: int) -> np.ndarray:
+        """Rows [row, row + rows) of every band, float32 (bands, rows, cols), NaN = nodata."""
+        arrays = [array for read in self.readers for array in read(row, rows)]
+        return np.stack(arrays).astype(np.float32)
+
+    def strips(self, rows: int = STRIP) -> Iterator[tuple[int, np.ndarray]]:
+        for row in range(0, self.grid.height, rows):
+            yield row, self.strip(row, min(rows, self.grid.height - row))
+
+
+def plan_stack(cfg: PrepareConfig) -> StackPlan:
     grid = reference_grid(cfg)
-    read: dict[str, Bands] = {}
+    infos: dict[str, list[BandInfo]] = {}
+    readers: dict[str, StripReader] = {}
     for layer in cfg.layers:
         if layer.kind != "derived":
-            read[layer.name] = _read_layer(layer, grid)
+            infos[layer.name], readers[layer.name] = _layer_reader(layer, grid)
     for layer in cfg.layers:
         if layer.kind == "derived":
-            read[layer.name] = _derive(layer, read[layer.source or ""], grid)
-    bands = [band for layer in cfg.layers for band in read[layer.name]]
-    names = [info.name for info, _ in bands]
+            source = layer.source or ""
+            infos[layer.name], readers[layer.name] = _derived_reader(
+                layer, infos[source], readers[source], grid)
+    bands = [info for layer in cfg.layers for info in infos[layer.name]]
+    names = [info.name for info in bands]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"prepare.layers: band names {duplicated} occur more than once")
-    data = np.stack([array for _, array in bands]).astype(np.float32)
-    return Stack(data, grid.with_bands(tuple(names)), tuple(info for info, _ in bands))
+    return StackPlan(grid.with_bands(tuple(names)), tuple(bands),
+                     tuple(readers[layer.name] for layer in cfg.layers))
 
 
-def _read_layer(layer: LayerConfig, grid: Grid) -> Bands:
+def build_stack(cfg: PrepareConfig, rows: int = STRIP) -> Stack:
+    """The whole stack in memory, made strip by strip (for small areas and tests; `landslide
+    prepare` writes each strip as it is made)."""
+    plan = plan_stack(cfg)
+    data = np.concatenate([strip for _, strip in plan.strips(rows)], axis=1)
+    return Stack(data, plan.grid, plan.bands)
+
+
+def _remembered(read: StripReader) -> StripReader:
+    """`read` that keeps its last two strips: a layer's strip is asked for again by the layers
+    derived from it (NDVI the same rows, slope and aspect the rows with a halo)."""
+    return functools.lru_cache(maxsize=2)(read)
+
+
+def _layer_reader(layer: LayerConfig, grid: Grid) -> tuple[list[BandInfo], StripReader]:
     path = layer.path or ""
     if layer.kind == "optical" or (layer.kind == "continuous" and layer.bands):
         # a multi-band raster (an optical image, or several terrain factors in one file):
         # one named band of the stack per band of the file, in the file's order
-        data = io.read_raster_on_grid(path, grid, Resampling.bilinear, len(layer.bands))
-        return [(BandInfo(name, layer.name, layer.role, False), band)
-                for name, band in zip(layer.bands, data, strict=True)]
+        raster = io.RasterOnGrid(path, grid, Resampling.bilinear, len(layer.bands))
+        return ([BandInfo(name, layer.name, layer.role, False) for name in layer.bands],
+                _remembered(lambda row, rows: list(raster.read(row, rows))))
     if layer.kind == "continuous":
-        data = io.read_raster_on_grid(path, grid, Resampling.bilinear, expected_bands=1)
-        return [(BandInfo(layer.name, layer.name, layer.role, False), data[0])]
+        single = io.RasterOnGrid(path, grid, Resampling.bilinear, expected_bands=1)
+        return ([BandInfo(layer.name, layer.name, layer.role, False)],
+                _remembered(lambda row, rows: list(single.read(row, rows))))
     if layer.kind == "lines":
-        frame = io.read_vector(path, layer.layer)
-        distance = io.distance_to_lines(frame, grid, path)
-        return [(BandInfo(layer.name, layer.name, layer.role, False), distance)]
+        lines = io.LinesOnGrid(io.read_vector(path, layer.layer), grid, path)
+        return ([BandInfo(layer.name, layer.name, layer.role, False)],
+                lambda row, rows: [lines.distance(row, rows)])
     codes, names = _class_codes(layer, grid)
-    return _encode_classes(layer, codes, names)
+    return _class_bands(layer, codes, names)
 
 
-def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[np.ndarray, tuple[str, ...]]:
+Codes = Callable[[int, int], np.ndarray]  # (first row, rows) -> class codes, -1 = nodata
+
+
+def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[Codes, tuple[str, ...]]:
     """Codes 0..k-1 (-1 = nodata) and the class names they index, in params' order if given."""
     path = layer.path or ""
+    codes: Codes
     if io.is_vector(path):
         if layer.field is None:
             raise ConfigError(f"prepare.layers.{layer.name}.field: a categorical vector layer "
                               "needs the attribute that holds its class")
-        codes, names = io.rasterize_classes(io.read_vector(path, layer.layer),
-                                            layer.field, grid, path)
+        polygons = io.ClassPolygons(io.read_vector(path, layer.layer), layer.field, grid, path)
+        codes, names = polygons.codes, polygons.names
     else:
-        values = io.read_class_raster_on_grid(path, grid)
-        present = np.unique(values[np.isfinite(values)])
-        names = tuple(f"{v:g}" for v in present)
-        codes = np.full(grid.shape, -1, dtype=np.int32)
-        known = np.isfinite(values)
-        codes[known] = np.searchsorted(present, values[known])
+        codes, names = _raster_class_codes(io.RasterOnGrid(path, grid, Resampling.nearest,
+                                                           expected_bands=1))
     if not layer.classes:
         return codes, names
     unknown = sorted(set(names) - set(layer.classes))
@@ -136,36 +180,67 @@ def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[np.ndarray, tuple[str,
         raise InputError(f"{path}: classes {unknown} are not listed in "
                          f"prepare.layers.{layer.name}.classes")
     remap = np.array([layer.classes.index(n) for n in names] + [-1], dtype=np.int32)
-    return remap[codes], layer.classes
+    return (lambda row, rows: remap[codes(row, rows)]), layer.classes
 
 
-def _encode_classes(layer: LayerConfig, codes: np.ndarray, names: tuple[str, ...]) -> Bands:
-    missing = codes < 0
+def _raster_class_codes(raster: io.RasterOnGrid) -> tuple[Codes, tuple[str, ...]]:
+    """A class raster's values on the grid as codes: the values present are found in a first
+    pass over the strips, so a strip's codes mean the same classes as the whole grid's."""
+    found = [np.unique(values[np.isfinite(values)])
+             for _, values in ((row, raster.read(row, min(STRIP, raster.grid.height - row))[0])
+                               for row in range(0, raster.grid.height, STRIP))]
+    present = np.unique(np.concatenate(found))
+
+    def codes(row: int, rows: int) -> np.ndarray:
+        values = raster.read(row, rows)[0]
+        out = np.full(values.shape, -1, dtype=np.int32)
+        known = np.isfinite(values)
+        out[known] = np.searchsorted(present, values[known])
+        return out
+
+    return codes, tuple(f"{v:g}" for v in present)
+
+
+def _class_bands(layer: LayerConfig, codes: Codes, names: tuple[str, ...]
+                 ) -> tuple[list[BandInfo], StripReader]:
     if layer.encoding == "ordinal":
-        ordinal = np.where(missing, np.nan, codes).astype(np.float32)
-        return [(BandInfo(layer.name, layer.name, layer.role, True), ordinal)]
-    bands: Bands = []
-    for k, name in enumerate(names):
-        onehot = np.where(missing, np.nan, codes == k).astype(np.float32)
-        bands.append((BandInfo(f"{layer.name}_{name}", layer.name, layer.role, True), onehot))
-    return bands
+        def ordinal(row: int, rows: int) -> Arrays:
+            strip = codes(row, rows)
+            return [np.where(strip < 0, np.nan, strip).astype(np.float32)]
+        return [BandInfo(layer.name, layer.name, layer.role, True)], ordinal
+
+    def onehot(row: int, rows: int) -> Arrays:
+        strip = codes(row, rows)
+        return [np.where(strip < 0, np.nan, strip == k).astype(np.float32)
+                for k in range(len(names))]
+    return ([BandInfo(f"{layer.name}_{name}", layer.name, layer.role, True) for name in names],
+            onehot)
 
 
-def _derive(layer: LayerConfig, source: Bands, grid: Grid) -> Bands:
-    info = BandInfo(layer.name, layer.name, layer.role, False)
+def _derived_reader(layer: LayerConfig, source: list[BandInfo], read: StripReader,
+                    grid: Grid) -> tuple[list[BandInfo], StripReader]:
+    info = [BandInfo(layer.name, layer.name, layer.role, False)]
     if layer.derive == "ndvi":
-        by_name = {band.name: array for band, array in source}
+        names = [band.name for band in source]
         for key in (layer.red, layer.nir):
-            if key not in by_name:
+            if key not in names:
                 raise ConfigError(f"prepare.layers.{layer.name}: band {key!r} is not a band of "
-                                  f"{layer.source} ({', '.join(by_name)})")
-        return [(info, terrain.ndvi(by_name[layer.red or ""], by_name[layer.nir or ""]))]
-    if len(source) != 1 or source[0][0].categorical:
+                                  f"{layer.source} ({', '.join(names)})")
+        red, nir = names.index(layer.red or ""), names.index(layer.nir or "")
+        return info, lambda row, rows: [terrain.ndvi(*(read(row, rows)[i] for i in (red, nir)))]
+    if len(source) != 1 or source[0].categorical:
         raise ConfigError(f"prepare.layers.{layer.name}.source: {layer.derive} needs a "
                           "single-band continuous layer (the DEM)")
-    dem = source[0][1]
     derive = terrain.slope_degrees if layer.derive == "slope" else terrain.aspect_degrees
-    return [(info, derive(dem, grid.resolution))]
+
+    def derived(row: int, rows: int) -> Arrays:
+        # one row of halo above and below (fewer at the grid's edge, where the whole grid's
+        # one-sided differences apply), so a strip's gradient is the whole grid's
+        above, below = min(1, row), min(1, grid.height - row - rows)
+        dem = read(row - above, rows + above + below)[0]
+        return [derive(dem, grid.resolution)[above:above + rows]]
+
+    return info, derived
 
 
 # --- files ------------------------------------------------------------------------------
@@ -194,19 +269,38 @@ def bit_stable(values: np.ndarray) -> np.ndarray:
 
 
 def write_stack(stack: Stack, path: str | Path) -> None:
-    with atomic_path(path) as tmp, rasterio.open(
-        tmp, "w", **geotiff_profile(stack.grid, len(stack.bands), "float32", float("nan"))
-    ) as dst:
-        # a row of whole tiles at a time, every band at once: written band by band, each
-        # pixel-interleaved tile is rewritten once per band when GDAL's cache cannot hold them
-        for row in range(0, stack.grid.height, TILE):
-            rows = min(TILE, stack.grid.height - row)
-            dst.write(bit_stable(stack.data[:, row:row + rows]),
-                      window=Window(0, row, stack.grid.width, rows))  # type: ignore[call-arg]
-        for i, band in enumerate(stack.bands, start=1):
-            dst.set_band_description(i, band.name)
-            dst.update_tags(i, layer=band.layer, role=band.role,
-                            categorical=str(band.categorical).lower())
+    with atomic_path(path) as tmp, open_tiled(tmp, stack.grid, len(stack.bands), "float32",
+                                              float("nan")) as dst:
+        write_rows(dst, 0, stack.data)
+        describe_stack(dst, stack.bands)
+
+
+@contextlib.contextmanager
+def open_tiled(path: str | Path, grid: Grid, count: int, dtype: str, nodata: float | int
+               ) -> Iterator[rasterio.io.DatasetWriter]:
+    """A tiled GeoTIFF open for writing rows at a time (`write_rows`); the caller names the
+    temporary path it is renamed from."""
+    with rasterio.open(path, "w", **geotiff_profile(grid, count, dtype, nodata)) as dst:
+        yield dst
+
+
+def write_rows(dst: rasterio.io.DatasetWriter, row: int, data: np.ndarray) -> None:
+    """Rows [row, row + n) of every band, `data` (bands, n, cols) or (n, cols); `row` a
+    multiple of TILE. A row of whole tiles at a time, every band at once: written band by
+    band, each pixel-interleaved tile is rewritten once per band when GDAL's cache cannot hold
+    them."""
+    data = data if data.ndim == 3 else data[None]
+    for top in range(0, data.shape[1], TILE):
+        rows = min(TILE, data.shape[1] - top)
+        dst.write(bit_stable(data[:, top:top + rows]),
+                  window=Window(0, row + top, data.shape[2], rows))  # type: ignore[call-arg]
+
+
+def describe_stack(dst: rasterio.io.DatasetWriter, bands: tuple[BandInfo, ...]) -> None:
+    for i, band in enumerate(bands, start=1):
+        dst.set_band_description(i, band.name)
+        dst.update_tags(i, layer=band.layer, role=band.role,
+                        categorical=str(band.categorical).lower())
 
 
 def read_stack(path: str | Path) -> Stack:
