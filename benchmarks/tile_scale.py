@@ -1,6 +1,6 @@
 """prepare, sample and map at the size of a whole Sentinel-2 tile and at a quarter of it.
 
-    .venv/bin/python benchmarks/tile_scale.py [--size 10980] [--json]
+    .venv/bin/python benchmarks/tile_scale.py [--size 10980] [--stages prepare,sample,map] [--json]
 
 Run after `dvc repro` (it maps with the trained joint SSGAN of params.yaml). The inputs are
 built from the real Chattogram rasters and vectors, mosaicked with their real values to
@@ -129,7 +129,7 @@ def child(stage: str, params: str, model: str) -> None:
     print(json.dumps({"peak_mib": round(peak)}))
 
 
-def measure(side: int, work: Path, model: str) -> dict[str, Any]:
+def measure(side: int, work: Path, model: str, stages: tuple[str, ...]) -> dict[str, Any]:
     base = yaml.safe_load(Path("params.yaml").read_text())
     folder = work / str(side)
     folder.mkdir()
@@ -143,7 +143,7 @@ def measure(side: int, work: Path, model: str) -> dict[str, Any]:
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
     results = {}
-    for stage in STAGES:
+    for stage in stages:
         results[stage] = run_stage(stage, params, model, env)
         print(f"{side:>6} x {side:<6} {stage:8s} {results[stage]['seconds']:8.1f} s  "
               f"peak {results[stage]['peak_mib'] or 0:8,} MiB  "
@@ -158,14 +158,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980, help="side of the large mosaic")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated stages to run, in order (each needs the ones "
+                             "before it: sample needs prepare, map needs neither)")
     args = parser.parse_args()
+    stages = tuple(s for s in STAGES if s in args.stages.split(","))
     cfg = load_params("params.yaml")
     model = str(Path(cfg.paths.models) / cfg.features.set / "ssgan")
     with tempfile.TemporaryDirectory() as tmp:
-        quarter = measure(args.size // 2, Path(tmp), model)
-        full = measure(args.size, Path(tmp), model)
+        quarter = measure(args.size // 2, Path(tmp), model, stages)
+        full = measure(args.size, Path(tmp), model, stages)
     growth = {}
-    for stage in STAGES:
+    for stage in stages:
         small, large = (quarter["stages"].get(stage, {}).get("peak_mib"),
                         full["stages"].get(stage, {}).get("peak_mib"))
         growth[stage] = round(large / small, 2) if small and large else None
@@ -174,7 +178,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({
             "size": args.size, "quarter": quarter, "full": full,
-            "peak_mib": {s: full["stages"].get(s, {}).get("peak_mib") for s in STAGES},
+            "peak_mib": {s: full["stages"].get(s, {}).get("peak_mib") for s in stages},
             "memory_growth": growth}))
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from landslide_ssgan.config import Params
 from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.data.sampling import draw_samples, training_statistics
+from landslide_ssgan.data.sampling import draw_samples, training_cover, training_statistics
 from landslide_ssgan.data.stack import Stack
 from landslide_ssgan.models.ssgan import predict_probability
 from landslide_ssgan.training import WindowSource, train_network, window_source
@@ -22,7 +22,8 @@ def source(crop_params: Params, crop_stack: Stack, crop_labels: tuple) -> Window
     labels, ids = crop_labels
     samples = draw_samples(labels, ids, crop_stack.valid, crop_params.sample, seed=1,
                         pixel_size=10.0)
-    mean, std = training_statistics(crop_stack.data, samples, 13)
+    mean, std = training_statistics(crop_stack.parts(),
+                                    training_cover(samples, crop_stack.grid.shape, 13))
     norm = Normalisation(crop_stack.grid.band_names, mean, std)
     return window_source(crop_stack, samples, norm, "joint", 13)
 
@@ -87,7 +88,8 @@ def test_the_ssgan_trains_on_a_fully_labelled_mask(tiny: Params, crop_stack: Sta
     mask = np.where(labels == 1, 1, 0).astype(np.uint8)
     cfg = replace(tiny.sample, unlabelled_ratio=50.0)
     samples = draw_samples(mask, ids, crop_stack.valid, cfg, seed=1, pixel_size=10.0)
-    mean, std = training_statistics(crop_stack.data, samples, 13)
+    mean, std = training_statistics(crop_stack.parts(),
+                                    training_cover(samples, crop_stack.grid.shape, 13))
     source = window_source(crop_stack, samples, Normalisation(crop_stack.grid.band_names, mean,
                                                               std), "joint", 13)
     assert len(samples.unlabelled()) > 10 * len(samples.of("train"))

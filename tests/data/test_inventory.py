@@ -74,11 +74,12 @@ def test_raster_mask_inventory(crop_stack: Stack, crop_labels: tuple, crop_param
     assert ids.max() >= 1
 
 
-def test_mask_patches_crossing_strips_keep_the_whole_grids_ids(crop_stack: Stack,
-                                                               crop_params: Params,
-                                                               tmp_path: Path) -> None:
-    """A raster inventory is labelled a strip at a time; its patches (8 neighbours, some
-    touching a seam only at a corner) get the ids that labelling the whole grid gives."""
+def test_mask_patches_crossing_parts_keep_the_whole_grids_ids(crop_stack: Stack,
+                                                              crop_params: Params,
+                                                              tmp_path: Path) -> None:
+    """A raster inventory is labelled a part of the grid at a time; its patches (8
+    neighbours, some touching a seam only at a corner) get the ids that labelling the whole
+    grid gives."""
     from scipy import ndimage
 
     from landslide_ssgan.data.inventory import InventoryOnGrid
@@ -86,8 +87,7 @@ def test_mask_patches_crossing_strips_keep_the_whole_grids_ids(crop_stack: Stack
     grid = crop_stack.grid
     rng = np.random.default_rng(3)
     slides = ndimage.binary_opening(rng.random(grid.shape) < 0.35)
-    slides[9, 4] = slides[10, 5] = True  # a diagonal step across the seam below row 9
-    slides[9, 5] = slides[10, 4] = False
+    slides[9:11, 9:11] = [[True, False], [False, True]]  # a diagonal step across a corner
     mask = np.where(slides, 2, 1).astype(np.uint8)
     path = tmp_path / "patches.tif"
     with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
@@ -97,7 +97,10 @@ def test_mask_patches_crossing_strips_keep_the_whole_grids_ids(crop_stack: Stack
                   landslide=("2",), stable=("1",))
     expected, count = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
     assert count > 20
-    for rows in (5, 10, 64):
-        inventory = InventoryOnGrid(cfg, grid, rows)
-        ids = np.concatenate([inventory.strip(row)[1] for row in inventory.starts()])
-        np.testing.assert_array_equal(ids, expected, err_msg=f"strips of {rows} rows")
+    for size in (5, 10, 64):
+        inventory = InventoryOnGrid(cfg, grid, size)
+        ids = np.zeros(grid.shape, np.int32)
+        for part in grid.parts(size):
+            ids[part.row:part.row + part.rows, part.col:part.col + part.cols] = \
+                inventory.part(part)[1]
+        np.testing.assert_array_equal(ids, expected, err_msg=f"parts of {size} px")

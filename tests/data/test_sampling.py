@@ -19,6 +19,7 @@ from landslide_ssgan.data.sampling import (
     full_window_centres,
     read_samples,
     shared_pixels,
+    training_cover,
     training_statistics,
     write_samples,
 )
@@ -178,14 +179,29 @@ def test_per_class_caps_the_counts(crop_params: Params, crop_stack: Stack,
 
 
 def test_normalisation_uses_training_pixels_only(spatial, crop_stack: Stack) -> None:
-    mean, std = training_statistics(crop_stack.data, spatial, 13)
+    cover = training_cover(spatial, crop_stack.grid.shape, 13)
+    mean, std = training_statistics(crop_stack.parts(), cover)
     data = crop_stack.data.copy()
     test = spatial.table[spatial.table.split == "test"]
     data[:, test.row, test.col] += 1000.0  # changing test pixels must not move the statistics
-    mean2, std2 = training_statistics(data, spatial, 13)
+    mean2, std2 = training_statistics(replace(crop_stack, data=data).parts(), cover)
     np.testing.assert_array_equal(mean, mean2)
     np.testing.assert_array_equal(std, std2)
     assert (std > 0).all()
+
+
+def test_normalisation_read_part_by_part_is_the_whole_areas(spatial, crop_stack: Stack) -> None:
+    """The statistics are accumulated over the stack's parts (it is never held whole): any
+    part size gives numpy's mean and standard deviation of all the training pixels (1 where a
+    band is constant there, so that it does not divide by zero)."""
+    cover = training_cover(spatial, crop_stack.grid.shape, 13)
+    pixels = crop_stack.data[:, cover].astype(np.float64)
+    for size in (7, 50, 1024):
+        mean, std = training_statistics(crop_stack.parts(size), cover)
+        np.testing.assert_allclose(mean, np.nanmean(pixels, axis=1), rtol=1e-12, atol=1e-12)
+        spread = np.nanstd(pixels, axis=1)
+        np.testing.assert_allclose(std, np.where(spread > 0, spread, 1.0), rtol=1e-10,
+                                   atol=1e-12)
 
 
 def test_index_file_round_trip(spatial, tmp_path: Path) -> None:

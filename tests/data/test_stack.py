@@ -210,19 +210,19 @@ def test_an_area_without_optical_bands(base_params: dict, tmp_path: Path) -> Non
     assert grey.shape[-1] == 3 and np.array_equal(grey[..., 0], grey[..., 2])
 
 
-def test_a_stack_made_by_strips_of_any_height_is_the_whole_grids(crop_params: Params) -> None:
-    """`landslide prepare` makes the stack a strip of rows at a time. Every band (the optical
-    scene warped from geographic coordinates with a kernel that GDAL would otherwise scale per
-    strip, slope and aspect across the seams, distances to lines beyond the strip, classes
-    first seen in a later strip) must not depend on the strip's height."""
+def test_a_stack_made_by_parts_of_any_size_is_the_whole_grids(crop_params: Params) -> None:
+    """`landslide prepare` makes the stack one part of the grid at a time. Every band (the
+    optical scene warped from geographic coordinates with a kernel that GDAL would otherwise
+    scale per part, slope and aspect across the seams, distances to lines beyond the part,
+    classes first seen in a later part) must not depend on the parts' size."""
     from landslide_ssgan.data.stack import build_stack
 
     cfg = crop_params.prepare
-    whole = build_stack(cfg, rows=10_000)
-    for rows in (1, 7, 64, 100):
-        strips = build_stack(cfg, rows=rows)
-        assert strips.bands == whole.bands
-        np.testing.assert_array_equal(strips.data, whole.data, err_msg=f"strips of {rows} rows")
+    whole = build_stack(cfg, size=10_000)
+    for size in (17, 64, 100):
+        parts = build_stack(cfg, size=size)
+        assert parts.bands == whole.bands
+        np.testing.assert_array_equal(parts.data, whole.data, err_msg=f"parts of {size} px")
 
 
 def test_the_warp_kernel_is_scaled_by_the_whole_grid(crop_params: Params) -> None:

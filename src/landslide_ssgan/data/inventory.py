@@ -2,8 +2,8 @@
 
 The inventory may be polygons, points or a raster mask, in any CRS. Each landslide also gets
 an id (polygon, point or connected patch of the mask) so that a spatial split can keep every
-landslide whole on one side. Labels and ids are made one strip of rows at a time, so memory
-holds a strip whatever the area.
+landslide whole on one side. Labels and ids are made one part of the grid at a time, so
+memory holds a part whatever the area.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rasterio.enums import Resampling
 from scipy import ndimage
 
 from landslide_ssgan.config import InventoryConfig
-from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.data.layers import (
     Burner,
     RasterOnGrid,
@@ -22,30 +22,25 @@ from landslide_ssgan.data.layers import (
     read_vector,
     require_file,
 )
+from landslide_ssgan.data.stack import PART
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.seams import Pieces, SeamJoin
 
 LANDSLIDE, STABLE, UNKNOWN = 1, 0, 255
-STRIP = 512  # rows of the grid made at a time
-
-
 class InventoryOnGrid:
-    """Labels (uint8) and landslide ids (int32, 0 = none) of strips of `rows` rows, strip by
-    strip in order from the top: `strip(k)` gives rows [k * rows, (k + 1) * rows)."""
+    """Labels (uint8) and landslide ids (int32, 0 = none) of the parts of the grid
+    (`grid.parts(size)`)."""
 
-    def __init__(self, cfg: InventoryConfig, grid: Grid, rows: int = STRIP) -> None:
-        self.cfg, self.grid, self.rows = cfg, grid, rows
+    def __init__(self, cfg: InventoryConfig, grid: Grid, size: int) -> None:
         path = require_file(cfg.path)
+        self.grid, self.size = grid, size
         self.source: _VectorInventory | _MaskInventory = (
-            _VectorInventory(cfg, grid) if is_vector(path) else _MaskInventory(cfg, grid, rows))
+            _VectorInventory(cfg, grid) if is_vector(path) else _MaskInventory(cfg, grid, size))
 
-    def starts(self) -> range:
-        return range(0, self.grid.height, self.rows)
-
-    def strip(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        if row % self.rows:
-            raise ValueError(f"row {row} does not start a strip of {self.rows} rows")
-        return self.source.strip(row, min(self.rows, self.grid.height - row))
+    def part(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
+        if part not in self.grid.parts(self.size):  # a mask's ids are joined over these
+            raise ValueError(f"{part} is not one of the grid's parts of {self.size} pixels")
+        return self.source.part(part)
 
 
 def require_landslides(cfg: InventoryConfig, count: int) -> None:
@@ -56,11 +51,13 @@ def require_landslides(cfg: InventoryConfig, count: int) -> None:
 
 def rasterize_inventory(cfg: InventoryConfig, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """(labels uint8, landslide ids int32 with 0 = none) of the whole grid (for small grids
-    and tests; `landslide prepare` writes them strip by strip)."""
-    inventory = InventoryOnGrid(cfg, grid)
-    strips = [inventory.strip(row) for row in inventory.starts()]
-    labels = np.concatenate([s[0] for s in strips])
-    ids = np.concatenate([s[1] for s in strips])
+    and tests; `landslide prepare` writes them part by part)."""
+    inventory = InventoryOnGrid(cfg, grid, PART)
+    labels = np.empty(grid.shape, dtype=np.uint8)
+    ids = np.empty(grid.shape, dtype=np.int32)
+    for part in grid.parts(PART):
+        where = (slice(part.row, part.row + part.rows), slice(part.col, part.col + part.cols))
+        labels[where], ids[where] = inventory.part(part)
     require_landslides(cfg, int((labels == LANDSLIDE).any()))
     return labels, ids
 
@@ -86,38 +83,40 @@ class _VectorInventory:
         self.slides = Burner(geoms[is_slide], np.arange(1, int(is_slide.sum()) + 1,
                                                         dtype=np.int32))
 
-    def strip(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        strip = self.grid.rows(row, rows)
-        labels = np.full(strip.shape, UNKNOWN, dtype=np.uint8)
-        labels[self.stable.burn(strip, fill=0) > 0] = STABLE
-        ids = self.slides.burn(strip, fill=0)
+    def part(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
+        target = self.grid.part(part)
+        labels = np.full(target.shape, UNKNOWN, dtype=np.uint8)
+        labels[self.stable.burn(target, fill=0) > 0] = STABLE
+        ids = self.slides.burn(target, fill=0)
         labels[ids > 0] = LANDSLIDE  # a landslide wins where the two overlap
         return labels, ids
 
 
 class _MaskInventory:
     """A raster inventory: its connected patches of landslide pixels (8 neighbours) are the
-    landslides, numbered in scan order of their first pixel. Patches that cross strips are
-    joined across the seams in a first pass (`seams.SeamJoin`), so every strip gives the ids
+    landslides, numbered in scan order of their first pixel. Patches that cross parts are
+    joined across the seams in a first pass (`seams.SeamJoin`), so every part gives the ids
     that labelling the whole grid would."""
 
-    def __init__(self, cfg: InventoryConfig, grid: Grid, rows: int) -> None:
+    def __init__(self, cfg: InventoryConfig, grid: Grid, size: int) -> None:
         try:
             self.slide_values = [float(v) for v in cfg.landslide]
             self.stable_values = [float(v) for v in cfg.stable]
         except ValueError as exc:
             raise InputError(f"{cfg.path}: a raster inventory needs numeric class values "
                              f"in prepare.inventory ({exc})") from exc
-        self.grid, self.rows = grid, rows
+        self.grid, self.size = grid, size
         self.raster = RasterOnGrid(cfg.path, grid, Resampling.nearest, expected_bands=1)
-        starts = range(0, grid.height, rows)
-        self.join = SeamJoin(len(starts), 1, connectivity=8)
-        for k, row in enumerate(starts):
-            self.join.add((k, 0), self._pieces(row, min(rows, grid.height - row)))
+        self.join = SeamJoin(-(-grid.height // size), -(-grid.width // size), connectivity=8)
+        for part in grid.parts(size):
+            self.join.add(self._position(part), self._pieces(part))
         self.final, _, _ = self.join.bodies(0.0, 1.0)
 
-    def _patches(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        codes = self.raster.read(row, rows)[0]
+    def _position(self, part: Part) -> tuple[int, int]:
+        return part.row // self.size, part.col // self.size
+
+    def _patches(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.raster.read(part)[0]
         labels = np.full(codes.shape, UNKNOWN, dtype=np.uint8)
         labels[np.isin(codes, self.stable_values)] = STABLE
         slides = np.isin(codes, self.slide_values)
@@ -125,16 +124,16 @@ class _MaskInventory:
         patches, _ = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
         return labels, patches.astype(np.int32)
 
-    def _pieces(self, row: int, rows: int) -> Pieces:
-        _, patches = self._patches(row, rows)
+    def _pieces(self, part: Part) -> Pieces:
+        _, patches = self._patches(part)
         n = int(patches.max())
         ids = np.arange(1, n + 1)
-        scan = (np.indices(patches.shape)[0] + row) * self.grid.width + np.arange(
-            self.grid.width)
+        rows, cols = np.indices(patches.shape)
+        scan = (rows + part.row) * self.grid.width + cols + part.col
         first = ndimage.minimum(scan, patches, ids) if n else np.zeros(0)
         return Pieces(patches, np.bincount(patches.ravel(), minlength=n + 1)[1:],
                       np.zeros(n), np.asarray(first, np.int64).reshape(-1))
 
-    def strip(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        labels, patches = self._patches(row, rows)
-        return labels, self.join.lookup((row // self.rows, 0), self.final, patches)
+    def part(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
+        labels, patches = self._patches(part)
+        return labels, self.join.lookup(self._position(part), self.final, patches)

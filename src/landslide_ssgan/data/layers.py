@@ -21,14 +21,19 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
-from rasterio.warp import reproject, transform_bounds
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 from scipy import ndimage
 
-from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.errors import InputError, first_line
 
 VECTOR_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml"})
 MAX_DISTANCE_GRID_PIXELS = 400_000_000
+# GDAL's error threshold (pixels) for interpolating the coordinate transformation: this small
+# makes every point exact (0 itself is refused by rasterio's WarpedVRT)
+EXACT = 1e-9
 
 
 def is_vector(path: str | Path) -> bool:
@@ -67,13 +72,14 @@ def layer_bounds(path: str | Path, crs: CRS, vector_layer: str | None = None) ->
 
 
 class RasterOnGrid:
-    """A raster warped onto the grid one strip of rows at a time: memory holds a strip, never
-    the raster or the grid.
+    """A raster warped onto the grid one part at a time: memory holds a part, never the
+    raster or the grid, and a part's pixels are the same whatever the part's size.
 
-    GDAL picks the resampling kernel's scale (destination pixels per source pixel) for each
-    chunk it warps, so warping by strips would give other values than warping the whole grid
-    at once; the scale is fixed to the whole grid's, which makes the output the same for any
-    strip height (tests/data/test_stack.py)."""
+    Two things GDAL decides per chunk it warps are fixed for the whole grid instead: the
+    coordinate transformation is exact (GDAL's default interpolates it along each chunk's rows
+    to within 1/8 pixel, which made each pixel depend on the chunk's width), and the resampling
+    kernel's scale (destination pixels per source pixel) is the whole grid's
+    (tests/data/test_stack.py)."""
 
     def __init__(self, path: str | Path, grid: Grid, resampling: Resampling,
                  expected_bands: int | None = None) -> None:
@@ -92,16 +98,15 @@ class RasterOnGrid:
             self.nodata = _source_nodata(src)
             self.scale = _whole_grid_scale(src, grid)
 
-    def read(self, row: int, rows: int) -> np.ndarray:
-        """Rows [row, row + rows) of every band as float32 (bands, rows, cols), NaN = nodata."""
-        strip = self.grid.rows(row, rows)
-        out = np.full((self.count, rows, self.grid.width), np.nan, dtype=np.float32)
-        with open_raster(self.path) as src:
-            reproject(source=rasterio.band(src, list(src.indexes)), destination=out,
-                      src_nodata=self.nodata, dst_transform=strip.transform,
-                      dst_crs=strip.crs, dst_nodata=np.nan, resampling=self.resampling,
-                      XSCALE=self.scale[0], YSCALE=self.scale[1])
-        return out
+    def read(self, part: Part) -> np.ndarray:
+        """Every band over `part` as float32 (bands, rows, cols), NaN = nodata."""
+        with open_raster(self.path) as src, WarpedVRT(
+                src, crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width,
+                height=self.grid.height, resampling=self.resampling, src_nodata=self.nodata,
+                nodata=float("nan"), dtype="float32", tolerance=EXACT,
+                XSCALE=self.scale[0], YSCALE=self.scale[1]) as vrt:
+            return vrt.read(window=Window(part.col, part.row,  # type: ignore[call-arg]
+                                          part.cols, part.rows))
 
 
 def _source_nodata(src: rasterio.DatasetReader) -> float | None:
@@ -152,7 +157,7 @@ def _reject_bad_values(path: Path, src: rasterio.DatasetReader) -> None:
 def read_raster_on_grid(path: str | Path, grid: Grid, resampling: Resampling,
                         expected_bands: int | None = None) -> np.ndarray:
     """All bands of a raster warped onto the whole of `grid` (for small grids and tests)."""
-    return RasterOnGrid(path, grid, resampling, expected_bands).read(0, grid.height)
+    return RasterOnGrid(path, grid, resampling, expected_bands).read(Part(0, 0, *grid.shape))
 
 
 def read_class_raster_on_grid(path: str | Path, grid: Grid) -> np.ndarray:
@@ -204,10 +209,10 @@ def on_grid(frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> gpd.GeoDat
 
 
 class ClassPolygons:
-    """Polygons with a class attribute burnt as codes 0..k-1 (int32, -1 = no polygon) one strip
-    of rows at a time; `names` are the sorted class names the codes index. A strip burns only
-    the polygons that reach it, in the file's order (a later polygon wins where two overlap,
-    as when the whole grid is burnt at once)."""
+    """Polygons with a class attribute burnt as codes 0..k-1 (int32, -1 = no polygon) one part
+    of the grid at a time; `names` are the sorted class names the codes index. A part burns
+    only the polygons that reach it, in the file's order (a later polygon wins where two
+    overlap, as when the whole grid is burnt at once)."""
 
     def __init__(self, frame: gpd.GeoDataFrame, field: str, grid: Grid,
                  path: str | Path) -> None:
@@ -222,42 +227,42 @@ class ClassPolygons:
         self.burner = Burner(frame.geometry.to_numpy(),
                              np.array([code[str(v)] for v in frame[field]], dtype=np.int32))
 
-    def codes(self, row: int, rows: int) -> np.ndarray:
-        return self.burner.burn(self.grid.rows(row, rows), fill=-1)
+    def codes(self, part: Part) -> np.ndarray:
+        return self.burner.burn(self.grid.part(part), fill=-1)
 
 
 class Burner:
-    """Geometries with a value each, burnt onto any strip of the grid (pixel centres inside)."""
+    """Geometries with a value each, burnt onto any part of the grid (pixel centres inside)."""
 
     def __init__(self, geoms: np.ndarray, values: np.ndarray) -> None:
         self.geoms, self.values = geoms, values
         self.tree = shapely.STRtree(geoms)
 
-    def burn(self, strip: Grid, fill: int) -> np.ndarray:
-        hits = np.sort(self.tree.query(shapely.box(*strip.bounds)))
+    def burn(self, target: Grid, fill: int) -> np.ndarray:
+        hits = np.sort(self.tree.query(shapely.box(*target.bounds)))
         if len(hits) == 0:
-            return np.full(strip.shape, fill, dtype=np.int32)
+            return np.full(target.shape, fill, dtype=np.int32)
         shapes = zip(self.geoms[hits], self.values[hits].tolist(), strict=True)
-        return rasterize(shapes, out_shape=strip.shape, transform=strip.transform, fill=fill,
-                         dtype="int32")
+        return rasterize(shapes, out_shape=target.shape, transform=target.transform,
+                         fill=fill, dtype="int32")
 
 
 def rasterize_classes(frame: gpd.GeoDataFrame, field: str, grid: Grid,
                       path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
     """The whole grid's class codes and names (for small grids and tests)."""
     polygons = ClassPolygons(frame, field, grid, path)
-    return polygons.codes(0, grid.height), polygons.names
+    return polygons.codes(Part(0, 0, *grid.shape)), polygons.names
 
 
 class LinesOnGrid:
-    """Euclidean distance in metres from every pixel centre to the nearest line, one strip of
-    rows at a time.
+    """Euclidean distance in metres from every pixel centre to the nearest line, one part of
+    the grid at a time.
 
-    The lines are burnt into the strip padded far enough that the nearest line of every pixel
+    The lines are burnt into the part padded far enough that the nearest line of every pixel
     lies inside it, so the distance transform is exact up to the burn-in (half a pixel) even
-    where the nearest line is outside the study area, and a strip gives the same distances as
-    the whole grid. Memory grows with the distance to the farthest pixel's nearest line (the
-    padding), not with the area."""
+    where the nearest line is outside the study area, and a part gives the same distances as
+    the whole grid. Memory grows with the part and the distance to its farthest pixel's
+    nearest line (the padding), not with the area."""
 
     def __init__(self, frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> None:
         self.geoms = frame.to_crs(grid.crs).geometry.to_numpy()
@@ -266,23 +271,23 @@ class LinesOnGrid:
         self.union = shapely.union_all(self.geoms)
         self.grid, self.path = grid, path
 
-    def distance(self, row: int, rows: int) -> np.ndarray:
-        strip = self.grid.rows(row, rows)
-        pad = _pad_for_nearest_line(self.union, strip)
-        padded = strip.padded(pad)
+    def distance(self, part: Part) -> np.ndarray:
+        target = self.grid.part(part)
+        pad = _pad_for_nearest_line(self.union, target)
+        padded = target.padded(pad)
         if padded.width * padded.height > MAX_DISTANCE_GRID_PIXELS:
             raise InputError(f"{self.path}: the nearest line is "
-                             f"{pad * strip.resolution / 1000:.0f} km from the grid, too far "
+                             f"{pad * target.resolution / 1000:.0f} km from the grid, too far "
                              "for a distance raster")
         burnt = rasterize(((g, 1) for g in self.geoms), out_shape=padded.shape,
                           transform=padded.transform, fill=0, all_touched=True, dtype="uint8")
-        distance = ndimage.distance_transform_edt(burnt == 0, sampling=strip.resolution)
-        return distance[pad:pad + strip.height, pad:pad + strip.width].astype(np.float32)
+        distance = ndimage.distance_transform_edt(burnt == 0, sampling=target.resolution)
+        return distance[pad:pad + target.height, pad:pad + target.width].astype(np.float32)
 
 
 def distance_to_lines(frame: gpd.GeoDataFrame, grid: Grid, path: str | Path) -> np.ndarray:
     """Distances over the whole grid (for small grids and tests)."""
-    return LinesOnGrid(frame, grid, path).distance(0, grid.height)
+    return LinesOnGrid(frame, grid, path).distance(Part(0, 0, *grid.shape))
 
 
 def _pad_for_nearest_line(lines: shapely.Geometry, grid: Grid) -> int:

@@ -10,6 +10,7 @@ and the shared pixels it causes are counted, not hidden.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from landslide_ssgan.config import SampleConfig, SplitConfig
+from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
@@ -302,21 +304,41 @@ def shared_pixels(samples: Samples, a: str, b: str, shape: tuple[int, int],
     return int((cover[0] & cover[1]).sum())
 
 
-def training_statistics(data: np.ndarray, samples: Samples, window: int) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
-    """Per-band mean and standard deviation over the training area's pixels (the spatial
-    split), or the random split's training windows: nothing about validation or test data
-    leaks into the normalisation, and it does not change with how windows are drawn."""
+def training_cover(samples: Samples, shape: tuple[int, int], window: int) -> np.ndarray:
+    """The pixels the normalisation is computed over: the training area (the spatial split),
+    or the random split's training windows. Nothing about validation or test data leaks into
+    the normalisation, and it does not change with how windows are drawn."""
     if samples.areas is not None:
-        cover = samples.areas == AREA_CODES["train"]
-    else:
-        train = samples.table[samples.table.split == "train"]
-        cover = window_footprint(train.row.to_numpy(), train.col.to_numpy(), data.shape[1:],
-                                 window)
-    pixels = data[:, cover]
-    mean = np.nanmean(pixels, axis=1)
-    std = np.nanstd(pixels, axis=1)
-    return mean.astype(np.float64), np.where(std > 0, std, 1.0).astype(np.float64)
+        return samples.areas == AREA_CODES["train"]
+    train = samples.table[samples.table.split == "train"]
+    return window_footprint(train.row.to_numpy(), train.col.to_numpy(), shape, window)
+
+
+def training_statistics(parts: Iterable[tuple[Part, np.ndarray]], cover: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation (float64) of the stack's data under `cover`,
+    accumulated part by part (Chan et al.'s pairwise update), so the stack is never held."""
+    count = mean = m2 = np.zeros(0)
+    for part, data in parts:
+        if not count.size:
+            count, mean, m2 = np.zeros(len(data)), np.zeros(len(data)), np.zeros(len(data))
+        inside = cover[part.row:part.row + part.rows, part.col:part.col + part.cols]
+        values = data[:, inside].astype(np.float64)
+        finite = np.isfinite(values)
+        n = finite.sum(axis=1)
+        if not n.any():
+            continue
+        part_mean = np.where(finite, values, 0).sum(axis=1) / np.maximum(n, 1)
+        part_m2 = (np.where(finite, values - part_mean[:, None], 0) ** 2).sum(axis=1)
+        total = count + n
+        delta = part_mean - mean
+        mean = mean + delta * n / np.maximum(total, 1)
+        m2 = m2 + part_m2 + delta ** 2 * count * n / np.maximum(total, 1)
+        count = total
+    std = np.sqrt(m2 / np.maximum(count, 1))
+    # a constant band (rounding leaves it a spread of ~1e-17) is not divided by its spread
+    spread = std > 1e-9 * np.maximum(np.abs(mean), 1.0)
+    return np.where(count > 0, mean, np.nan), np.where(spread, std, 1.0)
 
 
 # --- index files ------------------------------------------------------------------------

@@ -23,9 +23,11 @@ from rasterio.windows import Window
 from landslide_ssgan.config import LayerConfig, PrepareConfig
 from landslide_ssgan.data import layers as io
 from landslide_ssgan.data import terrain
-from landslide_ssgan.data.grid import Grid, grid_over
+from landslide_ssgan.data.grid import Grid, Part, grid_over
 from landslide_ssgan.errors import ConfigError, InputError
 from landslide_ssgan.files import atomic_path
+
+PART = 1024  # pixels on the side of the parts of the grid prepared at a time (4 x 4 tiles)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,13 @@ class Stack:
     @property
     def valid(self) -> np.ndarray:
         """Where every band has data: the only pixels that are sampled or predicted."""
-        return np.isfinite(self.data).all(axis=0)
+        return valid_mask(self.parts(), self.grid.shape)
+
+    def parts(self, size: int = PART) -> Iterator[tuple[Part, np.ndarray]]:
+        """The in-memory stack as the parts a stack file is read in (`stack_parts`)."""
+        for part in self.grid.parts(size):
+            yield part, self.data[:, part.row:part.row + part.rows,
+                                  part.col:part.col + part.cols]
 
     def indices(self, feature_set: str) -> list[int]:
         """Band positions of a feature set: `factors`, `optical` or `joint` (all)."""
@@ -62,10 +70,9 @@ class Stack:
 
 # --- building ---------------------------------------------------------------------------
 
-STRIP = 512  # rows of the grid prepared at a time (two rows of the written tiles)
 
 Arrays = list[np.ndarray]
-StripReader = Callable[[int, int], Arrays]  # (first row, rows) -> one array per band
+PartReader = Callable[[Part], Arrays]  # one array per band over the part
 
 
 def reference_grid(cfg: PrepareConfig) -> Grid:
@@ -85,27 +92,27 @@ def reference_grid(cfg: PrepareConfig) -> Grid:
 
 @dataclass(frozen=True)
 class StackPlan:
-    """Every layer of params.yaml opened and checked, ready to give the stack one strip of
-    rows at a time: memory holds a strip (and a distance layer's padding), never the area."""
+    """Every layer of params.yaml opened and checked, ready to give the stack one part of the
+    grid at a time: memory holds a part (and a distance layer's padding), never the area."""
 
     grid: Grid
     bands: tuple[BandInfo, ...]
-    readers: tuple[StripReader, ...]
+    readers: tuple[PartReader, ...]
 
-    def strip(self, row: int, rows: int) -> np.ndarray:
-        """Rows [row, row + rows) of every band, float32 (bands, rows, cols), NaN = nodata."""
-        arrays = [array for read in self.readers for array in read(row, rows)]
+    def part(self, part: Part) -> np.ndarray:
+        """Every band over `part`, float32 (bands, rows, cols), NaN = nodata."""
+        arrays = [array for read in self.readers for array in read(part)]
         return np.stack(arrays).astype(np.float32)
 
-    def strips(self, rows: int = STRIP) -> Iterator[tuple[int, np.ndarray]]:
-        for row in range(0, self.grid.height, rows):
-            yield row, self.strip(row, min(rows, self.grid.height - row))
+    def parts(self, size: int = PART) -> Iterator[tuple[Part, np.ndarray]]:
+        for part in self.grid.parts(size):
+            yield part, self.part(part)
 
 
 def plan_stack(cfg: PrepareConfig) -> StackPlan:
     grid = reference_grid(cfg)
     infos: dict[str, list[BandInfo]] = {}
-    readers: dict[str, StripReader] = {}
+    readers: dict[str, PartReader] = {}
     for layer in cfg.layers:
         if layer.kind != "derived":
             infos[layer.name], readers[layer.name] = _layer_reader(layer, grid)
@@ -123,41 +130,43 @@ def plan_stack(cfg: PrepareConfig) -> StackPlan:
                      tuple(readers[layer.name] for layer in cfg.layers))
 
 
-def build_stack(cfg: PrepareConfig, rows: int = STRIP) -> Stack:
-    """The whole stack in memory, made strip by strip (for small areas and tests; `landslide
-    prepare` writes each strip as it is made)."""
+def build_stack(cfg: PrepareConfig, size: int = PART) -> Stack:
+    """The whole stack in memory, made part by part (for small areas and tests; `landslide
+    prepare` writes each part as it is made)."""
     plan = plan_stack(cfg)
-    data = np.concatenate([strip for _, strip in plan.strips(rows)], axis=1)
+    data = np.empty((len(plan.bands), *plan.grid.shape), dtype=np.float32)
+    for part, values in plan.parts(size):
+        data[:, part.row:part.row + part.rows, part.col:part.col + part.cols] = values
     return Stack(data, plan.grid, plan.bands)
 
 
-def _remembered(read: StripReader) -> StripReader:
-    """`read` that keeps its last two strips: a layer's strip is asked for again by the layers
-    derived from it (NDVI the same rows, slope and aspect the rows with a halo)."""
+def _remembered(read: PartReader) -> PartReader:
+    """`read` that keeps its last two parts: a layer's part is asked for again by the layers
+    derived from it (NDVI the same part, slope and aspect the part with a halo)."""
     return functools.lru_cache(maxsize=2)(read)
 
 
-def _layer_reader(layer: LayerConfig, grid: Grid) -> tuple[list[BandInfo], StripReader]:
+def _layer_reader(layer: LayerConfig, grid: Grid) -> tuple[list[BandInfo], PartReader]:
     path = layer.path or ""
     if layer.kind == "optical" or (layer.kind == "continuous" and layer.bands):
         # a multi-band raster (an optical image, or several terrain factors in one file):
         # one named band of the stack per band of the file, in the file's order
         raster = io.RasterOnGrid(path, grid, Resampling.bilinear, len(layer.bands))
         return ([BandInfo(name, layer.name, layer.role, False) for name in layer.bands],
-                _remembered(lambda row, rows: list(raster.read(row, rows))))
+                _remembered(lambda part: list(raster.read(part))))
     if layer.kind == "continuous":
         single = io.RasterOnGrid(path, grid, Resampling.bilinear, expected_bands=1)
         return ([BandInfo(layer.name, layer.name, layer.role, False)],
-                _remembered(lambda row, rows: list(single.read(row, rows))))
+                _remembered(lambda part: list(single.read(part))))
     if layer.kind == "lines":
         lines = io.LinesOnGrid(io.read_vector(path, layer.layer), grid, path)
         return ([BandInfo(layer.name, layer.name, layer.role, False)],
-                lambda row, rows: [lines.distance(row, rows)])
+                lambda part: [lines.distance(part)])
     codes, names = _class_codes(layer, grid)
     return _class_bands(layer, codes, names)
 
 
-Codes = Callable[[int, int], np.ndarray]  # (first row, rows) -> class codes, -1 = nodata
+Codes = Callable[[Part], np.ndarray]  # class codes over a part, -1 = nodata
 
 
 def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[Codes, tuple[str, ...]]:
@@ -180,19 +189,18 @@ def _class_codes(layer: LayerConfig, grid: Grid) -> tuple[Codes, tuple[str, ...]
         raise InputError(f"{path}: classes {unknown} are not listed in "
                          f"prepare.layers.{layer.name}.classes")
     remap = np.array([layer.classes.index(n) for n in names] + [-1], dtype=np.int32)
-    return (lambda row, rows: remap[codes(row, rows)]), layer.classes
+    return (lambda part: remap[codes(part)]), layer.classes
 
 
 def _raster_class_codes(raster: io.RasterOnGrid) -> tuple[Codes, tuple[str, ...]]:
     """A class raster's values on the grid as codes: the values present are found in a first
-    pass over the strips, so a strip's codes mean the same classes as the whole grid's."""
+    pass over the parts, so a part's codes mean the same classes as the whole grid's."""
     found = [np.unique(values[np.isfinite(values)])
-             for _, values in ((row, raster.read(row, min(STRIP, raster.grid.height - row))[0])
-                               for row in range(0, raster.grid.height, STRIP))]
+             for values in (raster.read(part)[0] for part in raster.grid.parts(PART))]
     present = np.unique(np.concatenate(found))
 
-    def codes(row: int, rows: int) -> np.ndarray:
-        values = raster.read(row, rows)[0]
+    def codes(part: Part) -> np.ndarray:
+        values = raster.read(part)[0]
         out = np.full(values.shape, -1, dtype=np.int32)
         known = np.isfinite(values)
         out[known] = np.searchsorted(present, values[known])
@@ -202,23 +210,23 @@ def _raster_class_codes(raster: io.RasterOnGrid) -> tuple[Codes, tuple[str, ...]
 
 
 def _class_bands(layer: LayerConfig, codes: Codes, names: tuple[str, ...]
-                 ) -> tuple[list[BandInfo], StripReader]:
+                 ) -> tuple[list[BandInfo], PartReader]:
     if layer.encoding == "ordinal":
-        def ordinal(row: int, rows: int) -> Arrays:
-            strip = codes(row, rows)
-            return [np.where(strip < 0, np.nan, strip).astype(np.float32)]
+        def ordinal(part: Part) -> Arrays:
+            values = codes(part)
+            return [np.where(values < 0, np.nan, values).astype(np.float32)]
         return [BandInfo(layer.name, layer.name, layer.role, True)], ordinal
 
-    def onehot(row: int, rows: int) -> Arrays:
-        strip = codes(row, rows)
-        return [np.where(strip < 0, np.nan, strip == k).astype(np.float32)
+    def onehot(part: Part) -> Arrays:
+        values = codes(part)
+        return [np.where(values < 0, np.nan, values == k).astype(np.float32)
                 for k in range(len(names))]
     return ([BandInfo(f"{layer.name}_{name}", layer.name, layer.role, True) for name in names],
             onehot)
 
 
-def _derived_reader(layer: LayerConfig, source: list[BandInfo], read: StripReader,
-                    grid: Grid) -> tuple[list[BandInfo], StripReader]:
+def _derived_reader(layer: LayerConfig, source: list[BandInfo], read: PartReader,
+                    grid: Grid) -> tuple[list[BandInfo], PartReader]:
     info = [BandInfo(layer.name, layer.name, layer.role, False)]
     if layer.derive == "ndvi":
         names = [band.name for band in source]
@@ -227,18 +235,17 @@ def _derived_reader(layer: LayerConfig, source: list[BandInfo], read: StripReade
                 raise ConfigError(f"prepare.layers.{layer.name}: band {key!r} is not a band of "
                                   f"{layer.source} ({', '.join(names)})")
         red, nir = names.index(layer.red or ""), names.index(layer.nir or "")
-        return info, lambda row, rows: [terrain.ndvi(*(read(row, rows)[i] for i in (red, nir)))]
+        return info, lambda part: [terrain.ndvi(*(read(part)[i] for i in (red, nir)))]
     if len(source) != 1 or source[0].categorical:
         raise ConfigError(f"prepare.layers.{layer.name}.source: {layer.derive} needs a "
                           "single-band continuous layer (the DEM)")
     derive = terrain.slope_degrees if layer.derive == "slope" else terrain.aspect_degrees
 
-    def derived(row: int, rows: int) -> Arrays:
-        # one row of halo above and below (fewer at the grid's edge, where the whole grid's
-        # one-sided differences apply), so a strip's gradient is the whole grid's
-        above, below = min(1, row), min(1, grid.height - row - rows)
-        dem = read(row - above, rows + above + below)[0]
-        return [derive(dem, grid.resolution)[above:above + rows]]
+    def derived(part: Part) -> Arrays:
+        # one pixel of halo on each side (none at the grid's edge, where the whole grid's
+        # one-sided differences apply), so a part's gradient is the whole grid's
+        grown, inner = part.grown(1, grid.shape)
+        return [derive(read(grown)[0], grid.resolution)[inner]]
 
     return info, derived
 
@@ -271,7 +278,7 @@ def bit_stable(values: np.ndarray) -> np.ndarray:
 def write_stack(stack: Stack, path: str | Path) -> None:
     with atomic_path(path) as tmp, open_tiled(tmp, stack.grid, len(stack.bands), "float32",
                                               float("nan")) as dst:
-        write_rows(dst, 0, stack.data)
+        write_part(dst, Part(0, 0, *stack.grid.shape), stack.data)
         describe_stack(dst, stack.bands)
 
 
@@ -284,16 +291,16 @@ def open_tiled(path: str | Path, grid: Grid, count: int, dtype: str, nodata: flo
         yield dst
 
 
-def write_rows(dst: rasterio.io.DatasetWriter, row: int, data: np.ndarray) -> None:
-    """Rows [row, row + n) of every band, `data` (bands, n, cols) or (n, cols); `row` a
-    multiple of TILE. A row of whole tiles at a time, every band at once: written band by
+def write_part(dst: rasterio.io.DatasetWriter, part: Part, data: np.ndarray) -> None:
+    """Every band over `part` (whose corner lies on the tile grid), `data` (bands, rows, cols)
+    or (rows, cols). A row of whole tiles at a time, every band at once: written band by
     band, each pixel-interleaved tile is rewritten once per band when GDAL's cache cannot hold
     them."""
     data = data if data.ndim == 3 else data[None]
-    for top in range(0, data.shape[1], TILE):
-        rows = min(TILE, data.shape[1] - top)
-        dst.write(bit_stable(data[:, top:top + rows]),
-                  window=Window(0, row + top, data.shape[2], rows))  # type: ignore[call-arg]
+    for top in range(0, part.rows, TILE):
+        rows = min(TILE, part.rows - top)
+        dst.write(bit_stable(data[:, top:top + rows]), window=Window(  # type: ignore[call-arg]
+            part.col, part.row + top, part.cols, rows))
 
 
 def describe_stack(dst: rasterio.io.DatasetWriter, bands: tuple[BandInfo, ...]) -> None:
@@ -304,6 +311,14 @@ def describe_stack(dst: rasterio.io.DatasetWriter, bands: tuple[BandInfo, ...]) 
 
 
 def read_stack(path: str | Path) -> Stack:
+    grid, bands = read_stack_info(path)
+    with io.open_raster(path) as src:
+        data = src.read(out_dtype="float32")
+    return Stack(data, grid, bands)
+
+
+def read_stack_info(path: str | Path) -> tuple[Grid, tuple[BandInfo, ...]]:
+    """The stack's grid and bands, without its pixels."""
     path = io.require_file(path)
     with io.open_raster(path) as src:
         bands = tuple(
@@ -312,10 +327,27 @@ def read_stack(path: str | Path) -> Stack:
             for i in range(1, src.count + 1)
         )
         grid = Grid(src.crs, src.transform, src.width, src.height, tuple(b.name for b in bands))
-        data = src.read().astype(np.float32)
     if not bands:
         raise InputError(f"{path}: stack has no bands")
-    return Stack(data, grid, bands)
+    return grid, bands
+
+
+def stack_parts(path: str | Path, size: int = PART) -> Iterator[tuple[Part, np.ndarray]]:
+    """The stack file read one part at a time: (part, float32 (bands, rows, cols))."""
+    grid, _ = read_stack_info(path)
+    with io.open_raster(path) as src:
+        for part in grid.parts(size):
+            yield part, src.read(out_dtype="float32", window=Window(  # type: ignore[call-arg]
+                part.col, part.row, part.cols, part.rows))
+
+
+def valid_mask(parts: Iterator[tuple[Part, np.ndarray]], shape: tuple[int, int]) -> np.ndarray:
+    """Where every band has data, from the stack's parts (1 byte a pixel in memory)."""
+    valid = np.zeros(shape, dtype=bool)
+    for part, data in parts:
+        valid[part.row:part.row + part.rows, part.col:part.col + part.cols] = \
+            np.isfinite(data).all(axis=0)
+    return valid
 
 
 def write_single_band(array: np.ndarray, grid: Grid, path: str | Path, nodata: int,

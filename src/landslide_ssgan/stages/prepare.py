@@ -1,7 +1,8 @@
 """prepare: every layer on the metric reference grid as one stack, the inventory as labels.
 
-Made and written one strip of rows at a time (`data.stack.STRIP`): memory holds a strip, the
-summary's running sums and a decimated copy for the preview, whatever the area's size."""
+Made and written one part of the grid at a time (`data.stack.PART` pixels square): memory
+holds a part, the summary's running sums and a decimated copy for the preview, whatever the
+area's size."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from landslide_ssgan import plots
 from landslide_ssgan.config import PrepareConfig
-from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.data.inventory import (
     LANDSLIDE,
     STABLE,
@@ -22,12 +23,12 @@ from landslide_ssgan.data.inventory import (
     require_landslides,
 )
 from landslide_ssgan.data.stack import (
-    STRIP,
+    PART,
     BandInfo,
     describe_stack,
     open_tiled,
     plan_stack,
-    write_rows,
+    write_part,
 )
 from landslide_ssgan.files import staged_together, write_json
 
@@ -39,28 +40,28 @@ def run(cfg: PrepareConfig, *, stack: str, labels: str, inventory_ids: str,
     """Writes the stack, the label and landslide-id rasters, reports/prepare.json and a preview
     of every layer, all renamed into place together; returns the summary."""
     plan = plan_stack(cfg)
-    inventory = InventoryOnGrid(cfg.inventory, plan.grid, STRIP)
+    inventory = InventoryOnGrid(cfg.inventory, plan.grid, PART)
     summary = Summary(plan.bands, plan.grid)
-    preview = Preview(plan.grid)
+    preview = Preview(plan.grid, len(plan.bands))
     with staged_together() as staged:
         with open_tiled(staged.path(stack), plan.grid, len(plan.bands), "float32",
                         float("nan")) as out_stack, \
                 open_tiled(staged.path(labels), plan.grid, 1, "uint8", 255) as out_labels, \
                 open_tiled(staged.path(inventory_ids), plan.grid, 1, "int32", 0) as out_ids:
-            for row, data in plan.strips(STRIP):
-                label_strip, id_strip = inventory.strip(row)
-                write_rows(out_stack, row, data)
-                write_rows(out_labels, row, label_strip)
-                write_rows(out_ids, row, id_strip)
-                summary.add(data, label_strip, id_strip)
-                preview.add(row, data, label_strip)
+            for part, data in plan.parts(PART):
+                part_labels, part_ids = inventory.part(part)
+                write_part(out_stack, part, data)
+                write_part(out_labels, part, part_labels)
+                write_part(out_ids, part, part_ids)
+                summary.add(data, part_labels, part_ids)
+                preview.add(part, data, part_labels)
             describe_stack(out_stack, plan.bands)
             out_labels.set_band_description(1, "label")
             out_ids.set_band_description(1, "landslide_id")
         require_landslides(cfg.inventory, summary.landslide_count)
         result = summary.result()
         write_json(staged.path(Path(reports) / "prepare.json"), result)
-        plots.stack_preview(plan.bands, preview.data(), preview.labels(),
+        plots.stack_preview(plan.bands, preview.data, preview.labels,
                             staged.path(Path(reports) / "prepare_layers.png"))
     return result
 
@@ -71,7 +72,7 @@ def _label_counts(labels: np.ndarray) -> dict[str, int]:
 
 
 class Summary:
-    """reports/prepare.json, accumulated strip by strip: per band min, mean and max of its
+    """reports/prepare.json, accumulated part by part: per band min, mean and max of its
     data and its nodata share; the labels on the grid and on valid pixels."""
 
     def __init__(self, bands: tuple[BandInfo, ...], grid: Grid) -> None:
@@ -127,20 +128,17 @@ class Summary:
 
 
 class Preview:
-    """Every `step`-th row and column of the stack and labels, kept as the strips pass."""
+    """Every `step`-th row and column of the stack and labels, kept as the parts pass."""
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: Grid, bands: int) -> None:
         self.step = max(4, math.ceil(max(grid.shape) / PREVIEW_SIDE))
-        self.parts: list[np.ndarray] = []
-        self.label_parts: list[np.ndarray] = []
+        shape = (-(-grid.height // self.step), -(-grid.width // self.step))
+        self.data = np.full((bands, *shape), np.nan, dtype=np.float32)
+        self.labels = np.full(shape, UNKNOWN, dtype=np.uint8)
 
-    def add(self, row: int, data: np.ndarray, labels: np.ndarray) -> None:
-        first = -row % self.step
-        self.parts.append(data[:, first::self.step, ::self.step])
-        self.label_parts.append(labels[first::self.step, ::self.step])
-
-    def data(self) -> np.ndarray:
-        return np.concatenate(self.parts, axis=1)
-
-    def labels(self) -> np.ndarray:
-        return np.concatenate(self.label_parts)
+    def add(self, part: Part, data: np.ndarray, labels: np.ndarray) -> None:
+        top, left = -part.row % self.step, -part.col % self.step
+        rows = slice(-(-part.row // self.step), -(-(part.row + part.rows) // self.step))
+        cols = slice(-(-part.col // self.step), -(-(part.col + part.cols) // self.step))
+        self.data[:, rows, cols] = data[:, top::self.step, left::self.step]
+        self.labels[rows, cols] = labels[top::self.step, left::self.step]

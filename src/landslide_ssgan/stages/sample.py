@@ -18,10 +18,17 @@ from landslide_ssgan.data.sampling import (
     area_raster,
     draw_samples,
     shared_pixels,
+    training_cover,
     training_statistics,
     write_samples,
 )
-from landslide_ssgan.data.stack import read_single_band, read_stack, write_single_band
+from landslide_ssgan.data.stack import (
+    read_single_band,
+    read_stack_info,
+    stack_parts,
+    valid_mask,
+    write_single_band,
+)
 from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.files import write_json
 
@@ -31,22 +38,23 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     """Writes the samples index, the per-band normalisation from training pixels only, the
     split raster (train / validation / test area of every pixel, for scoring whole maps),
     reports/sample.json and a map of the split; returns the summary."""
-    image = read_stack(stack)
+    grid, _ = read_stack_info(stack)
+    valid = valid_mask(stack_parts(stack), grid.shape)  # the stack is read a part at a time
     label_raster, _ = read_single_band(labels)
     ids, _ = read_single_band(inventory_ids)
-    drawn = draw_samples(label_raster, ids, image.valid, cfg, seed,
-                         pixel_size=image.grid.resolution)
+    drawn = draw_samples(label_raster, ids, valid, cfg, seed, pixel_size=grid.resolution)
     refuse_empty_parts(drawn)
-    mean, std = training_statistics(image.data, drawn, cfg.window)
+    mean, std = training_statistics(stack_parts(stack),
+                                    training_cover(drawn, grid.shape, cfg.window))
     summary = {**sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method),
                **protocol_summary(drawn, label_raster, cfg)}
     write_samples(drawn, samples)
-    Normalisation(image.grid.band_names, mean, std, cfg.window).save(norm)
-    write_single_band(area_raster(drawn, label_raster.shape), image.grid, split, 255, "split")
+    Normalisation(grid.band_names, mean, std, cfg.window).save(norm)
+    write_single_band(area_raster(drawn, label_raster.shape), grid, split, 255, "split")
     write_json(Path(reports) / "sample.json", summary)
     table = drawn.table
     plots.split_preview(label_raster.shape, table.row.to_numpy(), table.col.to_numpy(),
-                        table.split.to_numpy(), image.valid, Path(reports) / "sample_split.png")
+                        table.split.to_numpy(), valid, Path(reports) / "sample_split.png")
     return {**summary, "windows": len(table)}
 
 

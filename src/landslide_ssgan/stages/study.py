@@ -32,6 +32,7 @@ from landslide_ssgan.data.sampling import (
     Samples,
     draw_samples,
     read_samples,
+    training_cover,
     training_statistics,
 )
 from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
@@ -104,7 +105,8 @@ def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: S
     other = override(sample, {"split": {"method": split}})
     drawn = draw_samples(labels, ids, image.valid, other, seed,
                          pixel_size=image.grid.resolution)
-    mean, std = training_statistics(image.data, drawn, sample.window)
+    mean, std = training_statistics(image.parts(),
+                                    training_cover(drawn, image.grid.shape, sample.window))
     return drawn, Normalisation(image.grid.band_names, mean, std, sample.window)
 
 
