@@ -49,9 +49,12 @@ def stack_preview(bands: tuple[BandInfo, ...], data: np.ndarray, labels: np.ndar
 
 def split_preview(labels_shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray,
                   splits: np.ndarray, valid: np.ndarray, path: str | Path) -> None:
-    """Where the train, validation and test windows lie."""
+    """Where the train, validation and test windows lie. The valid mask is shown at most
+    2048 pixels a side: matplotlib would otherwise hold a float copy of a tile-sized mask."""
     fig, ax = plt.subplots(figsize=(5, 8))
-    ax.imshow(valid, cmap="Greys", alpha=0.25)
+    step = max(1, math.ceil(max(valid.shape) / 2048))
+    ax.imshow(valid[::step, ::step], cmap="Greys", alpha=0.25,
+              extent=(-0.5, valid.shape[1] - 0.5, valid.shape[0] - 0.5, -0.5))
     for name, colour in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:red")):
         mask = splits == name
         ax.scatter(cols[mask], rows[mask], s=1, c=colour, label=name)

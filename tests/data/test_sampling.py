@@ -224,3 +224,23 @@ def test_every_split_gets_a_landslide_group_when_there_are_three() -> None:
     assert list(fixed[~has]) == [0, 1, 2]  # groups without landslides stay where they were
     two = np.array([True, True, False])
     assert list(_landslides_everywhere(np.array([0, 0, 1]), two, target)) == [0, 0, 1]
+
+
+@pytest.mark.parametrize("buffer_m", [0.0, 10.0, 25.0, 50.0, 55.0, 70.7])
+def test_negative_ground_keeps_the_buffer_a_distance_transform_gives(
+        crop_params: Params, buffer_m: float) -> None:
+    """Negatives lie at least `negative_buffer_m` from every landslide pixel. A dilation by
+    the disk of the buffer marks what a Euclidean distance transform would (float64 a pixel,
+    too much for a tile), down to distances exactly on the buffer."""
+    from landslide_ssgan.data.sampling import negative_ground
+
+    rng = np.random.default_rng(5)
+    labels = np.full((120, 90), UNKNOWN, dtype=np.uint8)
+    labels[rng.random(labels.shape) < 0.3] = STABLE
+    labels[rng.random(labels.shape) < 0.004] = LANDSLIDE
+    cfg = replace(crop_params.sample, negatives="outside", negative_buffer_m=buffer_m)
+    distance = ndimage.distance_transform_edt(labels != LANDSLIDE, sampling=10.0)
+    expected = (labels == STABLE) | ((labels != LANDSLIDE) & (distance >= buffer_m))
+    found = negative_ground(labels, cfg, 10.0)
+    np.testing.assert_array_equal(found, expected)
+    assert (found & (labels == LANDSLIDE)).sum() == 0

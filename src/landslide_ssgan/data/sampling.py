@@ -10,6 +10,7 @@ and the shared pixels it causes are counted, not hidden.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +75,10 @@ def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
 
 
 def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndarray:
-    """Group number per pixel: square blocks, merged where a landslide spans several."""
-    rows, cols = np.indices(shape)
+    """Group number per pixel (int32): square blocks, merged where a landslide spans several."""
     n_cols = -(-shape[1] // block)
-    blocks = (rows // block) * n_cols + cols // block
+    blocks = ((np.arange(shape[0], dtype=np.int32) // block)[:, None] * n_cols
+              + (np.arange(shape[1], dtype=np.int32) // block)[None, :])
     n_blocks = int(blocks.max()) + 1
     slide = ids > 0
     # link each block that a landslide touches to the first block of that landslide
@@ -86,7 +87,7 @@ def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndar
     links = coo_matrix((np.ones(len(pairs)), (pairs.block.to_numpy(), first)),
                        shape=(n_blocks, n_blocks))
     _, group_of_block = connected_components(links, directed=False)
-    return group_of_block[blocks]
+    return group_of_block.astype(np.int32)[blocks]
 
 
 def assign_groups(groups: np.ndarray, labels: np.ndarray, eligible: np.ndarray,
@@ -165,8 +166,19 @@ def negative_ground(labels: np.ndarray, cfg: SampleConfig, pixel_size: float) ->
     stable = labels == STABLE
     if cfg.negatives == "inventory":
         return stable
-    distance = ndimage.distance_transform_edt(labels != LANDSLIDE, sampling=pixel_size)
-    return stable | ((labels != LANDSLIDE) & (distance >= cfg.negative_buffer_m))
+    near = ndimage.binary_dilation(labels == LANDSLIDE,
+                                   structure=_disk(cfg.negative_buffer_m, pixel_size))
+    return stable | (~near & (labels != LANDSLIDE))
+
+
+def _disk(radius_m: float, pixel_size: float) -> np.ndarray:
+    """The offsets closer than `radius_m` to a pixel: dilating the landslides with it marks
+    every pixel whose distance to the nearest landslide pixel is under the buffer, as a
+    Euclidean distance transform would, with booleans instead of float64 distances (the
+    squares are compared, so no square root rounds a distance onto the buffer)."""
+    reach = max(0, math.ceil(radius_m / pixel_size))
+    dy, dx = np.indices((2 * reach + 1, 2 * reach + 1)) - reach
+    return (dy * pixel_size) ** 2 + (dx * pixel_size) ** 2 < radius_m ** 2
 
 
 def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,
