@@ -53,13 +53,21 @@ def independent_columns(x: np.ndarray) -> list[int]:
 def fit_glm(centres: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> CentreLogit:
     """Maximum-likelihood fit; where the classes separate perfectly the estimates run off and
     statsmodels warns, and the fit stops at its iteration limit (a usable, if overconfident,
-    model: its standard errors then say so)."""
+    model: its standard errors then say so). Newton's method first, BFGS where Newton's
+    Hessian turns singular (a few labels, a one-hot level seen with one class only)."""
     x = np.asarray(centres, np.float64)
     columns = independent_columns(x)
     design = sm.add_constant(x[:, columns], has_constant="add")
+    logit = sm.Logit(np.asarray(labels, float), design)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence / separation warnings: see docstring
-        result = sm.Logit(np.asarray(labels, float), design).fit(disp=0, maxiter=200)
+        try:
+            result = logit.fit(disp=0, maxiter=200)
+        except np.linalg.LinAlgError:
+            # Newton's method inverts the Hessian, which a class-pure level of a one-hot band
+            # makes singular once its estimate has run off; BFGS needs no inverse (its
+            # standard errors are then NaN where the Hessian says nothing)
+            result = logit.fit(disp=0, maxiter=1000, method="bfgs")
     terms = ["intercept", *(names[j] for j in columns)]
     table = pd.DataFrame({"estimate": result.params, "std_error": result.bse,
                           "z": result.tvalues, "p_value": result.pvalues}, index=terms)
