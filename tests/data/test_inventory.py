@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 import shapely
 
-from landslide_ssgan.config import Params
+from landslide_ssgan.config import InventoryConfig, Params
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN, rasterize_inventory
 from landslide_ssgan.data.stack import Stack
@@ -58,17 +58,22 @@ def test_points_in_another_crs(crop_stack: Stack, crop_params: Params, tmp_path:
     assert sorted(np.unique(ids[ids > 0])) == [1, 2]
 
 
+def _mask_inventory(mask: np.ndarray, grid: Grid, params: Params, path: Path
+                    ) -> InventoryConfig:
+    """`mask` (2 landslide, 1 stable, 0 unknown) as a GeoTIFF inventory on `grid`."""
+    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                       dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
+        dst.write(mask, 1)
+    return replace(params.prepare.inventory, path=str(path), layer=None, field=None,
+                   landslide=("2",), stable=("1",))
+
+
 def test_raster_mask_inventory(crop_stack: Stack, crop_labels: tuple, crop_params: Params,
                                tmp_path: Path) -> None:
     grid = crop_stack.grid
     labels, _ = crop_labels
     mask = np.where(labels == LANDSLIDE, 2, np.where(labels == STABLE, 1, 0)).astype(np.uint8)
-    path = tmp_path / "mask.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
-                       dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
-        dst.write(mask, 1)
-    cfg = replace(crop_params.prepare.inventory, path=str(path), layer=None, field=None,
-                  landslide=("2",), stable=("1",))
+    cfg = _mask_inventory(mask, grid, crop_params, tmp_path / "mask.tif")
     from_mask, ids = rasterize_inventory(cfg, grid)
     np.testing.assert_array_equal(from_mask, labels)
     assert ids.max() >= 1
@@ -89,12 +94,7 @@ def test_mask_patches_crossing_parts_keep_the_whole_grids_ids(crop_stack: Stack,
     slides = ndimage.binary_opening(rng.random(grid.shape) < 0.35)
     slides[9:11, 9:11] = [[True, False], [False, True]]  # a diagonal step across a corner
     mask = np.where(slides, 2, 1).astype(np.uint8)
-    path = tmp_path / "patches.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
-                       dtype="uint8", crs=grid.crs, transform=grid.transform) as dst:
-        dst.write(mask, 1)
-    cfg = replace(crop_params.prepare.inventory, path=str(path), layer=None, field=None,
-                  landslide=("2",), stable=("1",))
+    cfg = _mask_inventory(mask, grid, crop_params, tmp_path / "patches.tif")
     expected, count = ndimage.label(slides, structure=np.ones((3, 3), dtype=bool))
     assert count > 20
     for size in (5, 10, 64):

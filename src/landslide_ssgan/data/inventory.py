@@ -38,7 +38,10 @@ class InventoryOnGrid:
             _VectorInventory(cfg, grid) if is_vector(path) else _MaskInventory(cfg, grid, size))
 
     def part(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
-        if part not in self.grid.parts(self.size):  # a mask's ids are joined over these
+        whole = (min(self.size, self.grid.height - part.row),
+                 min(self.size, self.grid.width - part.col))
+        if part.row % self.size or part.col % self.size or part.shape != whole:
+            # a mask's ids are joined over exactly these parts
             raise ValueError(f"{part} is not one of the grid's parts of {self.size} pixels")
         return self.source.part(part)
 

@@ -160,11 +160,6 @@ def read_raster_on_grid(path: str | Path, grid: Grid, resampling: Resampling,
     return RasterOnGrid(path, grid, resampling, expected_bands).read(Part(0, 0, *grid.shape))
 
 
-def read_class_raster_on_grid(path: str | Path, grid: Grid) -> np.ndarray:
-    """A categorical raster warped by nearest neighbour: codes as float32, NaN = nodata."""
-    return read_raster_on_grid(path, grid, Resampling.nearest, expected_bands=1)[0]
-
-
 @contextlib.contextmanager
 def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     """rasterio.open for reading: a corrupt, truncated or unsupported file, found on opening or
@@ -245,13 +240,6 @@ class Burner:
         shapes = zip(self.geoms[hits], self.values[hits].tolist(), strict=True)
         return rasterize(shapes, out_shape=target.shape, transform=target.transform,
                          fill=fill, dtype="int32")
-
-
-def rasterize_classes(frame: gpd.GeoDataFrame, field: str, grid: Grid,
-                      path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The whole grid's class codes and names (for small grids and tests)."""
-    polygons = ClassPolygons(frame, field, grid, path)
-    return polygons.codes(Part(0, 0, *grid.shape)), polygons.names
 
 
 class LinesOnGrid:
