@@ -1,4 +1,4 @@
-"""Throughput of the input pipeline, a baseline epoch and an SSGAN epoch, side by side.
+"""Throughput of the input pipeline and of baseline, SSGAN and FixMatch epochs, side by side.
 
 Run after `dvc repro` (it reads the real stack and samples named in params.yaml):
 
@@ -47,7 +47,7 @@ def main() -> None:
     rates = {"input pipeline (labelled + unlabelled windows)": 2 * labelled / pipeline_s}
 
     epoch_s = {}
-    for kind in ("baseline", "ssgan"):
+    for kind in ("baseline", "ssgan", "fixmatch"):
         with tempfile.TemporaryDirectory() as tmp:  # one epoch of the real recipe: warm-up
             model = train_network(kind, cfg.train, source, cfg.seed,  # type: ignore[arg-type]
                                   workdir=Path(tmp), epochs=1).model
@@ -63,8 +63,9 @@ def main() -> None:
         print(f"{name:50s} {rate:12,.0f} windows/s")
     ssgan_windows_per_s = 2 * labelled / epoch_s["ssgan"]  # labelled + unlabelled consumed
     pipeline_rate = rates["input pipeline (labelled + unlabelled windows)"]
-    print(f"{'SSGAN / baseline time per labelled window':50s} "
-          f"{epoch_s['ssgan'] / epoch_s['baseline']:12.2f}x")
+    for kind in ("ssgan", "fixmatch"):
+        print(f"{kind + ' / baseline time per labelled window':50s} "
+              f"{epoch_s[kind] / epoch_s['baseline']:12.2f}x")
     ratio = pipeline_rate / ssgan_windows_per_s
     print(f"{'input pipeline / SSGAN consumption':50s} {ratio:12.1f}x")
 

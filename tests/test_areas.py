@@ -23,7 +23,8 @@ from tests.conftest import write_params
 
 runner = CliRunner()
 PIPELINE = (["prepare"], ["sample"], ["train", "ssgan"], ["train", "baseline"],
-            ["train", "forest"], ["train", "glm"], ["evaluate"], ["register"], ["map"])
+            ["train", "fixmatch"], ["train", "forest"], ["train", "glm"], ["evaluate"],
+            ["register"], ["map"])
 
 
 def _area(raw: dict[str, Any]) -> dict[str, Any]:

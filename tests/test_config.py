@@ -51,6 +51,13 @@ def test_the_committed_params_are_valid() -> None:
     (("train", "d_widths"), [8], "train.d_widths: expected a list of 2"),
     (("train", "loss_weights", "unlabelled"), -1, "train.loss_weights.unlabelled: -1.0 is out"),
     (("map", "connectivity"), 6, "map.connectivity: 6 is not one of 4, 8"),
+    (("train", "consistency", "cutout"), 13, "train: train.consistency.cutout 13 must be "
+     "smaller than the window (13 pixels)"),
+    (("train", "consistency", "threshold"), 0.3, "train.consistency.threshold: 0.3 is out"),
+    (("tune", "model"), "forest", "tune.model: 'forest' is not one of ssgan, baseline"),
+    (("registry", "kinds"), ["ssgan", "unet"], "registry.kinds[1]: 'unet' is not one of"),
+    (("tune", "space", "consistency.cutout"), {"choices": [3, 20]},
+     "tune.space.consistency.cutout: train.consistency.cutout 20 must be smaller"),
     (("study", "models"), ["ssgan", "unet"], "study.models[1]: 'unet' is not one of"),
     (("tune", "space", "batch_size"), {"choices": [0, 64]},
      "tune.space.batch_size: 0 is out of range [1, inf]"),

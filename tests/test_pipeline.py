@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from landslide_ssgan.cli import app
 from landslide_ssgan.config import parse_params
 from landslide_ssgan.data.windows import cut_windows
-from landslide_ssgan.models.ssgan import landslide_probability
+from landslide_ssgan.models.discriminator import landslide_probability
 from landslide_ssgan.training import WindowSource, load_window_source
 from tests.conftest import write_params
 
@@ -47,10 +47,11 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["evaluate"] = {"feature_sets": ["joint"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
     raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
-                         "models": ["ssgan", "baseline", "forest"],
+                         "models": ["ssgan", "baseline", "fixmatch", "forest"],
                          "splits": ["spatial", "random"],
                          "variants": {"ema": {"ema": 0.9},
-                                      "pool": {"unlabelled_ratio": 1, "steps": 3}}})
+                                      "pool": {"unlabelled_ratio": 1, "steps": 3},
+                                      "fm": {"consistency.ssgan_weight": 1.0}}})
     raw["tune"].update({"trials": 3, "epochs": 2, "storage": f"sqlite:///{root / 'optuna.db'}",
                         "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
@@ -59,7 +60,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         patch.setenv("MLFLOW_TRACKING_URI", store)
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
         for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
-                        ["train", "baseline"], ["train", "forest"], ["train", "glm"],
+                        ["train", "baseline"], ["train", "fixmatch"], ["train", "forest"],
+                        ["train", "glm"],
                         ["evaluate"], ["tune"], ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
@@ -79,7 +81,7 @@ def test_reports_hold_every_model(pipeline: dict[str, Any]) -> None:
     reports = Path(pipeline["raw"]["paths"]["reports"])
     metrics = json.loads((reports / "metrics.json").read_text())
     assert set(metrics) == {"joint"}
-    assert set(metrics["joint"]) == {"ssgan", "baseline", "forest", "glm"}
+    assert set(metrics["joint"]) == {"ssgan", "baseline", "fixmatch", "forest", "glm"}
     for row in metrics["joint"].values():  # headline figures only: dvc metrics show stays short
         assert set(row) == {"f1", "kappa", "miou"}
     details = json.loads((reports / "evaluation_details.json").read_text())
@@ -103,7 +105,7 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
     compact = json.loads((reports / "map_evaluation.json").read_text())
     assert set(compact) == {"val", "test"}
     for area in compact.values():
-        assert set(area) == {"ssgan", "baseline", "forest", "glm"}
+        assert set(area) == {"ssgan", "baseline", "fixmatch", "forest", "glm"}
         for row in area.values():
             assert set(row) == {"auprc", "auroc", "f1", "flagged_share", "object_recall",
                                 "object_precision"}
@@ -382,6 +384,33 @@ def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) 
     windows = cut_windows(source.image, rows, cols, source.window) * source.std + source.mean
     probability = model.predict(windows.astype(np.float32))
     assert probability.shape == (len(rows),) and ((probability >= 0) & (probability <= 1)).all()
+
+
+def test_the_champion_is_the_best_run_of_any_kind(pipeline: dict[str, Any]) -> None:
+    """Every kind trained by the pipeline competes; registry.kinds narrows the field; the
+    registered version and champion.json say the winner's kind."""
+    from landslide_ssgan import tracking
+
+    raw = pipeline["raw"]
+    cfg = parse_params(raw)
+    digest = tracking.data_digest(cfg.paths.samples, cfg.paths.stack)
+    experiment = cfg.tracking.experiment
+    client = MlflowClient(pipeline["store"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        f"tags.feature_set = 'joint' AND tags.data_digest = '{digest}' AND tags.model_uri != ''")
+    assert {run.data.tags["model"] for run in runs} == set(cfg.registry.kinds)
+    best = max(runs, key=lambda run: (run.data.metrics.get("val_map_auprc", -1.0),
+                                      run.data.metrics.get("val_f1", 0.0), -run.info.start_time))
+    found = tracking.best_candidate(experiment, "joint", digest, "auprc", cfg.registry.kinds)
+    assert found.info.run_id == best.info.run_id
+    for kind in ("ssgan", "forest"):
+        only = tracking.best_candidate(experiment, "joint", digest, "auprc", (kind,))
+        assert only.data.tags["model"] == kind
+    champion = json.loads((Path(raw["paths"]["reports"]) / "champion.json").read_text())
+    version = client.get_model_version(cfg.registry.model_name, champion["version"])
+    assert champion["kind"] == version.tags["kind"] == client.get_run(
+        version.run_id).data.tags["model"]
 
 
 def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
@@ -775,9 +804,10 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert result.exit_code == 0, (result.output, repr(result.exception))
     reports = tmp_path / "reports"
     rows = pd.read_csv(reports / "label_efficiency.csv")
-    # 2 budgets x 1 seed: spatial has 3 models + 2 variants, random the 3 models
-    assert len(rows) == 2 * 5 + 2 * 3
-    assert set(rows.model) == {"ssgan", "baseline", "forest", "ssgan+ema", "ssgan+pool"}
+    # 2 budgets x 1 seed: spatial has 4 models + 3 variants, random the 4 models
+    assert len(rows) == 2 * 7 + 2 * 4
+    assert set(rows.model) == {"ssgan", "baseline", "fixmatch", "forest", "ssgan+ema",
+                               "ssgan+pool", "ssgan+fm"}
     small, full = (rows[(rows.split == "spatial") & (rows.budget == b)] for b in (0.5, 1.0))
     assert (small.labelled_windows < full.labelled_windows.iloc[0]).all()
     report = (reports / "label_efficiency.md").read_text()
@@ -786,6 +816,8 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert "- SSGAN vs supervised twin, spatial split, f1: " in report
     assert "## The map at the real prevalence" in report
     assert "- ssgan vs baseline, the map's test-area AUPRC (spatial split): " in report
+    assert "- fixmatch vs baseline, the map's test-area AUPRC (spatial split): " in report
+    assert "## FixMatch minus its supervised twin" in report
     spatial = rows[rows.split == "spatial"]
     assert spatial.map_auprc.between(0, 1).all() and spatial.map_f1.between(0, 1).all()
     assert rows[rows.split == "random"].map_auprc.isna().all()  # no held-out area there

@@ -47,6 +47,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Model(StrEnum):
     ssgan = "ssgan"
     baseline = "baseline"
+    fixmatch = "fixmatch"
     forest = "forest"
     glm = "glm"
 
@@ -194,8 +195,10 @@ def train(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
-    windows), the supervised baseline (same discriminator, two outputs, labels only), the
-    random forest on window features or the GLM (logistic regression on the centre pixel);
+    windows), the supervised baseline (same discriminator, two outputs, labels only),
+    FixMatch (the same discriminator, labels plus pseudo-labels of confident weak views
+    teaching strong views of the unlabelled windows), the random forest on window features
+    or the GLM (logistic regression on the centre pixel);
     choose its map threshold on the validation area; log the run to MLflow (params, data
     hashes, per-epoch loss components and validation scores, generator images, the model,
     the threshold and validation map scores) and save it under
@@ -265,12 +268,13 @@ def tune(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
     parent_run: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Tune the SSGAN with Optuna: TPE over the search space of params.yaml (tune.space),
-    maximising validation F1 with a median pruner fed each epoch. Every trial is an MLflow run
-    nested under the study's run; a stopped study resumes, and workers (here or on other
-    machines with the same --storage) share its trial budget. Writes reports/best_params.yaml,
-    tune.json and Optuna's history and importance plots, and the best trial's model folder
-    (`models/<set>/tuned`); never rewrites params.yaml."""
+    """Tune a network (tune.model: the SSGAN by default) with Optuna: TPE over the search
+    space of params.yaml (tune.space), maximising validation F1 with a median pruner fed each
+    epoch. Every trial is an MLflow run nested under the study's run; a stopped study
+    resumes, and workers (here or on other machines with the same --storage) share its trial
+    budget. Writes reports/best_params.yaml, tune.json and Optuna's history and importance
+    plots, and the best trial's model folder (`models/<set>/tuned`); never rewrites
+    params.yaml."""
     from landslide_ssgan.stages import tune as stage_module
 
     cfg = _tracked_params(params, ctx)
@@ -295,9 +299,10 @@ def tune(
 @stage
 def register(
     ctx: typer.Context, params: ParamsOption = Path("params.yaml")) -> None:
-    """Register the model of the best SSGAN run (this data and feature set; by registry.score:
-    the AUPRC of its map over the validation area, or F1 on balanced validation windows) as
-    `landslide-ssgan` and move the `champion` alias to it only if it beats the current
+    """Register the model of the best run of any kind in registry.kinds (this data and
+    feature set; by registry.score: the AUPRC of its map over the validation area, or F1 on
+    balanced validation windows) as `landslide-ssgan`, tagged with its kind, and move the
+    `champion` alias to it only if it beats the current
     champion on the same validation data. Writes reports/champion.json."""
     from landslide_ssgan import scoring
     from landslide_ssgan.stages import register as stage_module
@@ -311,7 +316,7 @@ def register(
                                samples=paths.samples, norm=paths.norm, ground=ground,
                                reports=paths.reports)
     verdict = "promoted to" if summary["promoted"] else "kept as"
-    typer.echo(f"{summary['name']} version {summary['version']} {verdict} "
+    typer.echo(f"{summary['name']} version {summary['version']} ({summary['kind']}) {verdict} "
                f"@{summary['alias']} ({summary['score']}: candidate "
                f"{summary['candidate']['score']:.4f}, previous "
                f"{summary['previous_champion_score']})")

@@ -31,7 +31,7 @@ FEATURE_SETS: tuple[FeatureSet, ...] = typing.get_args(FeatureSet)
 SplitMethod = Literal["spatial", "random"]
 Negatives = Literal["inventory", "outside"]
 UnlabelledFrom = Literal["train", "area"]
-ModelName = Literal["ssgan", "baseline", "forest", "glm"]
+ModelName = Literal["ssgan", "baseline", "fixmatch", "forest", "glm"]
 MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
 
 T = TypeVar("T")
@@ -173,6 +173,20 @@ class LossWeightsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConsistencyConfig:
+    """FixMatch's consistency term: the learner `fixmatch`, and the SSGAN when ssgan_weight
+    is above 0 (models/consistency.py)."""
+
+    unlabelled_weight: float = setting(low=0.0, high=1000.0, tunable=True)
+    threshold: float = setting(low=0.5, high=1.0, tunable=True)  # pseudo-label confidence
+    teacher_ema: float = setting(low=0.0, high=0.9999, tunable=True)  # 0: its own teacher
+    noise: float = setting(low=0.0, high=10.0, tunable=True)  # strong view, in std units
+    cutout: int = setting(low=0, tunable=True)                # pixels a side; 0 = none
+    band_dropout: float = setting(low=0.0, high=1.0, tunable=True)
+    ssgan_weight: float = setting(0.0, low=0.0, high=1000.0, tunable=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The SSGAN's and the baseline's settings (the baseline uses the discriminator's)."""
 
@@ -192,6 +206,7 @@ class TrainConfig:
     gradient_penalty: float = setting(low=0.0, high=1000.0, tunable=True)
     class_weighting: bool = setting(tunable=True)
     ema: float = setting(low=0.0, high=0.9999, tunable=True)
+    consistency: ConsistencyConfig = setting()
     threshold: float = setting(low=0.0, high=1.0)  # on balanced windows (the paper's protocol)
     target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
     min_val_landslides: int = setting(5, low=1)  # fewer in the validation area: no choosing
@@ -240,6 +255,7 @@ def _search_space(raw: Any, where: str) -> Mapping[str, Mapping[str, Any]]:
 class TuneConfig:
     """The Optuna study: budget, storage, sampler, pruner and the search space."""
 
+    model: Literal["ssgan", "baseline", "fixmatch"] = "ssgan"  # the network kind tuned
     trials: int = setting(low=1)
     epochs: int = setting(low=1)
     study: str = setting()
@@ -322,6 +338,7 @@ class Variant:
 class RegistryConfig:
     model_name: str
     alias: str
+    kinds: tuple[ModelName, ...] = setting(nonempty=True)  # the kinds a champion may be
     score: Literal["auprc", "balanced_f1"]  # what the champion is chosen by (validation)
 
 
@@ -379,15 +396,24 @@ class Params:
             if role is not None and role not in roles:
                 raise Invalid("evaluate.feature_sets", f"{feature_set!r} has no bands: no layer "
                               f"of prepare.layers has role {role!r}; leave it out")
+        self._check_cutout(self.train, "train")
         tunable = tunable_settings()
         for name, spec in self.tune.space.items():
             key = f"tune.space.{name}"
             if name not in tunable:
                 raise ConfigError(_not_a_setting(key, [f"tune.space.{t}" for t in tunable]))
             for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
-                override(self.train, {name: value}, "tune.space")
+                self._check_cutout(override(self.train, {name: value}, "tune.space"), key)
         for name in self.study.variants:
-            self.study.variant(self.train, name)
+            self._check_cutout(self.study.variant(self.train, name).train,
+                               f"study.variants.{name}")
+
+    def _check_cutout(self, train: TrainConfig, where: str) -> None:
+        """The strong view's cut-out square must fit in the window with room to move."""
+        cutout = train.consistency.cutout
+        if cutout >= self.sample.window:
+            raise Invalid(where, f"train.consistency.cutout {cutout} must be smaller than the "
+                          f"window ({self.sample.window} pixels)")
 
 
 # --- the generic parser -----------------------------------------------------------------

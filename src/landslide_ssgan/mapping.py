@@ -41,7 +41,7 @@ from landslide_ssgan.models.bundle import (
     model_bytes,
     model_digest,
 )
-from landslide_ssgan.models.ssgan import landslide_probability
+from landslide_ssgan.models.discriminator import landslide_probability
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 

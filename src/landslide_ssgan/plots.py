@@ -97,7 +97,8 @@ def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) 
     fig, axes = plt.subplots(1, len(histories) + 1, figsize=(5 * (len(histories) + 1), 3.8))
     for ax, (name, rows) in zip(axes, histories.items(), strict=False):
         epochs = [row["epoch"] for row in rows]
-        for key in ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss"):
+        for key in ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
+                    "d_consistency_loss"):
             if key in rows[0]:
                 ax.plot(epochs, [row[key] for row in rows], label=key)
         ax.set_title(f"{name}: training losses")
@@ -220,7 +221,8 @@ def label_efficiency(results: Any, metrics: tuple[str, ...], path: str | Path) -
     """Test scores against the number of labelled windows, one line per model and split
     (mean over seeds, bars = standard deviation)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
-    colours = {"ssgan": "tab:red", "baseline": "tab:blue", "forest": "tab:green"}
+    colours = {"ssgan": "tab:red", "baseline": "tab:blue", "forest": "tab:green",
+               "fixmatch": "tab:purple", "glm": "tab:brown"}
     styles = {"spatial": "-", "random": ":"}
     for ax, metric in zip(axes[0], metrics, strict=True):
         for (model, split), part in results.groupby(["model", "split"]):

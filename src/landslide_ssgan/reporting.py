@@ -166,11 +166,11 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
              f"{list(study.seeds)}; every network trained for {study.steps} optimiser "
              f"steps of {batch_size} windows at every budget (the pipeline's "
              f"network settings otherwise), forests of {study.forest_trees} trees. Withheld "
-             "labels join the SSGAN's unlabelled pool. Window scores are on the fixed test "
-             "windows of each split (balanced, the paper's protocol); map scores (spatial split "
-             "only: the random split has no held-out area) on every pixel of the test area, at "
-             "the real prevalence, F1 at the threshold that is best on the validation area (the "
-             f"only use of validation data). {len(results)} runs in "
+             "labels join the unlabelled pool of the SSGAN and FixMatch. Window scores are "
+             "on the fixed test windows of each split (balanced, the paper's protocol); map "
+             "scores (spatial split only: the random split has no held-out area) on every "
+             "pixel of the test area, at the real prevalence, F1 at the threshold that is best "
+             f"on the validation area (the only use of validation data). {len(results)} runs in "
              f"{seconds / 60:.1f} min (`landslide study`, reports/label_efficiency.csv holds "
              "every run).", "", *([protocol, ""] if protocol else []),
              *_variant_lines(study),
@@ -193,10 +193,17 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
             lines.append(f"| {budget:g} | {model} | " + " | ".join(
                 f"{row[(m, 'mean')]:.4f} ± {np.nan_to_num(row[(m, 'std')]):.4f}"
                 for m in ("map_auprc", "map_f1", "map_flagged")) + " |")
-        lines += ["", "SSGAN minus its supervised twin on the map:", "",
-                  *_difference_lines(spatial, "ssgan", "baseline", ("map_auprc", "map_f1"))]
+        for learner in [m for m in ("ssgan", "fixmatch") if m in set(spatial.model)]:
+            lines += ["", f"{learner} minus its supervised twin on the map:", "",
+                      *_difference_lines(spatial, learner, "baseline",
+                                         ("map_auprc", "map_f1"))]
     lines += ["", "## SSGAN minus its supervised twin, paired by seed and budget", "",
               *_difference_lines(results, "ssgan", "baseline", ("f1", "kappa"))]
+    if "fixmatch" in set(results.model):
+        lines += ["", "## FixMatch minus its supervised twin, paired by seed and budget", "",
+                  *_difference_lines(results, "fixmatch", "baseline", ("f1", "kappa")),
+                  "", "## FixMatch minus the SSGAN", "",
+                  *_difference_lines(results, "fixmatch", "ssgan", ("map_auprc", "f1"))]
     if "forest" in set(results.model):
         lines += ["", "## SSGAN minus the random forest", "",
                   *_difference_lines(results, "ssgan", "forest", ("f1", "kappa"))]
@@ -259,7 +266,8 @@ def answer(results: pd.DataFrame) -> list[str]:
                 lines.append(f"- SSGAN vs supervised twin, {split} split, {metric}: "
                              + _readings(results, "ssgan", "baseline", split, metric) + ".")
     if "map_auprc" in results and results["map_auprc"].notna().any():
-        for a, b in (("ssgan", "baseline"), ("ssgan", "forest"), ("ssgan", "glm")):
+        for a, b in (("ssgan", "baseline"), ("fixmatch", "baseline"), ("fixmatch", "ssgan"),
+                     ("ssgan", "forest"), ("fixmatch", "forest"), ("ssgan", "glm")):
             if {a, b} <= set(results.model):
                 lines.append(f"- {a} vs {b}, the map's test-area AUPRC (spatial split): "
                              + _readings(results, a, b, "spatial", "map_auprc") + ".")

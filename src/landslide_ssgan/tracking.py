@@ -188,22 +188,30 @@ CHAMPION_ORDER = {  # registry.score -> how candidate runs are ranked (validatio
 
 
 def best_candidate(experiment: str, feature_set: str, data_digest: str,
-                   score: str = "auprc") -> Any | None:
-    """The SSGAN run with the best validation score (`score`: the validation area map's
-    AUPRC, or F1 on balanced validation windows; ties: the other, then the earlier run)
-    among runs of this feature set and data that logged a model; test metrics play no
-    part."""
+                   score: str = "auprc", kinds: tuple[str, ...] = ("ssgan",)) -> Any | None:
+    """The run of any of `kinds` with the best validation score (`score`: the validation
+    area map's AUPRC, or F1 on balanced validation windows; ties: the other, then the
+    earlier run) among runs of this feature set and data that logged a model; test metrics
+    play no part."""
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    runs = client.search_runs(
+    best = [run for kind in kinds for run in client.search_runs(
         [found.experiment_id],
-        filter_string=(f"tags.model = 'ssgan' AND tags.feature_set = '{feature_set}' AND "
+        filter_string=(f"tags.model = '{kind}' AND tags.feature_set = '{feature_set}' AND "
                        f"tags.data_digest = '{data_digest}' AND tags.model_uri != ''"),
         order_by=[*CHAMPION_ORDER[score], "attributes.start_time ASC"],
-        max_results=1)
-    return runs[0] if runs else None
+        max_results=1)]
+    return min(best, key=lambda run: _ranking(run, score), default=None)
+
+
+def _ranking(run: Any, score: str) -> tuple[float, float, int]:
+    """CHAMPION_ORDER as a sort key: higher scores first, then the earlier run."""
+    metrics = run.data.metrics
+    first, second = (name.split()[0].removeprefix("metrics.") for name in CHAMPION_ORDER[score])
+    return (-metrics.get(first, float("-inf")), -metrics.get(second, float("-inf")),
+            run.info.start_time)
 
 
 def registered_version(name: str, run_id: str, model_uri: str, tags: dict[str, str]) -> Any:

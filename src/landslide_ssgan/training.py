@@ -25,12 +25,16 @@ from landslide_ssgan.data.stack import Stack, read_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models.augment import Bands, Strong
+from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
 from landslide_ssgan.models.discriminator import build_discriminator
+from landslide_ssgan.models.fixmatch import FixMatch
 from landslide_ssgan.models.generator import build_generator
 from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, predict_probability
 
-ModelKind = Literal["ssgan", "baseline"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline")
+ModelKind = Literal["ssgan", "baseline", "fixmatch"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline", "fixmatch")
+Network = SSGAN | Supervised | FixMatch
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class WindowSource:
     bands: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
+    categorical: tuple[bool, ...]  # per band: a class (one-hot or ordinal), not a measurement
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres and labels of one split's labelled windows."""
@@ -71,6 +76,11 @@ class WindowSource:
         return pixels.min(axis=0), pixels.max(axis=0)
 
     @property
+    def view_bands(self) -> Bands:
+        """What the consistency term's views must know of these bands."""
+        return Bands.of(self.bands, self.categorical, self.mean, self.std)
+
+    @property
     def normalisation(self) -> Normalisation:
         """What a model trained on these windows saves beside itself."""
         return Normalisation(self.bands, self.mean, self.std, self.window)
@@ -84,7 +94,8 @@ def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_s
         raise InputError("the normalisation file's bands differ from the stack's: re-run the "
                          "sample stage")
     image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
-    return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands])
+    return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands],
+                        tuple(stack.bands[i].categorical for i in bands))
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
-                seed: int) -> SSGAN | Supervised:
+                seed: int) -> Network:
     channels = source.image.shape[-1]
     discriminator = build_discriminator(
         source.window, channels, cfg.d_widths, cfg.d_hidden, cfg.dropout, cfg.leaky_slope,
@@ -126,8 +137,12 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1)
     probe = np.zeros((1, source.window, source.window, channels), np.float32)
     class_weights = _class_weights(source) if cfg.class_weighting else (1.0, 1.0)
-    if kind == "baseline":
-        model = Supervised(discriminator, class_weights, cfg.ema)
+    if kind != "ssgan":
+        model: Supervised | FixMatch = Supervised(discriminator, class_weights, cfg.ema)
+        if kind == "fixmatch":
+            model = FixMatch(discriminator, source.view_bands,
+                             _consistency(cfg, cfg.consistency.unlabelled_weight),
+                             class_weights, cfg.ema, seed=seed)
         model.compile(d_opt)
         model(probe)  # built before fit, so an interrupted run can restore into it
         d_opt.build(discriminator.trainable_variables)  # ... optimizer moments included
@@ -138,13 +153,22 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
                           cfg.loss_weights.generated, cfg.feature_matching,
                           cfg.gradient_penalty, class_weights, cfg.ema)
-    gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed)
+    term = (ConsistencyTerm(discriminator, source.view_bands,
+                            _consistency(cfg, cfg.consistency.ssgan_weight), seed)
+            if cfg.consistency.ssgan_weight > 0 else None)
+    gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed, consistency=term)
     g_opt = keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1)
     gan.compile(d_opt, g_opt)
     gan(probe)
     d_opt.build(discriminator.trainable_variables)
     g_opt.build(generator.trainable_variables)
     return gan
+
+
+def _consistency(cfg: TrainConfig, weight: float) -> ConsistencySettings:
+    c = cfg.consistency
+    return ConsistencySettings(weight, c.threshold, c.teacher_ema,
+                               Strong(c.noise, c.cutout, c.band_dropout))
 
 
 def _class_weights(source: WindowSource) -> tuple[float, float]:
@@ -160,8 +184,9 @@ def _class_weights(source: WindowSource) -> tuple[float, float]:
 
 def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
                      seed: int) -> tf.data.Dataset:
-    """Labelled batches; for the SSGAN each is paired with an unlabelled batch of the same
-    size, cycling the unlabelled set, so an epoch is one pass over the labelled windows."""
+    """Labelled batches; for the SSGAN and FixMatch each is paired with an unlabelled batch
+    of the same size, cycling the unlabelled set, so an epoch is one pass over the labelled
+    windows."""
     rows, cols, labels = source.part("train")
     labelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
                               shuffle=True, seed=seed)
@@ -169,7 +194,7 @@ def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
         return labelled
     rows, cols, labels = source.unlabelled_part()
     if len(rows) == 0:
-        raise InputError("the SSGAN needs unlabelled windows: sample.unlabelled_ratio is 0")
+        raise InputError(f"{kind} needs unlabelled windows: the samples have none")
     unlabelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
                                 shuffle=True, seed=seed + 1).map(lambda x, _: x).repeat()
     return tf.data.Dataset.zip((labelled, unlabelled))
@@ -204,7 +229,7 @@ class ValidationScores(keras.callbacks.Callback):
             self.history_path.write_text(json.dumps(self.history))
 
 
-def fit(model: SSGAN | Supervised, data: tf.data.Dataset, epochs: int,
+def fit(model: Network, data: tf.data.Dataset, epochs: int,
         callbacks: list[keras.callbacks.Callback], backup_dir: Path) -> None:
     """Train; an interrupted run resumes from the last finished epoch in `backup_dir`
     (weights, optimizer moments, noise stream and epoch; removed when training completes).
@@ -265,7 +290,7 @@ def finished_epochs(backup_dir: Path) -> int:
 
 @dataclass(frozen=True)
 class TrainedNetwork:
-    model: SSGAN | Supervised
+    model: Network
     history: list[dict[str, float]]  # per epoch: losses and, when validated, val_ scores
 
 

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from landslide_ssgan.models.discriminator import build_discriminator
+from landslide_ssgan.models.discriminator import build_discriminator, landslide_probability
 from landslide_ssgan.models.generator import build_generator
 from landslide_ssgan.models.ssgan import (
     SSGAN,
     LossWeights,
     Supervised,
-    landslide_probability,
     real_logit,
 )
 
@@ -149,16 +148,16 @@ def test_baseline_learns_a_separable_set() -> None:
 
 
 def test_class_weights_weigh_each_window_by_its_class() -> None:
-    from landslide_ssgan.models.ssgan import _class_loss
+    from landslide_ssgan.models.ssgan import class_loss
 
     labels = tf.constant([0, 0, 0, 1])
     logits = tf.constant([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.3, 0.1, 0.0]])
     per_window = keras.losses.sparse_categorical_crossentropy(labels, logits[:, :2],
                                                               from_logits=True).numpy()
-    weighted = float(_class_loss(labels, logits, (2 / 3, 2.0)))
+    weighted = float(class_loss(labels, logits, (2 / 3, 2.0)))
     expected = (per_window[:3].sum() * 2 / 3 + per_window[3] * 2.0) / (3 * 2 / 3 + 2.0)
     assert weighted == pytest.approx(expected, rel=1e-6)
-    assert float(_class_loss(labels, logits)) == pytest.approx(per_window.mean(), rel=1e-6)
+    assert float(class_loss(labels, logits)) == pytest.approx(per_window.mean(), rel=1e-6)
 
 
 def test_averaged_weights_follow_the_steps_and_become_the_model() -> None:

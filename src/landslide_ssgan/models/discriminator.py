@@ -11,9 +11,14 @@ as they classify that pixel's own window.
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 REAL_CLASSES = 2  # non-landslide (0), landslide (1); output 2 of the SSGAN head is "fake"
+
+
+def landslide_probability(logits: keras.KerasTensor) -> keras.KerasTensor:
+    """P(landslide | real): softmax over the real-class logits only (any head: 2 or 3)."""
+    return ops.softmax(logits[:, :REAL_CLASSES], axis=-1)[:, 1]
 
 
 def build_discriminator(window: int, channels: int, widths: tuple[int, int],

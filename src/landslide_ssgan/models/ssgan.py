@@ -14,17 +14,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from landslide_ssgan.models.discriminator import REAL_CLASSES
+from landslide_ssgan.models.consistency import ConsistencyTerm
+from landslide_ssgan.models.discriminator import REAL_CLASSES, landslide_probability
 
 
 def real_logit(logits: tf.Tensor) -> tf.Tensor:
     """log(Z) = logit of P(real) from N + 1 logits."""
     return ops.logsumexp(logits[:, :REAL_CLASSES], axis=-1) - logits[:, REAL_CLASSES]
-
-
-def landslide_probability(logits: tf.Tensor) -> tf.Tensor:
-    """P(landslide | real): softmax over the real-class logits only."""
-    return ops.softmax(logits[:, :REAL_CLASSES], axis=-1)[:, 1]
 
 
 def predict_probability(discriminator: keras.Model, windows: np.ndarray,
@@ -65,7 +61,7 @@ class AveragedWeights:
             target.assign(average)
 
 
-def _class_loss(labels: tf.Tensor, logits: tf.Tensor,
+def class_loss(labels: tf.Tensor, logits: tf.Tensor,
                 weights: tuple[float, float] = (1.0, 1.0)) -> tf.Tensor:
     """Cross-entropy over the real classes, each window weighted by its class's weight."""
     per_window = keras.losses.sparse_categorical_crossentropy(
@@ -74,7 +70,7 @@ def _class_loss(labels: tf.Tensor, logits: tf.Tensor,
     return ops.sum(weight * per_window) / ops.sum(weight)
 
 
-def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+def accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     predicted = ops.argmax(logits[:, :REAL_CLASSES], axis=-1)
     return ops.mean(ops.cast(ops.equal(ops.cast(predicted, "int32"), ops.cast(labels, "int32")),
                              "float32"))
@@ -121,14 +117,23 @@ class SSGAN(DiscriminatorTrainer):
     """Trained on ((labelled windows, labels), unlabelled windows) batches."""
 
     def __init__(self, discriminator: keras.Model, generator: keras.Model, latent_dim: int,
-                 weights: LossWeights, seed: int = 0, **kwargs: object) -> None:
+                 weights: LossWeights, seed: int = 0,
+                 consistency: ConsistencyTerm | None = None, **kwargs: object) -> None:
+        """With `consistency`, FixMatch's term on the unlabelled windows joins the
+        discriminator's loss, weighted by its settings' unlabelled_weight."""
         super().__init__(discriminator, ("d_labelled_loss", "d_unlabelled_loss",
                                          "d_generated_loss", "g_loss", "d_gradient_penalty",
-                                         "labelled_accuracy"), weights.ema, **kwargs)
+                                         "labelled_accuracy",
+                                         *(("d_consistency_loss", "pseudo_label_share")
+                                           if consistency is not None else ())),
+                         weights.ema, **kwargs)
         self.generator = generator
         self.latent_dim = latent_dim
         self.loss_weights_ = weights
         self.noise = keras.random.SeedGenerator(seed)
+        self.consistency = consistency
+        if consistency is not None:  # held here so a checkpoint keeps them
+            self.view_step, self.teacher = consistency.step, consistency.teacher
 
     def compile(self, d_optimizer: keras.optimizers.Optimizer,  # type: ignore[override]
                 g_optimizer: keras.optimizers.Optimizer) -> None:
@@ -156,18 +161,31 @@ class SSGAN(DiscriminatorTrainer):
         batch = ops.shape(unlabelled)[0]
         w = self.loss_weights_
         fake = self.generator(self._noise(batch), training=True)
+        extra: dict[str, tf.Tensor] = {}
+        if self.consistency is not None:
+            _, seed_w, seed_s = self.consistency.seeds()
+            pseudo, mask = self.consistency.targets(unlabelled, seed_w)
+            strong = self.consistency.strong(unlabelled, seed_s)
         with tf.GradientTape() as tape:
             logits_l, _ = self.discriminator(labelled, training=True)
             logits_u, _ = self.discriminator(unlabelled, training=True)
             logits_g, _ = self._judge_generated(fake)
-            class_loss = _class_loss(labels, logits_l, w.class_weights)
+            labelled_loss = class_loss(labels, logits_l, w.class_weights)
             unlabelled_loss = ops.mean(ops.softplus(-real_logit(logits_u)))
             generated_loss = ops.mean(ops.softplus(real_logit(logits_g)))
             penalty = (self._gradient_penalty(unlabelled, fake) if w.gradient_penalty > 0
                        else ops.zeros(()))
-            d_loss = (w.labelled * class_loss + w.unlabelled * unlabelled_loss
+            d_loss = (w.labelled * labelled_loss + w.unlabelled * unlabelled_loss
                       + w.generated * generated_loss + w.gradient_penalty * penalty)
+            if self.consistency is not None:
+                logits_s, _ = self.discriminator(strong, training=True)
+                extra = {"d_consistency_loss": self.consistency.loss(logits_s, pseudo, mask),
+                         "pseudo_label_share": ops.mean(mask)}
+                d_loss += (self.consistency.settings.unlabelled_weight
+                           * extra["d_consistency_loss"])
         self._step_discriminator(tape, d_loss)
+        if self.consistency is not None:
+            self.consistency.update_teacher()
 
         with tf.GradientTape() as tape:
             fake = self.generator(self._noise(batch), training=True)
@@ -182,10 +200,11 @@ class SSGAN(DiscriminatorTrainer):
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars,
                                              strict=True))
 
-        return self._track({"d_labelled_loss": class_loss, "d_unlabelled_loss": unlabelled_loss,
+        return self._track({"d_labelled_loss": labelled_loss,
+                            "d_unlabelled_loss": unlabelled_loss,
                             "d_generated_loss": generated_loss, "g_loss": g_loss,
                             "d_gradient_penalty": penalty,
-                            "labelled_accuracy": _accuracy(labels, logits_l)})
+                            "labelled_accuracy": accuracy(labels, logits_l), **extra})
 
     def _gradient_penalty(self, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
         """(|| d real_logit / d x || - 1)^2 on points between real and generated windows."""
@@ -211,7 +230,7 @@ class Supervised(DiscriminatorTrainer):
         labelled, labels = data
         with tf.GradientTape() as tape:
             logits, _ = self.discriminator(labelled, training=True)
-            loss = _class_loss(labels, logits, self.class_weights)
+            loss = class_loss(labels, logits, self.class_weights)
         self._step_discriminator(tape, loss)
         return self._track({"d_labelled_loss": loss,
-                            "labelled_accuracy": _accuracy(labels, logits)})
+                            "labelled_accuracy": accuracy(labels, logits)})

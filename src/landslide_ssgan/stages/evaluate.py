@@ -75,7 +75,8 @@ def _write_reports(results: Results, main_set: str, split_method: str, threshold
         results[main_set], main_set, split_method, threshold))
     write_text(reports / "feature_sets.md", reporting.feature_set_table(results))
     plots.loss_curves({kind: bundle.read_history(bundle.model_dir(models, main_set, kind))
-                       for kind in ("ssgan", "baseline")}, reports / "loss_curves.png")
+                       for kind in ("ssgan", "baseline", "fixmatch")
+                       if kind in results[main_set]}, reports / "loss_curves.png")
     plots.loss_curves({s: bundle.read_history(bundle.model_dir(models, s, "ssgan"))
                        for s in results}, reports / "feature_set_losses.png")
 

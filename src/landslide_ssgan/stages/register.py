@@ -1,5 +1,6 @@
-"""register: the best SSGAN run's model into the MLflow registry; the champion alias moves
-only to a model that beats the current champion on the current validation data.
+"""register: the best run's model (of any kind in registry.kinds) into the MLflow registry;
+the champion alias moves only to a model that beats the current champion on the current
+validation data.
 
 The score (registry.score) is the AUPRC of the model's map over the validation area, every
 pixel at the real prevalence (default), or F1 on the balanced validation windows (the paper's
@@ -29,9 +30,10 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         reports: str) -> dict[str, Any]:
     """Register the candidate, promote it if it is better, write reports/champion.json."""
     digest = tracking.data_digest(samples, stack)
-    run = tracking.best_candidate(experiment, feature_set, digest, cfg.score)
+    run = tracking.best_candidate(experiment, feature_set, digest, cfg.score, cfg.kinds)
     if run is None:
-        raise InputError(f"no SSGAN run on the {feature_set} features of this data "
+        raise InputError(f"no run of {', '.join(cfg.kinds)} on the {feature_set} features of "
+                         f"this data "
                          f"(digest {digest}) has a logged model: run `dvc repro` or "
                          "`landslide tune` first")
     source = load_window_source(stack, samples, norm, feature_set, window)
@@ -47,7 +49,8 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
     candidate_score = validation_score(run.data.tags["model_uri"])
     version = tracking.registered_version(cfg.model_name, run.info.run_id,
                                           run.data.tags["model_uri"], {
-        "feature_set": feature_set, "data_digest": digest,
+        "kind": run.data.tags.get("model", ""), "feature_set": feature_set,
+        "data_digest": digest,
         f"val_{cfg.score}": f"{candidate_score:.6f}", "stage": run.data.tags.get("stage", ""),
         "map_threshold": str(run.data.metrics.get("map_threshold", ""))})
     current = tracking.alias_version(cfg.model_name, cfg.alias)
@@ -59,12 +62,20 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         MlflowClient().set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
     champion: Any = version if promoted else current
     summary = {"name": cfg.model_name, "alias": cfg.alias, "version": str(champion.version),
-               "run_id": champion.run_id, "promoted": promoted, "score": _SCORES[cfg.score],
+               "kind": _kind(champion), "run_id": champion.run_id, "promoted": promoted,
+               "score": _SCORES[cfg.score],
                "candidate": {"version": str(version.version), "run_id": run.info.run_id,
-                             "score": candidate_score},
+                             "kind": _kind(version), "score": candidate_score},
                "previous_champion_score": current_score, "data_digest": digest}
     write_json(Path(reports) / "champion.json", summary)
     return summary
+
+
+def _kind(version: Any) -> str:
+    """The model kind of a registry version: its tag, or its run's (versions registered
+    before the tag existed)."""
+    kind = (version.tags or {}).get("kind")
+    return str(kind or MlflowClient().get_run(version.run_id).data.tags.get("model", "ssgan"))
 
 
 _SCORES = {"auprc": "AUPRC of the map over the validation area (every pixel)",

@@ -1,4 +1,5 @@
-"""train: one model (SSGAN, supervised baseline, random forest or GLM) on one feature set.
+"""train: one model (SSGAN, supervised baseline, FixMatch, random forest or GLM) on one
+feature set.
 
 Every model then maps the validation area, and its map threshold (best F1 there, or a target
 recall) and validation map scores go into its folder's model.json and its MLflow run. The
@@ -17,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.sklearn
 import numpy as np
-from mlflow.models import infer_signature
 
 from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
@@ -195,27 +194,19 @@ def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainCo
                                                train.threshold)
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
         mapper(staging)
-        model_uri = (_log_glm(model, staging) if kind == "glm"
-                     else _log_forest(model, windows[:5]))
+        if kind == "glm":
+            _log_coefficients(model, staging)
+        # the window model, like the networks': the registry and `landslide serve` take any
+        model_uri = serving.log_window_model(staging, serving.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
     bundle.save_run(staging, run_id, model_uri)
 
 
-def _log_glm(model: glm.CentreLogit, staging: Path) -> str:
-    """The coefficient table beside the model and in MLflow; the model as a pyfunc."""
+def _log_coefficients(model: glm.CentreLogit, staging: Path) -> None:
+    """The GLM's coefficient table beside the model and in MLflow."""
     model.table.to_csv(staging / bundle.COEFFICIENTS)
     mlflow.log_artifact(str(staging / bundle.COEFFICIENTS))
     for term, row in model.table.iterrows():
         mlflow.log_metric(f"coef_{term}", float(row["estimate"]))
-    return serving.log_window_model(staging, serving.pinned_requirements())
 
 
-def _log_forest(model: Any, windows: np.ndarray) -> str:
-    features = forest.window_features(windows)
-    info = mlflow.sklearn.log_model(
-        model, name="model", signature=infer_signature(features, model.predict_proba(
-            features)), serialization_format="skops",
-        skops_trusted_types=["sklearn.tree._tree.Tree"],  # scikit-learn's own tree type
-        pip_requirements=serving.pinned_requirements(("mlflow", "scikit-learn", "numpy",
-                                                      "skops")))
-    return str(info.model_uri)

@@ -1,5 +1,6 @@
-"""tune: an Optuna study over the SSGAN's settings, every trial an MLflow run nested under the
-study's run; shared by workers (here or on other machines) through the study's storage."""
+"""tune: an Optuna study over a network's settings (tune.model: the SSGAN by default), every
+trial an MLflow run nested under the study's run; shared by workers (here or on other
+machines) through the study's storage."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def study_name(cfg: TuneConfig, trials: Trials) -> str:
     same data and settings; after `sample` changes, the pipeline tunes afresh instead of
     reusing trials scored on other windows."""
     data = trials.data
-    recipe = json.dumps({"sampler": SAMPLER, "data": tracking.data_digest(data.samples, data.stack),
+    recipe = json.dumps({"sampler": SAMPLER, "model": cfg.model,
+                         "data": tracking.data_digest(data.samples, data.stack),
                          "train": dataclasses.asdict(trials.train), "space": cfg.space,
                          "epochs": cfg.epochs, "features": trials.feature_set,
                          "seed": trials.seed, "window": trials.window}, sort_keys=True,
@@ -149,7 +151,7 @@ def close_stale_run(experiment: str, study: optuna.Study,
 def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowSource) -> float:
     train = tuning.apply(trials.train, tuning.suggest(trial, cfg.space), cfg.epochs)
     run_id = tracking.new_run(
-        "ssgan", trials.feature_set, tracking.model_params(
+        cfg.model, trials.feature_set, tracking.model_params(
             train, trials.seed, trials.feature_set, trials.window, trials.split_method),
         {"stack": trials.data.stack, "samples": trials.data.samples, "norm": trials.data.norm},
         stage="tune", nested=True)
@@ -159,7 +161,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
         callbacks = (tracking.MlflowEpochLogger(run_id, train.image_every),
                      tuning.PruneOnValidationF1(trial))
         try:
-            trained = train_network("ssgan", train, source, trials.seed,
+            trained = train_network(cfg.model, train, source, trials.seed,
                                     workdir=Path(tmp) / "backup",
                                     threshold=trials.train.threshold, callbacks=callbacks)
         except optuna.TrialPruned:
@@ -170,8 +172,8 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
         data = trials.data
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
-            "ssgan", Path(tmp) / "model", data.stack, ground, train,
-            scoring.model_prior("ssgan", train, source.part("train")[2], ground)))
+            cfg.model, Path(tmp) / "model", data.stack, ground, train,
+            scoring.model_prior(cfg.model, train, source.part("train")[2], ground)))
         uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))
