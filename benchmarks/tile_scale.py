@@ -125,8 +125,21 @@ def child(stage: str, params: str, model: str) -> None:
     code = app(arguments, standalone_mode=False)  # a refused input returns its exit code
     if code:
         sys.exit(code)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_mib": round(peak)}))
+    print(json.dumps({"peak_mib": round(own_peak_mib())}))
+
+
+def own_peak_mib() -> float:
+    """This process's own peak resident memory. Not ru_maxrss: Linux carries the high-water
+    mark of the image that execve replaced into it, and a child started by vfork (as Python's
+    subprocess does) replaces the benchmark's own image, so ru_maxrss reported the larger of
+    the stage's peak and the benchmark's (which had just written the mosaic through GDAL's
+    cache). VmHWM belongs to the new address space alone."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(side: int, work: Path, model: str, stages: tuple[str, ...]) -> dict[str, Any]:
