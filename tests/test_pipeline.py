@@ -317,6 +317,44 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
                                   f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")) == 4
 
 
+def test_tune_tunes_fixmatch_on_its_consistency_settings(pipeline: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    """tune.model: fixmatch; its trials are FixMatch runs (pseudo-label curves, kind tag) over
+    a consistency setting, and register can take one."""
+    import optuna
+    import yaml
+
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["paths"]["reports"] = str(tmp_path / "reports")
+    raw["paths"]["models"] = str(tmp_path / "models")
+    raw["tune"].update({"model": "fixmatch", "trials": 2, "study": "fm",
+                        "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+                        "space": {"consistency.threshold": {"low": 0.6, "high": 0.99}}})
+    params = write_params(raw, tmp_path / "params.yaml")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        patch.chdir(tmp_path)
+        for command in (["tune"], ["register", "--kinds", "[fixmatch]"]):
+            result = runner.invoke(app, [*command, "--params", str(params)])
+            assert result.exit_code == 0, (command, result.output, repr(result.exception))
+    reports = tmp_path / "reports"
+    name = json.loads((reports / "tune.json").read_text())["study"]
+    study = optuna.load_study(study_name=name, storage=raw["tune"]["storage"])
+    assert len(study.trials) == 2
+    assert all(0.6 <= t.params["consistency.threshold"] <= 0.99 for t in study.trials)
+    assert set(yaml.safe_load((reports / "best_params.yaml").read_text())["train"]) == {
+        "consistency.threshold"}
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
+    trials = client.search_runs([experiment.experiment_id], "tags.stage = 'tune'")
+    assert len(trials) == 2 and {run.data.tags["model"] for run in trials} == {"fixmatch"}
+    assert all("pseudo_label_share" in run.data.metrics for run in trials)
+    champion = json.loads((reports / "champion.json").read_text())
+    assert champion["kind"] == "fixmatch" and champion["run_id"] in {
+        run.info.run_id for run in trials}
+
+
 def test_a_killed_tune_is_resumed_without_a_trial_left_running(pipeline: dict[str, Any]
                                                                ) -> None:
     """SIGKILL a `landslide tune` mid-trial, then run it again: the lost trial is failed (its
