@@ -150,6 +150,7 @@ def test_blocks_merge_where_a_landslide_crosses_an_edge() -> None:
     assert groups[0, 0] == groups[0, 7]
     assert groups[0, 0] != groups[7, 0] != groups[7, 7]
     assert len(np.unique(groups)) == 3
+    assert groups.dtype == np.uint8  # the smallest type that numbers them: 1 byte a pixel
 
 
 def test_same_seed_same_samples(crop_params: Params, crop_stack: Stack,

@@ -75,7 +75,9 @@ def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
 
 
 def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndarray:
-    """Group number per pixel (int32): square blocks, merged where a landslide spans several."""
+    """Group number per pixel: square blocks, merged where a landslide spans several. The
+    smallest unsigned type that holds the numbers (uint16 for up to 65,536 groups: a whole
+    Sentinel-2 tile in 64-pixel blocks has 29,584), since the array is as large as the area."""
     n_cols = -(-shape[1] // block)
     blocks = ((np.arange(shape[0], dtype=np.int32) // block)[:, None] * n_cols
               + (np.arange(shape[1], dtype=np.int32) // block)[None, :])
@@ -86,8 +88,8 @@ def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndar
     first = pairs.groupby("id")["block"].transform("min").to_numpy()
     links = coo_matrix((np.ones(len(pairs)), (pairs.block.to_numpy(), first)),
                        shape=(n_blocks, n_blocks))
-    _, group_of_block = connected_components(links, directed=False)
-    return group_of_block.astype(np.int32)[blocks]
+    count, group_of_block = connected_components(links, directed=False)
+    return group_of_block.astype(np.min_scalar_type(max(count - 1, 0)))[blocks]
 
 
 def assign_groups(groups: np.ndarray, labels: np.ndarray, eligible: np.ndarray,
@@ -184,15 +186,20 @@ def _disk(radius_m: float, pixel_size: float) -> np.ndarray:
 def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,
                  seed: int, *, pixel_size: float) -> Samples:
     """Window centres of every split; `pixel_size` (metres) turns the negative buffer into
-    pixels."""
+    pixels. The landslide ids serve only to keep each landslide in one split's group, and are
+    let go as soon as the groups are made: a caller that passes them without keeping them
+    frees their 4 bytes a pixel for the rest of the drawing."""
+    groups = (block_groups(labels.shape, ids, cfg.split.block_size)
+              if cfg.split.method == "spatial" else None)
+    del ids
     rng = np.random.default_rng(seed)
     eligible = full_window_centres(valid, cfg.window)
     if not (eligible & (labels == LANDSLIDE)).any():
         raise InputError("no landslide pixel has a full window of valid data around it")
     negative = negative_ground(labels, cfg, pixel_size) & eligible
     areas = None
-    if cfg.split.method == "spatial":
-        table, split_of_pixel = _spatial(labels, ids, eligible, negative, cfg, rng)
+    if groups is not None:
+        table, split_of_pixel = _spatial(labels, groups, eligible, negative, cfg, rng)
         areas = np.where(valid, split_of_pixel + 1, 0).astype(np.uint8)
     else:
         table = _random(labels, eligible, negative, cfg, rng)
@@ -224,14 +231,21 @@ class _Candidates:
 
 
 def _candidates(inside: np.ndarray, labels: np.ndarray, negative: np.ndarray) -> _Candidates:
-    return _Candidates(np.flatnonzero(inside & (labels == LANDSLIDE)),
-                       np.flatnonzero(inside & (labels == STABLE)),
-                       np.flatnonzero(inside & negative & (labels != STABLE)))
+    return _Candidates(_pixels(inside & (labels == LANDSLIDE)),
+                       _pixels(inside & (labels == STABLE)),
+                       _pixels(inside & negative & (labels != STABLE)))
 
 
-def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, negative: np.ndarray,
-             cfg: SampleConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
-    groups = block_groups(labels.shape, ids, cfg.split.block_size)
+def _pixels(mask: np.ndarray) -> np.ndarray:
+    """Flat indices of the mask's pixels, as int32 where the grid allows (half of numpy's
+    int64: the candidate lists of a large area hold tens of millions)."""
+    found = np.flatnonzero(mask)
+    return found.astype(np.int32) if mask.size < 2 ** 31 else found
+
+
+def _spatial(labels: np.ndarray, groups: np.ndarray, eligible: np.ndarray,
+             negative: np.ndarray, cfg: SampleConfig, rng: np.random.Generator
+             ) -> tuple[pd.DataFrame, np.ndarray]:
     split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, cfg.window,
                                    rng)[groups]
     inside = {name: full_window_centres(split_of_pixel == s, cfg.window) & eligible
@@ -246,7 +260,8 @@ def _spatial(labels: np.ndarray, ids: np.ndarray, eligible: np.ndarray, negative
                   _frame(found.negatives(round(n * cfg.negative_ratio), rng), STABLE, name)]
     pool = inside["train"] if cfg.unlabelled_from == "train" else eligible
     n_unlabelled = round(round(counts["train"] * scale) * cfg.unlabelled_ratio)
-    chosen = _choose(np.flatnonzero(pool), n_unlabelled, rng)
+    chosen = _choose(_pixels(pool), n_unlabelled, rng)
+    del inside, candidates, found, pool  # whole-area masks and lists, not held to the end
     split_names = np.array(SPLITS)[split_of_pixel.ravel()[chosen]]
     parts.append(pd.DataFrame({"pixel": chosen, "label": UNLABELLED, "split": split_names}))
     return _with_positions(pd.concat(parts), labels.shape, groups), split_of_pixel

@@ -41,8 +41,9 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     grid, _ = read_stack_info(stack)
     valid = valid_mask(stack_parts(stack), grid.shape)  # the stack is read a part at a time
     label_raster, _ = read_single_band(labels)
-    ids, _ = read_single_band(inventory_ids)
-    drawn = draw_samples(label_raster, ids, valid, cfg, seed, pixel_size=grid.resolution)
+    # the ids are not kept here: draw_samples lets them go once the split's groups are made
+    drawn = draw_samples(label_raster, read_single_band(inventory_ids)[0], valid, cfg, seed,
+                         pixel_size=grid.resolution)
     refuse_empty_parts(drawn)
     mean, std = training_statistics(stack_parts(stack),
                                     training_cover(drawn, grid.shape, cfg.window))
