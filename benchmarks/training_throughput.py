@@ -61,13 +61,13 @@ def main() -> None:
           f"{source.image.shape[-1]} bands ({cfg.features.set}), {os.cpu_count()} CPUs")
     for name, rate in rates.items():
         print(f"{name:50s} {rate:12,.0f} windows/s")
-    ssgan_windows_per_s = 2 * labelled / epoch_s["ssgan"]  # labelled + unlabelled consumed
     pipeline_rate = rates["input pipeline (labelled + unlabelled windows)"]
     for kind in ("ssgan", "fixmatch"):
         print(f"{kind + ' / baseline time per labelled window':50s} "
               f"{epoch_s[kind] / epoch_s['baseline']:12.2f}x")
-    ratio = pipeline_rate / ssgan_windows_per_s
-    print(f"{'input pipeline / SSGAN consumption':50s} {ratio:12.1f}x")
+    for kind in ("ssgan", "fixmatch"):  # each consumes a labelled and an unlabelled window
+        ratio = pipeline_rate / (2 * labelled / epoch_s[kind])
+        print(f"{'input pipeline / ' + kind + ' consumption':50s} {ratio:12.1f}x")
 
 
 if __name__ == "__main__":
