@@ -138,11 +138,11 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     probe = np.zeros((1, source.window, source.window, channels), np.float32)
     class_weights = _class_weights(source) if cfg.class_weighting else (1.0, 1.0)
     if kind != "ssgan":
-        model: Supervised | FixMatch = Supervised(discriminator, class_weights, cfg.ema)
-        if kind == "fixmatch":
-            model = FixMatch(discriminator, source.view_bands,
-                             _consistency(cfg, cfg.consistency.unlabelled_weight),
-                             class_weights, cfg.ema, seed=seed)
+        model: Supervised | FixMatch = (
+            FixMatch(discriminator, source.view_bands,
+                     _consistency(cfg, cfg.consistency.unlabelled_weight), class_weights,
+                     cfg.ema, seed=seed) if kind == "fixmatch"
+            else Supervised(discriminator, class_weights, cfg.ema))
         model.compile(d_opt)
         model(probe)  # built before fit, so an interrupted run can restore into it
         d_opt.build(discriminator.trainable_variables)  # ... optimizer moments included
