@@ -1,6 +1,8 @@
-"""prepare, sample and map at the size of a whole Sentinel-2 tile and at a quarter of it.
+"""prepare, sample, the training input and map at the size of a Sentinel-2 tile and a quarter.
 
     .venv/bin/python benchmarks/tile_scale.py [--size 10980] [--stages prepare,sample,map] [--json]
+
+Stages: prepare, sample, windows, map, map-dask (the default: prepare, sample, map).
 
 Run after `dvc repro` (it maps with the trained joint SSGAN of params.yaml). The inputs are
 built from the real Chattogram rasters and vectors, mosaicked with their real values to
@@ -10,6 +12,12 @@ quarter of the area):
 - the Sentinel-2 image, the DEM and the land cover, each warped once onto Chattogram's 10 m
   UTM grid (as `landslide prepare` warps them) and repeated across the mosaic;
 - the inventory, geology, faults and rivers copied with the same offsets.
+
+`windows` is the training input at that size: the window source of the features.set bands
+(`load_window_source` with params' `windows` section: past `in_memory_mib` a temporary
+file) and one epoch of the SSGAN's batches, labelled and unlabelled, drawn from it; it
+prints the windows a second it delivered. `map-dask` is `landslide map --dask` (a local
+cluster of 2 workers, each reading its own blocks).
 
 Each stage runs as `landslide <stage>` in its own process (so its peak memory is its own;
 a stage that runs out of memory is reported as killed, not as a crash of the benchmark),
@@ -48,7 +56,8 @@ from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.layers import read_raster_on_grid  # noqa: E402
 from landslide_ssgan.data.stack import reference_grid  # noqa: E402
 
-STAGES = ("prepare", "sample", "map")
+STAGES = ("prepare", "sample", "windows", "map", "map-dask")
+DEFAULT = "prepare,sample,map"
 RASTERS = {"sentinel2": Resampling.bilinear, "elevation": Resampling.bilinear,
            "landuse": Resampling.nearest}
 VECTORS = ("lithology", "dist_faults", "dist_rivers")
@@ -113,19 +122,52 @@ def run_stage(stage: str, params: Path, model: str, env: dict[str, str]) -> dict
         return {"seconds": round(seconds, 1), "peak_mib": None,
                 "failed": f"exit {done.returncode}: "
                           f"{(done.stderr.strip().splitlines() or ['killed'])[-1][:200]}"}
-    return {"seconds": round(seconds, 1), "peak_mib": json.loads(
-        done.stdout.strip().splitlines()[-1])["peak_mib"]}
+    return {"seconds": round(seconds, 1), **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def child(stage: str, params: str, model: str) -> None:
-    """Runs `landslide <stage>` in this process and prints its peak memory."""
+    """Runs `landslide <stage>` (or the training input) in this process and prints its peak
+    memory."""
     from landslide_ssgan.cli import app
 
-    arguments = [stage, "--params", params] + (["--model-uri", model] if stage == "map" else [])
+    if stage == "windows":
+        print(json.dumps(training_input(params) | {"peak_mib": round(own_peak_mib())}))
+        return
+    arguments = [stage.removesuffix("-dask"), "--params", params] + (
+        ["--model-uri", model] if stage.startswith("map") else []) + (
+        ["--dask", "--workers", "2"] if stage == "map-dask" else [])
     code = app(arguments, standalone_mode=False)  # a refused input returns its exit code
     if code:
         sys.exit(code)
-    print(json.dumps({"peak_mib": round(own_peak_mib())}))
+    workers = {}
+    if stage == "map-dask":  # the largest worker's peak; an upper bound, as it may carry the
+        # high-water mark of this process at the moment the worker was started
+        workers = {"worker_peak_mib": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+    print(json.dumps({"peak_mib": round(own_peak_mib())} | workers))
+
+
+def training_input(params: str) -> dict[str, Any]:
+    """The window source training would make, its generator value range, and one epoch of
+    SSGAN batches drawn from it: how many windows, how fast, from memory or from a file."""
+    from landslide_ssgan.data.windows import FileWindows
+    from landslide_ssgan.training import load_window_source, training_dataset
+
+    cfg = load_params(params)
+    paths = cfg.paths
+    start = time.perf_counter()
+    source = load_window_source(paths.stack, paths.samples, paths.norm, cfg.features.set,
+                                cfg.sample.window, cfg.windows)
+    source.value_range()
+    made = time.perf_counter() - start
+    start, windows = time.perf_counter(), 0
+    for labelled, unlabelled in training_dataset("ssgan", source, cfg.train.batch_size,
+                                                 cfg.seed):
+        windows += len(labelled[0]) + len(unlabelled)
+    drawn = time.perf_counter() - start
+    return {"source": "file" if isinstance(source.pixels, FileWindows) else "memory",
+            "source_s": round(made, 1), "windows": windows,
+            "windows_per_s": round(windows / drawn)}
 
 
 def own_peak_mib() -> float:
@@ -158,9 +200,9 @@ def measure(side: int, work: Path, model: str, stages: tuple[str, ...]) -> dict[
     results = {}
     for stage in stages:
         results[stage] = run_stage(stage, params, model, env)
+        extra = {k: v for k, v in results[stage].items() if k not in ("seconds", "peak_mib")}
         print(f"{side:>6} x {side:<6} {stage:8s} {results[stage]['seconds']:8.1f} s  "
-              f"peak {results[stage]['peak_mib'] or 0:8,} MiB  "
-              f"{results[stage].get('failed', '')}", flush=True)
+              f"peak {results[stage]['peak_mib'] or 0:8,} MiB  {extra or ''}", flush=True)
         if "failed" in results[stage]:
             break
     shutil.rmtree(folder)
@@ -171,9 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980, help="side of the large mosaic")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help="comma-separated stages to run, in order (each needs the ones "
-                             "before it: sample needs prepare, map needs neither)")
+    parser.add_argument("--stages", default=DEFAULT,
+                        help=f"comma-separated, run in the order {', '.join(STAGES)} (sample "
+                             "needs prepare, windows needs sample, map needs prepare)")
     args = parser.parse_args()
     stages = tuple(s for s in STAGES if s in args.stages.split(","))
     cfg = load_params("params.yaml")

@@ -58,7 +58,7 @@ def main() -> None:
         rates[f"{kind} epoch (labelled windows)"] = labelled / epoch_s[kind]
 
     print(f"{labelled} labelled training windows, batch {batch}, "
-          f"{source.image.shape[-1]} bands ({cfg.features.set}), {os.cpu_count()} CPUs")
+          f"{source.channels} bands ({cfg.features.set}), {os.cpu_count()} CPUs")
     for name, rate in rates.items():
         print(f"{name:50s} {rate:12,.0f} windows/s")
     pipeline_rate = rates["input pipeline (labelled + unlabelled windows)"]

@@ -17,10 +17,11 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from landslide_ssgan.cli import app
-from landslide_ssgan.config import parse_params
-from landslide_ssgan.data.windows import cut_windows
+from landslide_ssgan.config import WindowsConfig, parse_params
+from landslide_ssgan.data.windows import FileWindows
 from landslide_ssgan.models.discriminator import landslide_probability
-from landslide_ssgan.training import WindowSource, load_window_source
+from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.training import WindowSource, load_window_source, train_network
 from tests.conftest import write_params
 
 runner = CliRunner()
@@ -236,7 +237,7 @@ def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) ->
     cfg = parse_params(raw)
     source = _source(cfg)
     rows, cols, _ = source.part("test")
-    normalised = cut_windows(source.image, rows, cols, source.window)
+    normalised = source.pixels.cut(rows, cols)
     raw_windows = normalised * source.std + source.mean  # back to the stack's own units
     discriminator = keras.saving.load_model(folder / "discriminator.keras", compile=False)
     expected = np.asarray(landslide_probability(discriminator.predict(normalised, verbose=0)[0]))
@@ -257,6 +258,26 @@ def test_pyfunc_takes_raw_windows_and_matches_keras(pipeline: dict[str, Any]) ->
     broken[0, 0, 0, 0] = np.nan
     with pytest.raises(Exception, match="NaN"):
         pyfunc.predict(broken)
+
+
+def test_windows_read_from_a_file_train_the_same_network(pipeline: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    """Past `windows.in_memory_mib` the image goes to a temporary file: same windows, same
+    generator value range, same batches, so the same trained SSGAN."""
+    cfg = parse_params(pipeline["raw"])
+    paths = cfg.paths
+    in_memory = _source(cfg)
+    from_file = load_window_source(paths.stack, paths.samples, paths.norm, cfg.features.set,
+                                   cfg.sample.window, WindowsConfig(in_memory_mib=0.0, temp_dir=str(tmp_path)))
+    assert isinstance(from_file.pixels, FileWindows) and list(tmp_path.iterdir()) == []
+    np.testing.assert_array_equal(from_file.windows("test")[0], in_memory.windows("test")[0])
+    for got, expected in zip(from_file.value_range(), in_memory.value_range(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    test = in_memory.windows("test")[0]
+    probabilities = [predict_probability(train_network(
+        "ssgan", cfg.train, source, cfg.seed, workdir=tmp_path / name).model.discriminator, test)
+        for name, source in (("memory", in_memory), ("file", from_file))]
+    np.testing.assert_array_equal(probabilities[0], probabilities[1])
 
 
 def test_unreachable_tracking_server_is_one_clear_line(pipeline: dict[str, Any],
@@ -419,7 +440,7 @@ def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) 
     cfg = parse_params(raw)
     source = _source(cfg)
     rows, cols, _ = source.part("val")
-    windows = cut_windows(source.image, rows, cols, source.window) * source.std + source.mean
+    windows = source.pixels.cut(rows, cols) * source.std + source.mean
     probability = model.predict(windows.astype(np.float32))
     assert probability.shape == (len(rows),) and ((probability >= 0) & (probability <= 1)).all()
 
@@ -584,7 +605,7 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
     cfg = parse_params(raw)
     source = _source(cfg)
     rows, cols, _ = source.part("test")
-    windows = (cut_windows(source.image, rows[:9], cols[:9], source.window) * source.std
+    windows = (source.pixels.cut(rows[:9], cols[:9]) * source.std
                + source.mean).astype(np.float32)
     expected = mlflow.pyfunc.load_model(f"models:/{cfg.registry.model_name}@champion"
                                         ).predict(windows[:8])

@@ -126,7 +126,7 @@ def _training_data(cfg: Params) -> TrainingData:
 
     paths = cfg.paths
     return TrainingData(paths.stack, paths.samples, paths.norm, paths.labels,
-                        paths.inventory_ids, paths.split)
+                        paths.inventory_ids, paths.split, cfg.windows)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -241,7 +241,8 @@ def evaluate(
     results = stage_module.run(
         cfg.evaluate.feature_sets, main_set=cfg.features.set, threshold=cfg.train.threshold,
         window=cfg.sample.window, split_method=cfg.sample.split.method, stack=paths.stack,
-        samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports)
+        samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports,
+        windows=cfg.windows)
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     maps = stage_module.run_maps(cfg.features.set, ground, cfg.map, rgb=cfg.features.rgb,
                                  stack=paths.stack, models=paths.models, reports=paths.reports,
@@ -314,7 +315,7 @@ def register(
                                threshold=cfg.train.threshold, window=cfg.sample.window,
                                experiment=cfg.tracking.experiment, stack=paths.stack,
                                samples=paths.samples, norm=paths.norm, ground=ground,
-                               reports=paths.reports)
+                               reports=paths.reports, windows=cfg.windows)
     verdict = "promoted to" if summary["promoted"] else "kept as"
     typer.echo(f"{summary['name']} version {summary['version']} ({summary['kind']}) {verdict} "
                f"@{summary['alias']} ({summary['score']}: candidate "

@@ -351,6 +351,16 @@ class ServeConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WindowsConfig:
+    """Where training, evaluation and tuning cut their windows from: the normalised image of
+    a feature set in memory while it is at most `in_memory_mib`, else a temporary file in
+    `temp_dir` (null: the system's temporary folder) read a window at a time."""
+
+    in_memory_mib: float = setting(1024.0, low=0.0)
+    temp_dir: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrackingConfig:
     experiment: str
     default_uri: str
@@ -385,6 +395,7 @@ class Params:
     registry: RegistryConfig
     serve: ServeConfig
     tracking: TrackingConfig
+    windows: WindowsConfig = WindowsConfig()
 
     def __post_init__(self) -> None:
         if self.features.set not in self.evaluate.feature_sets:

@@ -16,13 +16,19 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
-from scipy import ndimage
 
-from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.config import TrainConfig, WindowsConfig
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import UNLABELLED, Samples, read_samples
-from landslide_ssgan.data.stack import Stack, read_stack
-from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
+from landslide_ssgan.data.stack import (
+    BandInfo,
+    Stack,
+    band_indices,
+    read_stack,
+    read_stack_info,
+    stack_parts,
+)
+from landslide_ssgan.data.windows import ImageWindows, Windows, file_windows, normalised_image
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models.augment import Bands, Strong
@@ -39,15 +45,20 @@ Network = SSGAN | Supervised | FixMatch
 
 @dataclass(frozen=True)
 class WindowSource:
-    """The normalised, padded image of the chosen bands plus the samples that index it."""
+    """The normalised, padded image of the chosen bands (in memory or in a temporary file)
+    plus the samples that index it."""
 
-    image: np.ndarray
+    pixels: Windows
     samples: Samples
     window: int
     bands: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
     categorical: tuple[bool, ...]  # per band: a class (one-hot or ordinal), not a measurement
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.channels
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centres and labels of one split's labelled windows."""
@@ -60,20 +71,12 @@ class WindowSource:
 
     def windows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         rows, cols, labels = self.part(split)
-        return cut_windows(self.image, rows, cols, self.window), labels
+        return self.pixels.cut(rows, cols), labels
 
     def value_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band min and max over every pixel of the training windows, labelled and
-        unlabelled, read from their footprint (the windows themselves are never cut: the
-        unlabelled pool may hold a hundred thousand)."""
-        train = self.samples.table[(self.samples.table.split == "train")
-                                   | (self.samples.table.label == UNLABELLED)]
-        half = self.window // 2
-        centres = np.zeros(self.image.shape[:2], bool)
-        centres[train.row.to_numpy() + half, train.col.to_numpy() + half] = True
-        footprint = ndimage.binary_dilation(centres, np.ones((self.window, self.window), bool))
-        pixels = self.image[footprint]
-        return pixels.min(axis=0), pixels.max(axis=0)
+        unlabelled."""
+        return self.pixels.value_range(*_training_centres(self.samples))
 
     @property
     def view_bands(self) -> Bands:
@@ -86,22 +89,40 @@ class WindowSource:
         return Normalisation(self.bands, self.mean, self.std, self.window)
 
 
+def _training_centres(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the windows the generator's value range comes from: the labelled training
+    windows and the unlabelled pool."""
+    train = samples.table[(samples.table.split == "train") | (samples.table.label == UNLABELLED)]
+    return train.row.to_numpy(), train.col.to_numpy()
+
+
 def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_set: str,
                   window: int) -> WindowSource:
+    """The window source of an in-memory stack: its normalised image in memory."""
     bands = stack.indices(feature_set)
-    names = tuple(stack.grid.band_names[i] for i in bands)
-    if tuple(norm.bands) != stack.grid.band_names:
+    _check_bands(norm, stack.grid.band_names)
+    image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
+    return _source(ImageWindows(image, window), samples, norm, stack.bands, bands, window)
+
+
+def _source(pixels: Windows, samples: Samples, norm: Normalisation,
+            infos: tuple[BandInfo, ...], bands: list[int], window: int) -> WindowSource:
+    return WindowSource(pixels, samples, window, tuple(infos[i].name for i in bands),
+                        norm.mean[bands], norm.std[bands],
+                        tuple(infos[i].categorical for i in bands))
+
+
+def _check_bands(norm: Normalisation, names: tuple[str, ...]) -> None:
+    if tuple(norm.bands) != names:
         raise InputError("the normalisation file's bands differ from the stack's: re-run the "
                          "sample stage")
-    image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
-    return WindowSource(image, samples, window, names, norm.mean[bands], norm.std[bands],
-                        tuple(stack.bands[i].categorical for i in bands))
 
 
 @dataclass(frozen=True)
 class TrainingData:
     """The files a model is trained on (stack, samples, normalisation) and judged by on the
-    map (labels, landslide ids, split raster): the prepare and sample stages' outputs."""
+    map (labels, landslide ids, split raster): the prepare and sample stages' outputs; and
+    where windows are cut from (`windows`)."""
 
     stack: str
     samples: str
@@ -109,16 +130,31 @@ class TrainingData:
     labels: str
     inventory_ids: str
     split: str
+    windows: WindowsConfig = WindowsConfig()
 
     def window_source(self, feature_set: str, window: int) -> WindowSource:
-        return load_window_source(self.stack, self.samples, self.norm, feature_set, window)
+        return load_window_source(self.stack, self.samples, self.norm, feature_set, window,
+                                  self.windows)
 
 
-def load_window_source(stack: str, samples: str, norm: str, feature_set: str,
-                       window: int) -> WindowSource:
-    """The window source of the sample stage's outputs, for one feature set."""
-    return window_source(read_stack(stack), read_samples(samples), Normalisation.load(norm),
-                         feature_set, window)
+def load_window_source(stack: str, samples: str, norm: str, feature_set: str, window: int,
+                       where: WindowsConfig | None = None) -> WindowSource:
+    """The window source of the sample stage's outputs, for one feature set: the normalised
+    image in memory up to `where.in_memory_mib`, else written part by part to a temporary
+    file (the same windows either way, so the same models)."""
+    where = where or WindowsConfig()
+    grid, infos = read_stack_info(stack)
+    bands = band_indices(infos, feature_set)
+    half = window // 2
+    size = (grid.height + 2 * half) * (grid.width + 2 * half) * len(bands) * 4
+    drawn, normalisation = read_samples(samples), Normalisation.load(norm)
+    if size <= where.in_memory_mib * 2**20:
+        return window_source(read_stack(stack), drawn, normalisation, feature_set, window)
+    _check_bands(normalisation, grid.band_names)
+    pixels = file_windows(stack_parts(stack, bands=bands), grid.shape,
+                          normalisation.mean[bands], normalisation.std[bands], window,
+                          _training_centres(drawn), where.temp_dir)
+    return _source(pixels, drawn, normalisation, infos, bands, window)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,7 +166,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
                 seed: int) -> Network:
-    channels = source.image.shape[-1]
+    channels = source.channels
     discriminator = build_discriminator(
         source.window, channels, cfg.d_widths, cfg.d_hidden, cfg.dropout, cfg.leaky_slope,
         outputs=3 if kind == "ssgan" else 2)
@@ -188,15 +224,14 @@ def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
     of the same size, cycling the unlabelled set, so an epoch is one pass over the labelled
     windows."""
     rows, cols, labels = source.part("train")
-    labelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
-                              shuffle=True, seed=seed)
+    labelled = source.pixels.dataset(rows, cols, labels, batch_size, shuffle=True, seed=seed)
     if kind == "baseline":
         return labelled
     rows, cols, labels = source.unlabelled_part()
     if len(rows) == 0:
         raise InputError(f"{kind} needs unlabelled windows: the samples have none")
-    unlabelled = window_dataset(source.image, rows, cols, labels, source.window, batch_size,
-                                shuffle=True, seed=seed + 1).map(lambda x, _: x).repeat()
+    unlabelled = source.pixels.dataset(rows, cols, labels, batch_size, shuffle=True,
+                                       seed=seed + 1).map(lambda x, _: x).repeat()
     return tf.data.Dataset.zip((labelled, unlabelled))
 
 
@@ -322,6 +357,6 @@ def real_and_generated(gan: SSGAN, source: WindowSource, n: int,
     rng = np.random.default_rng(seed)
     rows, cols, _ = source.unlabelled_part()
     pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
-    real = cut_windows(source.image, rows[pick], cols[pick], source.window)
+    real = source.pixels.cut(rows[pick], cols[pick])
     noise = rng.normal(size=(len(pick), gan.latent_dim)).astype(np.float32)
     return real, np.asarray(gan.generator.predict(noise, verbose=0))

@@ -1,10 +1,23 @@
-"""Windows cut on the fly: at the stack's edges, over nodata, tf.data equal to numpy."""
+"""Windows cut on the fly: at the stack's edges, over nodata, tf.data equal to numpy; from a
+temporary file written by parts, the same windows, batches and value range as in memory."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from pathlib import Path
 
-from landslide_ssgan.data.windows import cut_windows, normalised_image, window_dataset
+import numpy as np
+import pytest
+
+from landslide_ssgan.data.grid import Part
+from landslide_ssgan.data.windows import (
+    FileWindows,
+    ImageWindows,
+    cut_windows,
+    file_windows,
+    normalised_image,
+    window_dataset,
+)
 
 
 def _toy() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,3 +61,56 @@ def test_tf_pipeline_equals_numpy_and_selects_bands() -> None:
     np.testing.assert_array_equal(windows, cut_windows(image, rows, cols, 5))
     np.testing.assert_array_equal(got_labels, labels)
     assert windows.shape == (4, 5, 5, 1)
+
+
+def _parts(data: np.ndarray, size: int) -> Iterator[tuple[Part, np.ndarray]]:
+    rows, cols = data.shape[1:]
+    for row in range(0, rows, size):
+        for col in range(0, cols, size):
+            part = Part(row, col, min(size, rows - row), min(size, cols - col))
+            yield part, data[:, row:row + part.rows, col:col + part.cols]
+
+
+def _both(size: int, ranged: tuple[np.ndarray, np.ndarray], folder: Path,
+          window: int = 5) -> tuple[ImageWindows, FileWindows]:
+    data, mean, std = _toy()
+    image = ImageWindows(normalised_image(data, [0, 1], mean, std, window), window)
+    return image, file_windows(_parts(data, size), data.shape[1:], mean, std, window, ranged,
+                               str(folder))
+
+
+@pytest.mark.parametrize("size", [7, 11, 64])
+def test_a_window_file_written_by_parts_gives_the_in_memory_windows(size: int,
+                                                                     tmp_path: Path) -> None:
+    rows, cols = np.array([0, 5, 19, 7, 13, 0]), np.array([0, 5, 3, 29, 14, 29])
+    image, file = _both(size, (rows, cols), tmp_path)
+    np.testing.assert_array_equal(file.cut(rows, cols), image.cut(rows, cols))
+    assert file.channels == image.channels == 2
+
+
+@pytest.mark.parametrize("rows, cols", [(np.array([10, 9, 12]), np.array([12, 15, 14])),
+                                        (np.array([12, 10]), np.array([14, 29]))],
+                         ids=["inside", "reaching-the-padding"])
+def test_the_value_range_found_part_by_part_is_the_footprints(
+        rows: np.ndarray, cols: np.ndarray, tmp_path: Path) -> None:
+    image, file = _both(7, (rows, cols), tmp_path)
+    expected = image.value_range(rows, cols)
+    for got in (file.value_range(rows, cols),  # found while the file was written
+                file.value_range(rows[::-1], cols[::-1])):  # other centres: read back
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    # the grid's values there are all above 0: a lowest value of 0 is the padding's
+    assert (expected[0] == 0).all() == (cols.max() == 29)
+
+
+def test_a_window_file_draws_the_in_memory_batches_and_leaves_no_file(tmp_path: Path) -> None:
+    rows, cols = np.arange(20) % 20, (np.arange(20) * 7) % 30
+    labels = np.arange(20) % 2
+    image, file = _both(7, (rows, cols), tmp_path)
+    assert list(tmp_path.iterdir()) == []  # unnamed from the start
+    expected = image.dataset(rows, cols, labels, 6, shuffle=True, seed=3)
+    got = file.dataset(rows, cols, labels, 6, shuffle=True, seed=3)
+    for _ in range(2):  # two epochs: each draws a new order, the same on both
+        for (a, la), (b, lb) in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            np.testing.assert_array_equal(la.numpy(), lb.numpy())

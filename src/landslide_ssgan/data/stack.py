@@ -56,16 +56,20 @@ class Stack:
                                   part.col:part.col + part.cols]
 
     def indices(self, feature_set: str) -> list[int]:
-        """Band positions of a feature set: `factors`, `optical` or `joint` (all)."""
-        if feature_set == "joint":
-            return list(range(len(self.bands)))
-        role = {"factors": "factor", "optical": "optical"}[feature_set]
-        found = [i for i, band in enumerate(self.bands) if band.role == role]
-        if not found:
-            raise ConfigError(f"features.set / evaluate.feature_sets: {feature_set!r} has no "
-                              f"bands here (no layer of role {role!r} in the stack); use "
-                              f"another feature set")
-        return found
+        return band_indices(self.bands, feature_set)
+
+
+def band_indices(bands: tuple[BandInfo, ...], feature_set: str) -> list[int]:
+    """Band positions of a feature set: `factors`, `optical` or `joint` (all)."""
+    if feature_set == "joint":
+        return list(range(len(bands)))
+    role = {"factors": "factor", "optical": "optical"}[feature_set]
+    found = [i for i, band in enumerate(bands) if band.role == role]
+    if not found:
+        raise ConfigError(f"features.set / evaluate.feature_sets: {feature_set!r} has no "
+                          f"bands here (no layer of role {role!r} in the stack); use "
+                          f"another feature set")
+    return found
 
 
 # --- building ---------------------------------------------------------------------------
@@ -332,12 +336,15 @@ def read_stack_info(path: str | Path) -> tuple[Grid, tuple[BandInfo, ...]]:
     return grid, bands
 
 
-def stack_parts(path: str | Path, size: int = PART) -> Iterator[tuple[Part, np.ndarray]]:
-    """The stack file read one part at a time: (part, float32 (bands, rows, cols))."""
+def stack_parts(path: str | Path, size: int = PART,
+                bands: list[int] | None = None) -> Iterator[tuple[Part, np.ndarray]]:
+    """The stack file read one part at a time: (part, float32 (bands, rows, cols)), of every
+    band or of the `bands` (0-based positions) chosen."""
     grid, _ = read_stack_info(path)
+    indexes = None if bands is None else [band + 1 for band in bands]
     with io.open_raster(path) as src:
         for part in grid.parts(size):
-            yield part, src.read(out_dtype="float32", window=Window(  # type: ignore[call-arg]
+            yield part, src.read(indexes, out_dtype="float32", window=Window(  # type: ignore[call-arg]
                 part.col, part.row, part.cols, part.rows))
 
 

@@ -1,22 +1,40 @@
-"""Windows cut on the fly from the in-memory stack: the samples are only index files.
+"""Windows cut on the fly from the normalised stack: the samples are only index files.
 
 The stack is normalised once with the training statistics (nodata then becomes 0, the
 training mean) and padded by half a window of zeros, so a window at the stack's edge is cut
-like any other. A tf.data pipeline slices windows by their centre; nothing is materialised.
+like any other. That image is held in memory (`ImageWindows`) while it fits; a larger area's
+is written part by part to an unnamed temporary file and read a window row at a time
+(`FileWindows`), so memory no longer grows with the area. Both give the same windows in the
+same batches: a model trained on either is the same model.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Protocol
+
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
+
+from landslide_ssgan.data.grid import Part
+
+Range = tuple[np.ndarray, np.ndarray]  # per band: lowest and highest value
+
+
+def normalised_bands(data: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(rows, cols, C) float32 of (C, rows, cols) data: z-scored, NaN -> 0."""
+    chosen = (data - mean[:, None, None]) / std[:, None, None]
+    return np.nan_to_num(np.moveaxis(chosen, 0, -1), nan=0.0).astype(np.float32)
 
 
 def normalised_image(data: np.ndarray, bands: list[int], mean: np.ndarray, std: np.ndarray,
                      window: int) -> np.ndarray:
     """(rows + 2h, cols + 2h, C) float32: chosen bands, z-scored, NaN -> 0, zero-padded."""
     half = window // 2
-    chosen = (data[bands] - mean[bands, None, None]) / std[bands, None, None]
-    image = np.nan_to_num(np.moveaxis(chosen, 0, -1), nan=0.0).astype(np.float32)
+    image = normalised_bands(data[bands], mean[bands], std[bands])
     return np.pad(image, ((half, half), (half, half), (0, 0)))
 
 
@@ -41,9 +59,171 @@ def window_dataset(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels
         start = tf.stack([row, col, tf.constant(0, tf.int32)])
         return tf.slice(pixels, start, size), label
 
+    return _centres(rows, cols, labels, shuffle, seed) \
+        .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+        .batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _centres(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, shuffle: bool,
+             seed: int) -> tf.data.Dataset:
+    """The centres in a shuffle order that depends on their count and the seed only, so every
+    kind of window source draws the same batches."""
     data = tf.data.Dataset.from_tensor_slices(
         (rows.astype(np.int32), cols.astype(np.int32), labels.astype(np.int32)))
-    if shuffle:
-        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    return data.map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
-        .batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True) if shuffle \
+        else data
+
+
+def footprint_range(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                    window: int) -> Range:
+    """Per-band min and max over every pixel of the windows centred on (rows, cols) of a
+    padded image, read from their footprint (the windows themselves are never cut: an
+    unlabelled pool may hold a hundred thousand)."""
+    half = window // 2
+    centres = np.zeros(image.shape[:2], bool)
+    centres[rows + half, cols + half] = True
+    footprint = ndimage.binary_dilation(centres, np.ones((window, window), bool))
+    pixels = image[footprint]
+    return pixels.min(axis=0), pixels.max(axis=0)
+
+
+class Windows(Protocol):
+    """Where a window source cuts its windows from."""
+
+    window: int
+
+    @property
+    def channels(self) -> int: ...
+
+    def cut(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray: ...
+
+    def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
+                shuffle: bool = False, seed: int = 0) -> tf.data.Dataset: ...
+
+    def value_range(self, rows: np.ndarray, cols: np.ndarray) -> Range: ...
+
+
+class ImageWindows:
+    """Windows of the padded, normalised image held in memory (`normalised_image`)."""
+
+    def __init__(self, image: np.ndarray, window: int) -> None:
+        self.image, self.window = image, window
+
+    @property
+    def channels(self) -> int:
+        return int(self.image.shape[-1])
+
+    def cut(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return cut_windows(self.image, rows, cols, self.window)
+
+    def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
+                shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        return window_dataset(self.image, rows, cols, labels, self.window, batch_size,
+                              shuffle, seed)
+
+    def value_range(self, rows: np.ndarray, cols: np.ndarray) -> Range:
+        return footprint_range(self.image, rows, cols, self.window)
+
+
+class FileWindows:
+    """The same padded image in an unnamed temporary file: a window is `window` reads of one
+    row each (pread, which the page cache serves and which adds nothing to the process's
+    memory, unlike a memory map's touched pages). The file has no name from the start, so
+    a killed run leaves nothing on disk."""
+
+    def __init__(self, file: IO[bytes], shape: tuple[int, int, int], window: int,
+                 known: tuple[np.ndarray, np.ndarray, Range] | None = None) -> None:
+        self.file, self.shape, self.window = file, shape, window
+        self._known = known  # centres whose value range was found while writing
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2]
+
+    def cut(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        w, (_, width, channels) = self.window, self.shape
+        out = np.empty((len(rows) * w, w * channels), np.float32)
+        starts = ((np.asarray(rows, np.int64)[:, None] + np.arange(w)[None]) * width
+                  + np.asarray(cols, np.int64)[:, None]) * (channels * 4)
+        fd = self.file.fileno()
+        for line, offset in zip(out, starts.ravel().tolist(), strict=True):
+            if os.preadv(fd, [line.data], offset) != line.nbytes:
+                raise OSError(f"{self.file.name}: window file ended early")
+        return out.reshape(len(rows), w, w, channels)
+
+    def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
+                shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        shape = (None, self.window, self.window, self.channels)
+
+        def cut(row: tf.Tensor, col: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            windows = tf.numpy_function(self.cut, [row, col], tf.float32, stateful=False)
+            return tf.ensure_shape(windows, shape), label
+
+        return _centres(rows, cols, labels, shuffle, seed).batch(batch_size) \
+            .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+            .prefetch(tf.data.AUTOTUNE)
+
+    def value_range(self, rows: np.ndarray, cols: np.ndarray) -> Range:
+        if self._known is not None and np.array_equal(self._known[0], rows) \
+                and np.array_equal(self._known[1], cols):
+            return self._known[2]
+        low, high = np.full(self.channels, np.inf, np.float32), \
+            np.full(self.channels, -np.inf, np.float32)
+        for start in range(0, len(rows), 4096):
+            windows = self.cut(rows[start:start + 4096], cols[start:start + 4096])
+            low = np.minimum(low, windows.min(axis=(0, 1, 2)))
+            high = np.maximum(high, windows.max(axis=(0, 1, 2)))
+        return low, high
+
+
+def file_windows(parts: Iterator[tuple[Part, np.ndarray]], grid_shape: tuple[int, int],
+                 mean: np.ndarray, std: np.ndarray, window: int, ranged: tuple[np.ndarray,
+                 np.ndarray], folder: str | None = None) -> FileWindows:
+    """Write the padded, normalised image of the chosen bands' parts ((C, rows, cols) each)
+    to a temporary file, one row of a part at a time, and find the value range of the
+    windows centred on `ranged` (rows, cols) on the way, part by part."""
+    half = window // 2
+    shape = (grid_shape[0] + 2 * half, grid_shape[1] + 2 * half, len(mean))
+    row_bytes = shape[1] * shape[2] * 4
+    file = tempfile.TemporaryFile(dir=folder, prefix="landslide-windows-")  # noqa: SIM115 (FileWindows keeps it)
+    try:
+        file.truncate(shape[0] * row_bytes)  # the zero padding, without writing it
+        low, high = _padding_range(*ranged, grid_shape, half, shape[2])
+        for part, data in parts:
+            image = normalised_bands(data, mean, std)
+            first = ((part.row + half) * shape[1] + part.col + half) * shape[2] * 4
+            for i, line in enumerate(image):
+                os.pwrite(file.fileno(), line.tobytes(), first + i * row_bytes)
+            part_low, part_high = _part_range(image, part, *ranged, window)
+            low, high = np.minimum(low, part_low), np.maximum(high, part_high)
+    except BaseException:
+        file.close()
+        raise
+    return FileWindows(file, shape, window, (ranged[0], ranged[1], (low, high)))
+
+
+def _padding_range(rows: np.ndarray, cols: np.ndarray, grid_shape: tuple[int, int], half: int,
+                   channels: int) -> Range:
+    """The zero padding's part of the range: 0 in every band when a window reaches past the
+    grid's edge, nothing otherwise."""
+    low, high = np.full(channels, np.inf, np.float32), np.full(channels, -np.inf, np.float32)
+    reaches_out = ((rows < half) | (cols < half) | (rows >= grid_shape[0] - half)
+                   | (cols >= grid_shape[1] - half)).any()
+    return (np.minimum(low, 0), np.maximum(high, 0)) if reaches_out else (low, high)
+
+
+def _part_range(image: np.ndarray, part: Part, rows: np.ndarray, cols: np.ndarray,
+                window: int) -> Range:
+    """Min and max of the part's pixels that some window centred on (rows, cols) covers:
+    the centres within half a window of the part, dilated by the window, cut back to it."""
+    half = window // 2
+    near = ((rows >= part.row - half) & (rows < part.row + part.rows + half)
+            & (cols >= part.col - half) & (cols < part.col + part.cols + half))
+    centres = np.zeros((part.rows + 2 * half, part.cols + 2 * half), bool)
+    centres[rows[near] - part.row + half, cols[near] - part.col + half] = True
+    footprint = ndimage.binary_dilation(centres, np.ones((window, window), bool))
+    pixels = image[footprint[half:half + part.rows, half:half + part.cols]]
+    if len(pixels) == 0:
+        inf = np.full(image.shape[-1], np.inf, np.float32)
+        return inf, -inf
+    return pixels.min(axis=0), pixels.max(axis=0)

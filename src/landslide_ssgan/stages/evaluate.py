@@ -18,16 +18,13 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import precision_recall_curve
 
 from landslide_ssgan import map_metrics, plots, reporting, scoring
-from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig
+from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig, WindowsConfig
 from landslide_ssgan.data.blocks import preview_image
-from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.data.sampling import read_samples
-from landslide_ssgan.data.stack import read_stack
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import window_source
+from landslide_ssgan.training import load_window_source
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
@@ -35,22 +32,21 @@ HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metric
 
 def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float,
         window: int, split_method: str, stack: str, samples: str, norm: str, models: str,
-        reports: str) -> Results:
+        reports: str, windows: WindowsConfig | None = None) -> Results:
     """Balanced-window test metrics of every model, to reports/ (metrics.json,
     evaluation_details.json, evaluation.md for `main_set`, feature_sets.md, loss curves) and
     to each model's MLflow run."""
     results: Results = {}
-    image, drawn, normalisation = read_stack(stack), read_samples(samples), Normalisation.load(norm)
     for feature_set in feature_sets:
-        source = window_source(image, drawn, normalisation, feature_set, window)
-        windows, labels = source.windows("test")
+        source = load_window_source(stack, samples, norm, feature_set, window, windows)
+        test_windows, labels = source.windows("test")
         if len(labels) == 0:
             raise InputError(f"{samples}: has no test windows")
         results[feature_set] = {}
         for kind in MODEL_NAMES:
             folder = bundle.model_dir(models, feature_set, kind)
             scores, matrix = evaluate_probabilities(
-                labels, bundle.load_bundle(folder).probability(windows), threshold)
+                labels, bundle.load_bundle(folder).probability(test_windows), threshold)
             row = {**scores, "confusion_matrix": matrix.tolist(), "test_windows": len(labels)}
             results[feature_set][kind] = row
             _log_test_metrics(bundle.read_run(folder)["run_id"], scores, row)

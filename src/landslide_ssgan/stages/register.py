@@ -17,7 +17,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from landslide_ssgan import map_metrics, scoring, serving, tracking
-from landslide_ssgan.config import RegistryConfig
+from landslide_ssgan.config import RegistryConfig, WindowsConfig
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json
 from landslide_ssgan.metrics import evaluate_probabilities
@@ -27,7 +27,7 @@ from landslide_ssgan.training import load_window_source
 
 def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         experiment: str, stack: str, samples: str, norm: str, ground: scoring.Ground,
-        reports: str) -> dict[str, Any]:
+        reports: str, windows: WindowsConfig | None = None) -> dict[str, Any]:
     """Register the candidate, promote it if it is better, write reports/champion.json."""
     digest = tracking.data_digest(samples, stack)
     run = tracking.best_candidate(experiment, feature_set, digest, cfg.score, cfg.kinds)
@@ -36,7 +36,7 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
                          f"this data "
                          f"(digest {digest}) has a logged model: run `dvc repro` or "
                          "`landslide tune` first")
-    source = load_window_source(stack, samples, norm, feature_set, window)
+    source = load_window_source(stack, samples, norm, feature_set, window, windows)
     val_windows, val_labels = source.windows("val")
     raw_windows = (val_windows * source.std + source.mean).astype(np.float32)
 
