@@ -126,30 +126,60 @@ class ImageWindows:
 
 
 class FileWindows:
-    """The same padded image in an unnamed temporary file: a window is `window` reads of one
-    row each (pread, which the page cache serves and which adds nothing to the process's
-    memory, unlike a memory map's touched pages). The file has no name from the start, so
-    a killed run leaves nothing on disk."""
+    """The same padded image in an unnamed temporary file, laid out in strips of `strip`
+    rows, each stored column by column ((columns, strip rows, bands) per strip), so that a
+    window is two contiguous reads (the strip its top row is in and the next), served by
+    the page cache with pread, which adds nothing to the process's memory (a memory map's
+    touched pages would). The file has no name from the start: a killed run leaves nothing
+    on disk."""
 
     def __init__(self, file: IO[bytes], shape: tuple[int, int, int], window: int,
                  known: tuple[np.ndarray, np.ndarray, Range] | None = None) -> None:
         self.file, self.shape, self.window = file, shape, window
+        self.strip = max(16, window)  # rows per strip: a window spans two strips at most
         self._known = known  # centres whose value range was found while writing
 
     @property
     def channels(self) -> int:
         return self.shape[2]
 
+    @property
+    def strips(self) -> int:
+        """Strips of the padded image, plus one of zeros so every window has a next one."""
+        return -(-self.shape[0] // self.strip) + 1
+
+    def span(self, strip: int, col: int) -> int:
+        """Byte offset of a column of a strip."""
+        return (strip * self.shape[1] + col) * self.strip * self.channels * 4
+
     def cut(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        w, (_, width, channels) = self.window, self.shape
-        out = np.empty((len(rows) * w, w * channels), np.float32)
-        starts = ((np.asarray(rows, np.int64)[:, None] + np.arange(w)[None]) * width
-                  + np.asarray(cols, np.int64)[:, None]) * (channels * 4)
+        w, s, c = self.window, self.strip, self.channels
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)  # padded = top left
+        first = rows // s
+        read = np.empty((len(rows), 2, w, s, c), np.float32)  # window, strip, col, row, band
         fd = self.file.fileno()
-        for line, offset in zip(out, starts.ravel().tolist(), strict=True):
-            if os.preadv(fd, [line.data], offset) != line.nbytes:
-                raise OSError(f"{self.file.name}: window file ended early")
-        return out.reshape(len(rows), w, w, channels)
+        offsets = ((first[:, None] + np.arange(2)[None]) * self.shape[1] + cols[:, None]) \
+            * (s * c * 4)  # span() of both strips of every window
+        spans = read.reshape(-1, w * s * c)
+        for i, offset in enumerate(offsets.ravel().tolist()):
+            if os.preadv(fd, [spans[i].data], offset) != spans[i].nbytes:
+                raise OSError(f"{self.file.name}: the window file ended early")
+        columns = read.transpose(0, 2, 1, 3, 4).reshape(len(rows), w, 2 * s, c)
+        top = (rows - first * s)[:, None] + np.arange(w)[None]  # rows within the two strips
+        return columns[np.arange(len(rows))[:, None, None], np.arange(w)[None, None, :],
+                       top[:, :, None]]  # (window, row, col, band)
+
+    def write(self, top: int, left: int, image: np.ndarray) -> None:
+        """Put (rows, cols, bands) pixels at padded row `top`, column `left`: each strip they
+        touch is read, filled in and written back."""
+        fd, s = self.file.fileno(), self.strip
+        for strip in range(top // s, (top + image.shape[0] - 1) // s + 1):
+            low, high = max(top, strip * s), min(top + image.shape[0], (strip + 1) * s)
+            block = np.empty((image.shape[1], s, self.channels), np.float32)
+            os.preadv(fd, [block.data], self.span(strip, left))
+            block[:, low - strip * s:high - strip * s] = \
+                image[low - top:high - top].transpose(1, 0, 2)
+            os.pwrite(fd, block.tobytes(), self.span(strip, left))
 
     def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
                 shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
@@ -180,20 +210,18 @@ def file_windows(parts: Iterator[tuple[Part, np.ndarray]], grid_shape: tuple[int
                  mean: np.ndarray, std: np.ndarray, window: int, ranged: tuple[np.ndarray,
                  np.ndarray], folder: str | None = None) -> FileWindows:
     """Write the padded, normalised image of the chosen bands' parts ((C, rows, cols) each)
-    to a temporary file, one row of a part at a time, and find the value range of the
-    windows centred on `ranged` (rows, cols) on the way, part by part."""
+    to a temporary file, and find the value range of the windows centred on `ranged`
+    (rows, cols) on the way, part by part."""
     half = window // 2
     shape = (grid_shape[0] + 2 * half, grid_shape[1] + 2 * half, len(mean))
-    row_bytes = shape[1] * shape[2] * 4
-    file = tempfile.TemporaryFile(dir=folder, prefix="landslide-windows-")  # noqa: SIM115 (FileWindows keeps it)
+    file = tempfile.TemporaryFile(dir=folder, prefix="landslide-windows-")  # noqa: SIM115
     try:
-        file.truncate(shape[0] * row_bytes)  # the zero padding, without writing it
+        windows = FileWindows(file, shape, window)
+        file.truncate(windows.span(windows.strips, 0))  # the zero padding, without writing it
         low, high = _padding_range(*ranged, grid_shape, half, shape[2])
         for part, data in parts:
             image = normalised_bands(data, mean, std)
-            first = ((part.row + half) * shape[1] + part.col + half) * shape[2] * 4
-            for i, line in enumerate(image):
-                os.pwrite(file.fileno(), line.tobytes(), first + i * row_bytes)
+            windows.write(part.row + half, part.col + half, image)
             part_low, part_high = _part_range(image, part, *ranged, window)
             low, high = np.minimum(low, part_low), np.maximum(high, part_high)
     except BaseException:
