@@ -112,12 +112,16 @@ def preview_image(path: str | Path, max_side: int, rgb: tuple[str, ...]) -> np.n
 def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[Block,
                           np.ndarray]], dtype: str, nodata: float | int,
                           description: str) -> None:
-    """A Cloud Optimized GeoTIFF (tiled, deflate, overviews) written block by block: a tiled
-    GeoTIFF first, then GDAL's COG driver; the final name appears only when both are done."""
+    """A Cloud Optimized GeoTIFF (tiled, deflate, overviews) written block by block: a tiled,
+    uncompressed GeoTIFF first (read once, so compressing it would be wasted), then GDAL's COG
+    driver compressing on every core (the same bytes as on one); the final name appears only
+    when both are done."""
     path = Path(path)
     staging = path.with_name(f".{path.stem}.staging-{os.getpid()}.tif")
+    plain = {k: v for k, v in geotiff_profile(grid, 1, dtype, nodata).items()
+             if k not in ("compress", "predictor")}
     try:
-        with rasterio.open(staging, "w", **geotiff_profile(grid, 1, dtype, nodata)) as dst:
+        with rasterio.open(staging, "w", **plain) as dst:
             for block, values in blocks:
                 dst.write(bit_stable(values.astype(dtype)), 1, window=Window(
                     block.col, block.row, block.width, block.height))  # type: ignore[call-arg]
@@ -125,7 +129,8 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
         with atomic_path(path) as tmp:
             rasterio.shutil.copy(staging, tmp, driver="COG", compress="deflate",
                                  overview_resampling="average" if dtype.startswith("float")
-                                 else "nearest", blocksize=256, bigtiff="IF_SAFER")
+                                 else "nearest", blocksize=256, bigtiff="IF_SAFER",
+                                 num_threads="ALL_CPUS")
     finally:
         staging.unlink(missing_ok=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from typing import IO, Protocol
 
@@ -137,7 +138,8 @@ class FileWindows:
                  known: tuple[np.ndarray, np.ndarray, Range] | None = None) -> None:
         self.file, self.shape, self.window = file, shape, window
         self.strip = max(16, window)  # rows per strip: a window spans two strips at most
-        self._known = known  # centres whose value range was found while writing
+        self.known = known  # centres whose value range was found while writing
+        weakref.finalize(self, file.close)  # the file's space is freed with the source
 
     @property
     def channels(self) -> int:
@@ -194,9 +196,9 @@ class FileWindows:
             .prefetch(tf.data.AUTOTUNE)
 
     def value_range(self, rows: np.ndarray, cols: np.ndarray) -> Range:
-        if self._known is not None and np.array_equal(self._known[0], rows) \
-                and np.array_equal(self._known[1], cols):
-            return self._known[2]
+        if self.known is not None and np.array_equal(self.known[0], rows) \
+                and np.array_equal(self.known[1], cols):
+            return self.known[2]
         low, high = np.full(self.channels, np.inf, np.float32), \
             np.full(self.channels, -np.inf, np.float32)
         for start in range(0, len(rows), 4096):
@@ -227,7 +229,8 @@ def file_windows(parts: Iterator[tuple[Part, np.ndarray]], grid_shape: tuple[int
     except BaseException:
         file.close()
         raise
-    return FileWindows(file, shape, window, (ranged[0], ranged[1], (low, high)))
+    windows.known = (ranged[0], ranged[1], (low, high))
+    return windows
 
 
 def _padding_range(rows: np.ndarray, cols: np.ndarray, grid_shape: tuple[int, int], half: int,
