@@ -268,7 +268,8 @@ def test_windows_read_from_a_file_train_the_same_network(pipeline: dict[str, Any
     paths = cfg.paths
     in_memory = _source(cfg)
     from_file = load_window_source(paths.stack, paths.samples, paths.norm, cfg.features.set,
-                                   cfg.sample.window, WindowsConfig(in_memory_mib=0.0, temp_dir=str(tmp_path)))
+                                   cfg.sample.window,
+                                   WindowsConfig(in_memory_mib=0.0, temp_dir=str(tmp_path)))
     assert isinstance(from_file.pixels, FileWindows) and list(tmp_path.iterdir()) == []
     np.testing.assert_array_equal(from_file.windows("test")[0], in_memory.windows("test")[0])
     for got, expected in zip(from_file.value_range(), in_memory.value_range(), strict=True):

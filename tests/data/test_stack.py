@@ -10,7 +10,7 @@ import shapely
 
 from landslide_ssgan.config import Params
 from landslide_ssgan.data.layers import distance_to_lines
-from landslide_ssgan.data.stack import Stack, read_stack, write_stack
+from landslide_ssgan.data.stack import Stack, read_stack, values_at, write_stack
 
 
 def test_grid_is_metric_10m_over_the_optical_crop(crop_stack: Stack) -> None:
@@ -239,3 +239,12 @@ def test_the_warp_kernel_is_scaled_by_the_whole_grid(crop_params: Params) -> Non
     optical = next(layer for layer in cfg.layers if layer.name == "sentinel2")
     across, down = RasterOnGrid(optical.path or "", grid, Resampling.bilinear).scale
     assert 0.9 < across < 0.95 and down >= 1.0
+
+
+def test_values_at_pixels_gathered_by_parts_are_the_whole_stacks(crop_stack: Stack) -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, crop_stack.grid.height, 300)
+    cols = rng.integers(0, crop_stack.grid.width, 300)
+    expected = crop_stack.data[:, rows, cols].T
+    for size in (7, 64, 4096):
+        np.testing.assert_array_equal(values_at(crop_stack.parts(size), rows, cols), expected)

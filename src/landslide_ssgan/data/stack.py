@@ -348,6 +348,20 @@ def stack_parts(path: str | Path, size: int = PART,
                 part.col, part.row, part.cols, part.rows))
 
 
+def values_at(parts: Iterator[tuple[Part, np.ndarray]], rows: np.ndarray,
+              cols: np.ndarray) -> np.ndarray:
+    """(len(rows), bands) float32: the stack's values at the pixels (rows, cols), gathered
+    from its parts, so that only one part is ever in memory."""
+    out: np.ndarray | None = None
+    for part, data in parts:
+        if out is None:
+            out = np.full((len(rows), data.shape[0]), np.nan, np.float32)
+        inside = ((rows >= part.row) & (rows < part.row + part.rows)
+                  & (cols >= part.col) & (cols < part.col + part.cols))
+        out[inside] = data[:, rows[inside] - part.row, cols[inside] - part.col].T
+    return out if out is not None else np.empty((len(rows), 0), np.float32)
+
+
 def valid_mask(parts: Iterator[tuple[Part, np.ndarray]], shape: tuple[int, int]) -> np.ndarray:
     """Where every band has data, from the stack's parts (1 byte a pixel in memory)."""
     valid = np.zeros(shape, dtype=bool)

@@ -55,24 +55,31 @@ def window_dataset(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels
     """(windows, labels) batches; `image` comes from `normalised_image`."""
     pixels = tf.constant(image)
     size = tf.constant([window, window, image.shape[-1]])
+    centres = _centre_table(rows, cols, labels)
 
-    def cut(row: tf.Tensor, col: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def cut(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        row, col, label = tf.unstack(tf.gather(centres, index))
         start = tf.stack([row, col, tf.constant(0, tf.int32)])
         return tf.slice(pixels, start, size), label
 
-    return _centres(rows, cols, labels, shuffle, seed) \
+    return _order(len(rows), shuffle, seed) \
         .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
         .batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _centres(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, shuffle: bool,
-             seed: int) -> tf.data.Dataset:
-    """The centres in a shuffle order that depends on their count and the seed only, so every
-    kind of window source draws the same batches."""
-    data = tf.data.Dataset.from_tensor_slices(
-        (rows.astype(np.int32), cols.astype(np.int32), labels.astype(np.int32)))
-    return data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True) if shuffle \
-        else data
+def _centre_table(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray) -> tf.Tensor:
+    """(n, 3) int32: row, col, label of each centre, gathered by position."""
+    return tf.constant(np.stack([rows, cols, labels], axis=1).astype(np.int32).reshape(-1, 3))
+
+
+def _order(count: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Positions 0..count-1 in a shuffle order that depends on the count and the seed only,
+    so every kind of window source draws the same batches. The shuffle buffer holds one
+    integer a centre rather than a centre's three tensors: an unlabelled pool of millions
+    (a Sentinel-2 tile's) costs a third of the memory."""
+    order = tf.data.Dataset.range(count)
+    return order.shuffle(count, seed=seed, reshuffle_each_iteration=True) if shuffle \
+        else order
 
 
 def footprint_range(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -186,12 +193,14 @@ class FileWindows:
     def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
                 shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
         shape = (None, self.window, self.window, self.channels)
+        centres = _centre_table(rows, cols, labels)
 
-        def cut(row: tf.Tensor, col: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def cut(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            row, col, label = tf.unstack(tf.gather(centres, index), axis=1)
             windows = tf.numpy_function(self.cut, [row, col], tf.float32, stateful=False)
             return tf.ensure_shape(windows, shape), label
 
-        return _centres(rows, cols, labels, shuffle, seed).batch(batch_size) \
+        return _order(len(rows), shuffle, seed).batch(batch_size) \
             .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
             .prefetch(tf.data.AUTOTUNE)
 

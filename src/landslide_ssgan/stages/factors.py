@@ -10,7 +10,7 @@ import mlflow
 from landslide_ssgan import factors, plots, tracking
 from landslide_ssgan.config import FactorsConfig
 from landslide_ssgan.data.sampling import read_samples
-from landslide_ssgan.data.stack import read_stack
+from landslide_ssgan.data.stack import band_indices, read_stack_info, stack_parts, values_at
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json
 
@@ -21,17 +21,18 @@ def run(cfg: FactorsConfig, *, seed: int, stack: str, samples: str,
     training centres (and VIF at the unlabelled ones, reported separately): training pixels
     only, so the analysis can steer factor choices without looking at test data. Writes
     reports/factors.json and two charts, and logs them to an MLflow run."""
-    image = read_stack(stack)
+    _, infos = read_stack_info(stack)
     drawn = read_samples(samples)
-    bands = image.indices("factors")
+    bands = band_indices(infos, "factors")
     if not bands:
         raise InputError(f"{stack}: has no factor bands")
 
     def table_at(rows: Any) -> factors.FactorTable:
-        values = image.data[bands][:, rows.row.to_numpy(), rows.col.to_numpy()].T
-        return factors.factor_table(values, [image.bands[i].name for i in bands],
-                                    [image.bands[i].layer for i in bands],
-                                    [image.bands[i].categorical for i in bands])
+        values = values_at(stack_parts(stack, bands=bands), rows.row.to_numpy(),
+                           rows.col.to_numpy())
+        return factors.factor_table(values, [infos[i].name for i in bands],
+                                    [infos[i].layer for i in bands],
+                                    [infos[i].categorical for i in bands])
 
     labelled = drawn.of("train")
     table = table_at(labelled)
