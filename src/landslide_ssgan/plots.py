@@ -138,7 +138,10 @@ def factor_charts(importance: Any, vif: Any, importance_path: str | Path,
 
 
 def study_figures(study: Any, history_path: str | Path, importance_path: str | Path) -> None:
-    """Optuna's optimisation history and parameter importances (its matplotlib versions)."""
+    """Optuna's optimisation history and parameter importances (its matplotlib versions). The
+    parameters are named in sorted order: left to Optuna, parameters of equal importance came
+    in the order of a set of names, which changes with Python's string hashing from one run to
+    the next, and so did the figure."""
     import warnings
 
     from optuna.visualization import matplotlib as optuna_plots
@@ -149,7 +152,8 @@ def study_figures(study: Any, history_path: str | Path, importance_path: str | P
         _save(ax.figure, history_path)
         finished = [t for t in study.trials if t.value is not None]
         if len(finished) >= 2:
-            ax = optuna_plots.plot_param_importances(study)
+            names = sorted(set.intersection(*(set(t.params) for t in finished)))
+            ax = optuna_plots.plot_param_importances(study, params=names)
             _save(ax.figure, importance_path)
 
 
