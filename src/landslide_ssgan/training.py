@@ -8,7 +8,9 @@ callback handed in by the stages.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -139,22 +141,33 @@ class TrainingData:
 
 def load_window_source(stack: str, samples: str, norm: str, feature_set: str, window: int,
                        where: WindowsConfig | None = None) -> WindowSource:
-    """The window source of the sample stage's outputs, for one feature set: the normalised
-    image in memory up to `where.in_memory_mib`, else written part by part to a temporary
-    file (the same windows either way, so the same models)."""
+    """The window source of the sample stage's outputs, for one feature set."""
+    return next(load_window_sources(stack, samples, norm, (feature_set,), window, where))
+
+
+def load_window_sources(stack: str, samples: str, norm: str, feature_sets: Sequence[str],
+                        window: int, where: WindowsConfig | None = None
+                        ) -> Iterator[WindowSource]:
+    """One window source per feature set, in turn: the normalised image in memory up to
+    `where.in_memory_mib`, else written part by part to a temporary file (the same windows
+    either way, so the same models). The samples, the normalisation and, for images held in
+    memory, the stack are read once for all the sets."""
     where = where or WindowsConfig()
     grid, infos = read_stack_info(stack)
-    bands = band_indices(infos, feature_set)
-    half = window // 2
-    size = (grid.height + 2 * half) * (grid.width + 2 * half) * len(bands) * 4
     drawn, normalisation = read_samples(samples), Normalisation.load(norm)
-    if size <= where.in_memory_mib * 2**20:
-        return window_source(read_stack(stack), drawn, normalisation, feature_set, window)
     _check_bands(normalisation, grid.band_names)
-    pixels = file_windows(stack_parts(stack, bands=bands), grid.shape,
-                          normalisation.mean[bands], normalisation.std[bands], window,
-                          _training_centres(drawn), where.temp_dir)
-    return _source(pixels, drawn, normalisation, infos, bands, window)
+    whole = functools.cache(lambda: read_stack(stack))
+    half = window // 2
+    for feature_set in feature_sets:
+        bands = band_indices(infos, feature_set)
+        size = (grid.height + 2 * half) * (grid.width + 2 * half) * len(bands) * 4
+        if size <= where.in_memory_mib * 2**20:
+            yield window_source(whole(), drawn, normalisation, feature_set, window)
+            continue
+        pixels = file_windows(stack_parts(stack, bands=bands), grid.shape,
+                              normalisation.mean[bands], normalisation.std[bands], window,
+                              _training_centres(drawn), where.temp_dir)
+        yield _source(pixels, drawn, normalisation, infos, bands, window)
 
 
 def seed_everything(seed: int) -> None:

@@ -14,7 +14,7 @@ import os
 import tempfile
 import weakref
 from collections.abc import Iterator
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -69,7 +69,7 @@ def window_dataset(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels
 
 def _centre_table(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray) -> tf.Tensor:
     """(n, 3) int32: row, col, label of each centre, gathered by position."""
-    return tf.constant(np.stack([rows, cols, labels], axis=1).astype(np.int32).reshape(-1, 3))
+    return tf.constant(np.stack([rows, cols, labels], axis=1).astype(np.int32))
 
 
 def _order(count: int, shuffle: bool, seed: int) -> tf.data.Dataset:
@@ -157,8 +157,8 @@ class FileWindows:
         """Strips of the padded image, plus one of zeros so every window has a next one."""
         return -(-self.shape[0] // self.strip) + 1
 
-    def span(self, strip: int, col: int) -> int:
-        """Byte offset of a column of a strip."""
+    def span(self, strip: Any, col: Any) -> Any:
+        """Byte offset of a column of a strip (ints, or arrays of them)."""
         return (strip * self.shape[1] + col) * self.strip * self.channels * 4
 
     def cut(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -167,8 +167,7 @@ class FileWindows:
         first = rows // s
         read = np.empty((len(rows), 2, w, s, c), np.float32)  # window, strip, col, row, band
         fd = self.file.fileno()
-        offsets = ((first[:, None] + np.arange(2)[None]) * self.shape[1] + cols[:, None]) \
-            * (s * c * 4)  # span() of both strips of every window
+        offsets = self.span(first[:, None] + np.arange(2)[None], cols[:, None])  # both strips
         spans = read.reshape(-1, w * s * c)
         for i, offset in enumerate(offsets.ravel().tolist()):
             if os.preadv(fd, [spans[i].data], offset) != spans[i].nbytes:
@@ -208,8 +207,7 @@ class FileWindows:
         if self.known is not None and np.array_equal(self.known[0], rows) \
                 and np.array_equal(self.known[1], cols):
             return self.known[2]
-        low, high = np.full(self.channels, np.inf, np.float32), \
-            np.full(self.channels, -np.inf, np.float32)
+        low, high = _empty_range(self.channels)
         for start in range(0, len(rows), 4096):
             windows = self.cut(rows[start:start + 4096], cols[start:start + 4096])
             low = np.minimum(low, windows.min(axis=(0, 1, 2)))
@@ -246,10 +244,15 @@ def _padding_range(rows: np.ndarray, cols: np.ndarray, grid_shape: tuple[int, in
                    channels: int) -> Range:
     """The zero padding's part of the range: 0 in every band when a window reaches past the
     grid's edge, nothing otherwise."""
-    low, high = np.full(channels, np.inf, np.float32), np.full(channels, -np.inf, np.float32)
     reaches_out = ((rows < half) | (cols < half) | (rows >= grid_shape[0] - half)
                    | (cols >= grid_shape[1] - half)).any()
-    return (np.minimum(low, 0), np.maximum(high, 0)) if reaches_out else (low, high)
+    zero = np.zeros(channels, np.float32)
+    return (zero, zero) if reaches_out else _empty_range(channels)
+
+
+def _empty_range(channels: int) -> Range:
+    """The range of no value at all: what any value's min and max replace."""
+    return np.full(channels, np.inf, np.float32), np.full(channels, -np.inf, np.float32)
 
 
 def _part_range(image: np.ndarray, part: Part, rows: np.ndarray, cols: np.ndarray,
@@ -264,6 +267,5 @@ def _part_range(image: np.ndarray, part: Part, rows: np.ndarray, cols: np.ndarra
     footprint = ndimage.binary_dilation(centres, np.ones((window, window), bool))
     pixels = image[footprint[half:half + part.rows, half:half + part.cols]]
     if len(pixels) == 0:
-        inf = np.full(image.shape[-1], np.inf, np.float32)
-        return inf, -inf
+        return _empty_range(image.shape[-1])
     return pixels.min(axis=0), pixels.max(axis=0)

@@ -24,7 +24,7 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import load_window_source
+from landslide_ssgan.training import load_window_sources
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
@@ -37,8 +37,8 @@ def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float
     evaluation_details.json, evaluation.md for `main_set`, feature_sets.md, loss curves) and
     to each model's MLflow run."""
     results: Results = {}
-    for feature_set in feature_sets:
-        source = load_window_source(stack, samples, norm, feature_set, window, windows)
+    sources = load_window_sources(stack, samples, norm, feature_sets, window, windows)
+    for feature_set, source in zip(feature_sets, sources, strict=True):
         test_windows, labels = source.windows("test")
         if len(labels) == 0:
             raise InputError(f"{samples}: has no test windows")
