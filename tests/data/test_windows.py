@@ -114,3 +114,33 @@ def test_a_window_file_draws_the_in_memory_batches_and_leaves_no_file(tmp_path: 
         for (a, la), (b, lb) in zip(expected, got, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
             np.testing.assert_array_equal(la.numpy(), lb.numpy())
+
+
+def test_each_pass_draws_every_window_once_in_a_new_order() -> None:
+    """The shuffle holds no buffer: each epoch (and each cycle of a repeated set, as the
+    unlabelled pool is) is a whole permutation, a new one, and the same for the same seed."""
+    rows, cols = np.arange(50) % 20, (np.arange(50) * 7) % 30
+    labels = np.arange(50)  # the label names the window
+    image = ImageWindows(np.zeros((26, 36, 1), np.float32), 7)
+
+    def passes(data: object, n: int) -> list[list[int]]:
+        drawn = np.concatenate([lab.numpy() for _, lab in data])  # type: ignore[attr-defined]
+        return [list(drawn[i * 50:(i + 1) * 50]) for i in range(n)]
+
+    data = image.dataset(rows, cols, labels, 8, shuffle=True, seed=3)
+    epochs = passes(data, 1) + passes(data, 1)
+    cycles = passes(image.dataset(rows, cols, labels, 10, shuffle=True, seed=3)
+                    .repeat(3), 3)
+    again = passes(image.dataset(rows, cols, labels, 8, shuffle=True, seed=3), 1)
+    for order in epochs + cycles:
+        assert sorted(order) == list(range(50))
+    assert epochs[0] != epochs[1] and cycles[0] != cycles[1] != cycles[2]
+    assert again[0] == epochs[0] and epochs[0] != list(range(50))
+
+
+def test_the_shuffle_holds_nothing_whatever_the_count() -> None:
+    """Ten billion positions: a shuffle buffer would need 80 GB before the first came out."""
+    from landslide_ssgan.data.windows import _order
+
+    first = [int(p) for p in _order(10**10, True, 5).take(3)]
+    assert all(0 <= p < 10**10 for p in first) and len(set(first)) == 3

@@ -30,7 +30,8 @@ from landslide_ssgan.files import atomic_path
 SPLITS = ("train", "val", "test")
 UNLABELLED = -1
 COLUMNS = ("row", "col", "label", "split", "group")
-DTYPES = {"row": "int32", "col": "int32", "label": "int8", "split": "object", "group": "int32"}
+# the split as a category: one byte a row, not a Python string (a tile's millions of rows)
+DTYPES = {"row": "int32", "col": "int32", "label": "int8", "split": "category", "group": "int32"}
 
 
 AREA_CODES = {"train": 1, "val": 2, "test": 3}  # the split raster; 0 = in no split's area
@@ -381,20 +382,19 @@ def read_samples(path: str | Path) -> Samples:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found (run the sample stage first)")
-    try:
-        table = pd.read_csv(path)
+    try:  # parsed straight into the compact types: no int64 or string copy of the table
+        table = pd.read_csv(path, dtype=DTYPES)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a samples table ({str(exc).splitlines()[0]})") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: a value is not of its column's type ({exc})") from None
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing}")
     unknown = set(table.split) - set(SPLITS)
     if unknown:
         raise InputError(f"{path}: unknown split names {sorted(unknown)}")
-    try:
-        return Samples(table[list(COLUMNS)].astype(DTYPES))
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: a value is not of its column's type ({exc})") from None
+    return Samples(table[list(COLUMNS)])
 
 
 def area_raster(samples: Samples, shape: tuple[int, int]) -> np.ndarray:

@@ -73,13 +73,24 @@ def _centre_table(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray) -> tf.
 
 
 def _order(count: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Positions 0..count-1 in a shuffle order that depends on the count and the seed only,
-    so every kind of window source draws the same batches. The shuffle buffer holds one
-    integer a centre rather than a centre's three tensors: an unlabelled pool of millions
-    (a Sentinel-2 tile's) costs a third of the memory."""
+    """Positions 0..count-1, shuffled: a new permutation each pass (each epoch, each cycle of
+    the unlabelled set), drawn position by position (`index_shuffle`) so that nothing is held
+    whatever the count: an unlabelled pool of millions (a Sentinel-2 tile's) costs no shuffle
+    buffer, and a pass that uses a fraction of it costs only that fraction. Depends on the
+    count and the seed only, so every kind of window source draws the same batches."""
     order = tf.data.Dataset.range(count)
-    return order.shuffle(count, seed=seed, reshuffle_each_iteration=True) if shuffle \
-        else order
+    if not shuffle or count == 0:
+        return order
+    last = tf.constant(count - 1, tf.int64)
+
+    def permutation(key: tf.Tensor) -> tf.data.Dataset:
+        pair = tf.stack([key, tf.constant(seed, tf.int64)])
+        return order.batch(4096).map(
+            lambda index: tf.random.experimental.index_shuffle(index, pair, last)).unbatch()
+
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    # flat_map hides the length, and Keras opens epochs' iterators differently without it
+    return keys.flat_map(permutation).apply(tf.data.experimental.assert_cardinality(count))
 
 
 def footprint_range(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
