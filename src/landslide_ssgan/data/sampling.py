@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from landslide_ssgan.config import SampleConfig, SplitConfig
 from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
+from landslide_ssgan.data.squares import square_dilation, square_erosion
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -60,8 +61,7 @@ class Samples:
 
 def full_window_centres(valid: np.ndarray, window: int) -> np.ndarray:
     """Pixels whose whole window lies on valid data inside the grid."""
-    return ndimage.binary_erosion(valid, structure=np.ones((window, window), bool),
-                                  border_value=0)
+    return square_erosion(valid, window)
 
 
 def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
@@ -69,7 +69,7 @@ def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
     """Every pixel covered by at least one of the windows."""
     centres = np.zeros(shape, dtype=bool)
     centres[rows, cols] = True
-    return ndimage.binary_dilation(centres, structure=np.ones((window, window), bool))
+    return square_dilation(centres, window)
 
 
 # --- spatial split ----------------------------------------------------------------------
