@@ -14,6 +14,7 @@ from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
 from landslide_ssgan.data.sampling import (
     UNLABELLED,
     Samples,
+    _inside_counts,
     block_groups,
     draw_samples,
     full_window_centres,
@@ -22,6 +23,7 @@ from landslide_ssgan.data.sampling import (
     training_cover,
     training_statistics,
     write_samples,
+    zone_counts,
 )
 from landslide_ssgan.data.stack import Stack
 from landslide_ssgan.errors import InputError
@@ -146,11 +148,14 @@ def test_random_split_reproduces_the_paper_and_reports_its_leak(  # 30 % test, a
 def test_blocks_merge_where_a_landslide_crosses_an_edge() -> None:
     ids = np.zeros((8, 8), dtype=np.int32)
     ids[1, 3:6] = 7  # crosses the edge between block 0 and block 1 (block = 4)
-    groups = block_groups(ids.shape, ids, 4)
-    assert groups[0, 0] == groups[0, 7]
-    assert groups[0, 0] != groups[7, 0] != groups[7, 7]
-    assert len(np.unique(groups)) == 3
-    assert groups.dtype == np.uint8  # the smallest type that numbers them: 1 byte a pixel
+    blocks = block_groups(ids.shape, ids, 4)
+    group = blocks.group  # one per block: 2 x 2
+    assert group[0, 0] == group[0, 1]
+    assert group[0, 0] != group[1, 0] != group[1, 1]
+    assert len(np.unique(group)) == 3
+    assert group.dtype == np.uint8  # the smallest type that numbers them
+    assert blocks.at(np.array([0, 7]), np.array([7, 0])).tolist() == [group[0, 1], group[1, 0]]
+    assert (blocks.expand(group)[:4, 4:] == group[0, 1]).all()
 
 
 def test_same_seed_same_samples(crop_params: Params, crop_stack: Stack,
@@ -245,3 +250,25 @@ def test_negative_ground_keeps_the_buffer_a_distance_transform_gives(
     found = negative_ground(labels, cfg, 10.0)
     np.testing.assert_array_equal(found, expected)
     assert (found & (labels == LANDSLIDE)).sum() == 0
+
+
+@pytest.mark.parametrize(("shape", "block", "window"), [((90, 70), 26, 13), ((64, 100), 40, 19)])
+def test_centres_inside_a_split_counted_per_block_zone_equal_the_pixels(
+        shape: tuple[int, int], block: int, window: int) -> None:
+    """The split's tries count, per block and zone, the centres whose window stays in one
+    split; the count equals eroding the split's pixels, whatever the blocks' splits (partial
+    blocks at the grid's edges included)."""
+    rng = np.random.default_rng(4)
+    labels = rng.choice([LANDSLIDE, STABLE, UNKNOWN], size=shape).astype(np.uint8)
+    valid = np.ones(shape, bool)
+    valid[10:20, 30:34] = False  # a hole of nodata
+    eligible = full_window_centres(valid, window)
+    blocks = block_groups(shape, np.zeros(shape, np.int32), block)
+    zones = zone_counts(labels, eligible, block, window)
+    for _ in range(5):
+        split_of_block = rng.integers(0, 3, size=blocks.group.shape).astype(np.int8)
+        split_of_pixel = blocks.expand(split_of_block)
+        for split in range(3):
+            inside = full_window_centres(split_of_pixel == split, window) & eligible
+            expected = [(inside & (labels == LANDSLIDE)).sum(), (inside & (labels == STABLE)).sum()]
+            assert _inside_counts(split_of_block, zones, split).tolist() == expected

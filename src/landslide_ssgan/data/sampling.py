@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from landslide_ssgan.config import SampleConfig, SplitConfig
 from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
+from landslide_ssgan.data.squares import square_dilation, square_erosion
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -60,8 +61,7 @@ class Samples:
 
 def full_window_centres(valid: np.ndarray, window: int) -> np.ndarray:
     """Pixels whose whole window lies on valid data inside the grid."""
-    return ndimage.binary_erosion(valid, structure=np.ones((window, window), bool),
-                                  border_value=0)
+    return square_erosion(valid, window)
 
 
 def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
@@ -69,57 +69,112 @@ def window_footprint(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
     """Every pixel covered by at least one of the windows."""
     centres = np.zeros(shape, dtype=bool)
     centres[rows, cols] = True
-    return ndimage.binary_dilation(centres, structure=np.ones((window, window), bool))
+    return square_dilation(centres, window)
 
 
 # --- spatial split ----------------------------------------------------------------------
 
 
-def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> np.ndarray:
-    """Group number per pixel: square blocks, merged where a landslide spans several. The
-    smallest unsigned type that holds the numbers (uint16 for up to 65,536 groups: a whole
-    Sentinel-2 tile in 64-pixel blocks has 29,584), since the array is as large as the area."""
-    n_cols = -(-shape[1] // block)
-    blocks = ((np.arange(shape[0], dtype=np.int32) // block)[:, None] * n_cols
-              + (np.arange(shape[1], dtype=np.int32) // block)[None, :])
-    n_blocks = int(blocks.max()) + 1
-    slide = ids > 0
+@dataclass(frozen=True)
+class Blocks:
+    """The spatial split's square blocks and the group of each (blocks merged where a
+    landslide spans several). A pixel's block follows from its row and column, so nothing
+    the size of the area is held: a whole Sentinel-2 tile in 64-pixel blocks has 29,584."""
+
+    shape: tuple[int, int]  # the grid's, in pixels
+    size: int  # pixels a side
+    group: np.ndarray  # (block rows, block columns): the group of each block
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The group of each pixel (rows, cols)."""
+        return self.group[rows // self.size, cols // self.size]
+
+    def expand(self, per_block: np.ndarray) -> np.ndarray:
+        """A value per block (block rows, block columns) spread over the block's pixels."""
+        rows = np.repeat(per_block, self.size, axis=0)[:self.shape[0]]
+        return np.repeat(rows, self.size, axis=1)[:, :self.shape[1]]
+
+
+def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> Blocks:
+    """The blocks of `block` pixels a side, merged where a landslide spans several; groups are
+    numbered in the smallest unsigned type that holds them."""
+    grid = (-(-shape[0] // block), -(-shape[1] // block))
+    rows, cols = np.nonzero(ids > 0)
     # link each block that a landslide touches to the first block of that landslide
-    pairs = pd.DataFrame({"id": ids[slide], "block": blocks[slide]}).drop_duplicates()
+    pairs = pd.DataFrame({"id": ids[rows, cols],
+                          "block": (rows // block) * grid[1] + cols // block}).drop_duplicates()
     first = pairs.groupby("id")["block"].transform("min").to_numpy()
+    n_blocks = grid[0] * grid[1]
     links = coo_matrix((np.ones(len(pairs)), (pairs.block.to_numpy(), first)),
                        shape=(n_blocks, n_blocks))
     count, group_of_block = connected_components(links, directed=False)
-    return group_of_block.astype(np.min_scalar_type(max(count - 1, 0)))[blocks]
+    return Blocks(shape, block, group_of_block.astype(np.min_scalar_type(max(count - 1, 0)))
+                  .reshape(grid))
 
 
-def assign_groups(groups: np.ndarray, labels: np.ndarray, eligible: np.ndarray,
-                  cfg: SplitConfig, window: int, rng: np.random.Generator,
-                  tries: int = 16) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) per group.
+def zone_counts(labels: np.ndarray, eligible: np.ndarray, block: int,
+                window: int) -> np.ndarray:
+    """Eligible centres per block, per zone of the block and per class: (block rows, block
+    columns, 3, 3, 3), the last axis landslide, stable, any. A centre's zone says which
+    neighbouring blocks its window reaches (row zone 0: the block above, 1: none, 2: the
+    block below; the same for columns): blocks are at least two windows wide, so a window
+    lies inside one split exactly when the blocks its zone names all belong to it. Counted a
+    strip of blocks at a time."""
+    half, (height, width) = window // 2, labels.shape
+    offsets = np.arange(block)
+    zone = np.where(offsets < half, 0, np.where(offsets >= block - half, 2, 1))
+    columns = -(-width // block)
+    col_code = (np.arange(width) // block) * 9 + zone[np.arange(width) % block]
+    out = np.zeros((-(-height // block), columns, 3, 3, 3), np.int64)
+    for strip, top in enumerate(range(0, height, block)):
+        bottom = min(top + block, height)
+        code = zone[:bottom - top, None] * 3 + col_code[None, :]
+        usable = eligible[top:bottom]
+        strip_labels = labels[top:bottom]
+        for k, mask in enumerate((usable & (strip_labels == LANDSLIDE),
+                                  usable & (strip_labels == STABLE), usable)):
+            counted = np.bincount(code[mask], minlength=columns * 9)
+            out[strip, :, :, :, k] = counted.reshape(columns, 3, 3)
+    return out
+
+
+def _inside_counts(split_of_block: np.ndarray, zones: np.ndarray, split: int) -> np.ndarray:
+    """Landslide and stable centres whose whole window lies in blocks of `split`."""
+    mine = np.pad(split_of_block == split, 1)  # outside the grid: no split's
+    rows, cols = split_of_block.shape
+    total = np.zeros(2, np.int64)
+    for zr in range(3):
+        for zc in range(3):
+            inside = mine[1:rows + 1, 1:cols + 1].copy()
+            for dr, dc in ((zr - 1, 0), (0, zc - 1), (zr - 1, zc - 1)):
+                inside &= mine[1 + dr:rows + 1 + dr, 1 + dc:cols + 1 + dc]
+            total += zones[:, :, zr, zc, :2][inside].sum(axis=0)
+    return total
+
+
+def assign_groups(blocks: Blocks, zones: np.ndarray, cfg: SplitConfig,
+                  rng: np.random.Generator, tries: int = 16) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) per group, from the eligible centres counted per
+    block and zone (`zone_counts`).
 
     Each try fills the splits greedily towards their target fractions (landslide, stable and
     usable pixel counts, landslides first) in a random order of the groups. The try kept is
     the one whose worst split, counting only centres whose window stays inside the split, has
     the most equal-sized landslide + stable sets for its target: no split is left without one
     of the classes when that can be avoided."""
-    n = int(groups.max()) + 1
-    counts = np.stack([
-        np.bincount(groups[eligible & (labels == LANDSLIDE)], minlength=n),
-        np.bincount(groups[eligible & (labels == STABLE)], minlength=n),
-        np.bincount(groups[eligible], minlength=n),
-    ], axis=1).astype(float)
+    n = int(blocks.group.max()) + 1
+    per_block = zones.sum(axis=(2, 3))
+    counts = np.stack([np.bincount(blocks.group.ravel(), per_block[..., k].ravel(), minlength=n)
+                       for k in range(3)], axis=1).astype(float)
     target = np.array([cfg.train, cfg.val, cfg.test])
     best, best_score = np.zeros(n, dtype=np.int8), -1.0
     for _ in range(tries):
         split_of_group = _greedy_fill(counts, target, rng.permutation(n))
-        split_of_pixel = split_of_group[groups]
+        split_of_block = split_of_group[blocks.group]
         score = np.inf
         for s in np.flatnonzero(target > 0):
-            inside = full_window_centres(split_of_pixel == s, window) & eligible
-            balanced = min((inside & (labels == LANDSLIDE)).sum(),
-                           (inside & (labels == STABLE)).sum())
-            score = min(score, balanced / target[s])
+            slides, stables = _inside_counts(split_of_block, zones, int(s))
+            score = min(score, min(slides, stables) / target[s])
         if score > best_score:
             best, best_score = split_of_group, score
     return _landslides_everywhere(best, counts[:, 0] > 0, target)
@@ -190,7 +245,7 @@ def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: Sa
     pixels. The landslide ids serve only to keep each landslide in one split's group, and are
     let go as soon as the groups are made: a caller that passes them without keeping them
     frees their 4 bytes a pixel for the rest of the drawing."""
-    groups = (block_groups(labels.shape, ids, cfg.split.block_size)
+    blocks = (block_groups(labels.shape, ids, cfg.split.block_size)
               if cfg.split.method == "spatial" else None)
     del ids
     rng = np.random.default_rng(seed)
@@ -199,8 +254,8 @@ def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: Sa
         raise InputError("no landslide pixel has a full window of valid data around it")
     negative = negative_ground(labels, cfg, pixel_size) & eligible
     areas = None
-    if groups is not None:
-        table, split_of_pixel = _spatial(labels, groups, eligible, negative, cfg, rng)
+    if blocks is not None:
+        table, split_of_pixel = _spatial(labels, blocks, eligible, negative, cfg, rng)
         areas = np.where(valid, split_of_pixel + 1, 0).astype(np.uint8)
     else:
         table = _random(labels, eligible, negative, cfg, rng)
@@ -244,11 +299,11 @@ def _pixels(mask: np.ndarray) -> np.ndarray:
     return found.astype(np.int32) if mask.size < 2 ** 31 else found
 
 
-def _spatial(labels: np.ndarray, groups: np.ndarray, eligible: np.ndarray,
+def _spatial(labels: np.ndarray, blocks: Blocks, eligible: np.ndarray,
              negative: np.ndarray, cfg: SampleConfig, rng: np.random.Generator
              ) -> tuple[pd.DataFrame, np.ndarray]:
-    split_of_pixel = assign_groups(groups, labels, eligible, cfg.split, cfg.window,
-                                   rng)[groups]
+    zones = zone_counts(labels, eligible, blocks.size, cfg.window)
+    split_of_pixel = blocks.expand(assign_groups(blocks, zones, cfg.split, rng)[blocks.group])
     inside = {name: full_window_centres(split_of_pixel == s, cfg.window) & eligible
               for s, name in enumerate(SPLITS)}
     candidates = {name: _candidates(inside[name], labels, negative) for name in SPLITS}
@@ -265,7 +320,7 @@ def _spatial(labels: np.ndarray, groups: np.ndarray, eligible: np.ndarray,
     del inside, candidates, found, pool  # whole-area masks and lists, not held to the end
     split_names = np.array(SPLITS)[split_of_pixel.ravel()[chosen]]
     parts.append(pd.DataFrame({"pixel": chosen, "label": UNLABELLED, "split": split_names}))
-    return _with_positions(pd.concat(parts), labels.shape, groups), split_of_pixel
+    return _with_positions(pd.concat(parts), labels.shape, blocks), split_of_pixel
 
 
 def _random(labels: np.ndarray, eligible: np.ndarray, negative: np.ndarray, cfg: SampleConfig,
@@ -312,10 +367,10 @@ def _pick(pixels: np.ndarray, n: int, label: int, split: str,
 
 
 def _with_positions(table: pd.DataFrame, shape: tuple[int, int],
-                    groups: np.ndarray | None) -> pd.DataFrame:
+                    blocks: Blocks | None) -> pd.DataFrame:
     rows, cols = np.unravel_index(table.pixel.to_numpy(), shape)
     table = table.assign(row=rows, col=cols)
-    table["group"] = groups[rows, cols] if groups is not None else -1
+    table["group"] = blocks.at(rows, cols) if blocks is not None else -1
     return table[list(COLUMNS)].astype(DTYPES)
 
 

@@ -18,9 +18,9 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 import tensorflow as tf
-from scipy import ndimage
 
 from landslide_ssgan.data.grid import Part
+from landslide_ssgan.data.squares import square_dilation
 
 Range = tuple[np.ndarray, np.ndarray]  # per band: lowest and highest value
 
@@ -101,7 +101,7 @@ def footprint_range(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     half = window // 2
     centres = np.zeros(image.shape[:2], bool)
     centres[rows + half, cols + half] = True
-    footprint = ndimage.binary_dilation(centres, np.ones((window, window), bool))
+    footprint = square_dilation(centres, window)
     pixels = image[footprint]
     return pixels.min(axis=0), pixels.max(axis=0)
 
@@ -275,7 +275,7 @@ def _part_range(image: np.ndarray, part: Part, rows: np.ndarray, cols: np.ndarra
             & (cols >= part.col - half) & (cols < part.col + part.cols + half))
     centres = np.zeros((part.rows + 2 * half, part.cols + 2 * half), bool)
     centres[rows[near] - part.row + half, cols[near] - part.col + half] = True
-    footprint = ndimage.binary_dilation(centres, np.ones((window, window), bool))
+    footprint = square_dilation(centres, window)
     pixels = image[footprint[half:half + part.rows, half:half + part.cols]]
     if len(pixels) == 0:
         return _empty_range(image.shape[-1])
