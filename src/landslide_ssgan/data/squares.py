@@ -9,6 +9,8 @@ a 9 M px mask, which is what a tile's sample stage spent most of its time on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -24,10 +26,10 @@ def square_dilation(mask: np.ndarray, size: int) -> np.ndarray:
     return _passes(ndimage.maximum_filter1d, mask, size)
 
 
-def _passes(running: object, mask: np.ndarray, size: int) -> np.ndarray:
+def _passes(running: Callable[..., np.ndarray], mask: np.ndarray, size: int) -> np.ndarray:
     if size % 2 != 1:
         raise ValueError(f"square of {size} pixels: only odd squares have a centre")
     out = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
     for axis in (0, 1):
-        out = running(out, size, axis=axis, mode="constant", cval=0)  # type: ignore[operator]
+        out = running(out, size, axis=axis, mode="constant", cval=0)
     return out.view(bool)

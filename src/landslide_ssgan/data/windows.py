@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from landslide_ssgan.data.grid import Part
+from landslide_ssgan.data.sampling import window_footprint
 from landslide_ssgan.data.squares import square_dilation
 
 Range = tuple[np.ndarray, np.ndarray]  # per band: lowest and highest value
@@ -99,10 +100,7 @@ def footprint_range(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     padded image, read from their footprint (the windows themselves are never cut: an
     unlabelled pool may hold a hundred thousand)."""
     half = window // 2
-    centres = np.zeros(image.shape[:2], bool)
-    centres[rows + half, cols + half] = True
-    footprint = square_dilation(centres, window)
-    pixels = image[footprint]
+    pixels = image[window_footprint(rows + half, cols + half, image.shape[:2], window)]
     return pixels.min(axis=0), pixels.max(axis=0)
 
 
