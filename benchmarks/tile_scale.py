@@ -184,18 +184,26 @@ def own_peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(side: int, work: Path, model: str, stages: tuple[str, ...]) -> dict[str, Any]:
-    base = yaml.safe_load(Path("params.yaml").read_text())
+def measure(side: int, work: Path, model: str, stages: tuple[str, ...],
+            keep: bool = False) -> dict[str, Any]:
     folder = work / str(side)
-    folder.mkdir()
+    params = folder / "params.yaml"
+    if keep and params.is_file():  # the mosaic (and what earlier stages wrote) of a kept run
+        return _run_stages(side, folder, params, model, stages, keep)
+    base = yaml.safe_load(Path("params.yaml").read_text())
+    folder.mkdir(parents=True, exist_ok=keep)
     raw = mosaic_inputs(base, side, folder)
     raw["paths"] = {k: str(folder / "out" / v) for k, v in {
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
         "samples": "samples.csv", "norm": "norm.json", "split": "split.tif",
         "models": "models", "maps": "maps", "reports": "reports"}.items()}
     raw["map"].update({"compare_baseline": False, "score_areas": False})
-    params = folder / "params.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return _run_stages(side, folder, params, model, stages, keep)
+
+
+def _run_stages(side: int, folder: Path, params: Path, model: str, stages: tuple[str, ...],
+                keep: bool) -> dict[str, Any]:
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
     results = {}
     for stage in stages:
@@ -205,7 +213,8 @@ def measure(side: int, work: Path, model: str, stages: tuple[str, ...]) -> dict[
               f"peak {results[stage]['peak_mib'] or 0:8,} MiB  {extra or ''}", flush=True)
         if "failed" in results[stage]:
             break
-    shutil.rmtree(folder)
+    if not keep:
+        shutil.rmtree(folder)
     return {"pixels": side * side, "stages": results}
 
 
@@ -216,13 +225,18 @@ def main() -> None:
     parser.add_argument("--stages", default=DEFAULT,
                         help=f"comma-separated, run in the order {', '.join(STAGES)} (sample "
                              "needs prepare, windows needs sample, map needs prepare)")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="build the mosaics in DIR and keep them, with every stage's "
+                             "outputs; a later run with the same DIR reuses them (e.g. "
+                             "--stages sample after a run with prepare)")
     args = parser.parse_args()
     stages = tuple(s for s in STAGES if s in args.stages.split(","))
     cfg = load_params("params.yaml")
     model = str(Path(cfg.paths.models) / cfg.features.set / "ssgan")
     with tempfile.TemporaryDirectory() as tmp:
-        quarter = measure(args.size // 2, Path(tmp), model, stages)
-        full = measure(args.size, Path(tmp), model, stages)
+        work, keep = (args.keep, True) if args.keep else (Path(tmp), False)
+        quarter = measure(args.size // 2, work, model, stages, keep)
+        full = measure(args.size, work, model, stages, keep)
     growth = {}
     for stage in stages:
         small, large = (quarter["stages"].get(stage, {}).get("peak_mib"),

@@ -11,8 +11,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from landslide_ssgan.data.stack import BandInfo  # noqa: E402
+from landslide_ssgan.data.strips import PackedMask  # noqa: E402
 from landslide_ssgan.files import atomic_path  # noqa: E402
 
 
@@ -48,20 +52,34 @@ def stack_preview(bands: tuple[BandInfo, ...], data: np.ndarray, labels: np.ndar
 
 
 def split_preview(labels_shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray,
-                  splits: np.ndarray, valid: np.ndarray, path: str | Path) -> None:
-    """Where the train, validation and test windows lie. The valid mask is shown at most
-    2048 pixels a side: matplotlib would otherwise hold a float copy of a tile-sized mask."""
+                  splits: np.ndarray | pd.Categorical, valid: np.ndarray | PackedMask,
+                  path: str | Path) -> None:
+    """Where the train, validation and test windows lie, drawn as a raster of cells about
+    one screen pixel wide (a tile's millions of windows as scatter points held 600 MB). The
+    splits may be a Categorical: as an array of Python strings they would cost 300 MB more.
+    The valid mask (an array, or its bits) is shown at most 2048 pixels a side: matplotlib
+    would otherwise hold a float copy of a tile-sized mask."""
     fig, ax = plt.subplots(figsize=(5, 8))
-    step = max(1, math.ceil(max(valid.shape) / 2048))
-    ax.imshow(valid[::step, ::step], cmap="Greys", alpha=0.25,
-              extent=(-0.5, valid.shape[1] - 0.5, valid.shape[0] - 0.5, -0.5))
-    for name, colour in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:red")):
-        mask = splits == name
-        ax.scatter(cols[mask], rows[mask], s=1, c=colour, label=name)
+    extent = (-0.5, labels_shape[1] - 0.5, labels_shape[0] - 0.5, -0.5)
+    step = max(1, math.ceil(max(labels_shape) / 2048))
+    shown = valid.sampled(step) if isinstance(valid, PackedMask) else valid[::step, ::step]
+    ax.imshow(shown, cmap="Greys", alpha=0.25, extent=extent)
+    cell = max(1, math.ceil(max(labels_shape) / 600))
+    cells = (-(-labels_shape[0] // cell), -(-labels_shape[1] // cell))
+    image = np.zeros((*cells, 4))
+    colours = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red"}
+    for name, colour in colours.items():  # test drawn last, on top
+        chosen = np.asarray(splits == name)
+        used = np.bincount((rows[chosen] // cell) * cells[1] + cols[chosen] // cell,
+                           minlength=cells[0] * cells[1]).reshape(cells) > 0
+        image[used] = to_rgba(colour)
+    ax.imshow(image, interpolation="nearest",
+              extent=(-0.5, cells[1] * cell - 0.5, cells[0] * cell - 0.5, -0.5))
     ax.set_xlim(0, labels_shape[1])
     ax.set_ylim(labels_shape[0], 0)
-    ax.legend(markerscale=8, loc="lower left")
-    ax.set_title("sample windows by split")
+    ax.legend(handles=[Patch(color=colour, label=name)
+                       for name, colour in colours.items()], loc="lower left")
+    ax.set_title(f"sample windows by split (cells of {cell} x {cell} pixels)")
     _save(fig, path)
 
 

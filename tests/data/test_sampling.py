@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -61,11 +62,38 @@ def test_three_sets_of_equal_size_with_full_valid_windows(spatial, crop_stack: S
 
 
 def _drawn(crop_params: Params, crop_stack: Stack, crop_labels: tuple, seed: int = 3,
-           labels: np.ndarray | None = None, **changes: object) -> Samples:
+           labels: np.ndarray | None = None, strip_pixels: int = 1 << 22,
+           **changes: object) -> Samples:
     raster, ids = crop_labels
     cfg = replace(crop_params.sample, **changes)
     return draw_samples(raster if labels is None else labels, ids, crop_stack.valid, cfg,
-                        seed=seed, pixel_size=10.0)
+                        seed=seed, pixel_size=10.0, strip_pixels=strip_pixels)
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"negatives": "inventory", "unlabelled_from": "area", "per_class": 30},
+    {"split": "random"},
+    {"split": "random", "unlabelled_from": "area", "negative_buffer_m": 120.0},
+])
+def test_samples_drawn_a_strip_of_rows_at_a_time_are_the_whole_areas(
+        crop_params: Params, crop_stack: Stack, crop_labels: tuple,
+        changes: dict[str, object]) -> None:
+    """The sample stage reads its rasters in strips, with halos for the window and the
+    negative buffer, and draws ranks in lists it never makes: the samples and the split of
+    every pixel must be those of one strip holding the whole area."""
+    if changes.get("split") == "random":
+        changes = changes | {"split": replace(crop_params.sample.split, method="random")}
+    whole = _drawn(crop_params, crop_stack, crop_labels, strip_pixels=1 << 30, **changes)
+    width = crop_stack.grid.width
+    assert crop_stack.grid.height > 4 * 26
+    for pixels in (1, 3 * 26 * width):  # one block row (one row: the random split), or three
+        strips = _drawn(crop_params, crop_stack, crop_labels, strip_pixels=pixels, **changes)
+        pd.testing.assert_frame_equal(strips.table, whole.table)
+        if whole.areas is None:
+            assert strips.areas is None
+        else:
+            np.testing.assert_array_equal(strips.areas, whole.areas)
 
 
 def test_outside_negatives_keep_the_buffer_and_include_the_stable_polygons(

@@ -6,11 +6,22 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import shapely
 
 from landslide_ssgan.config import Params
+from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.layers import distance_to_lines
-from landslide_ssgan.data.stack import Stack, read_stack, values_at, write_stack
+from landslide_ssgan.data.stack import (
+    RasterLayers,
+    Stack,
+    read_stack,
+    values_at,
+    write_single_band,
+    write_single_band_parts,
+    write_stack,
+)
+from landslide_ssgan.errors import InputError
 
 
 def test_grid_is_metric_10m_over_the_optical_crop(crop_stack: Stack) -> None:
@@ -248,3 +259,33 @@ def test_values_at_pixels_gathered_by_parts_are_the_whole_stacks(crop_stack: Sta
     expected = crop_stack.data[:, rows, cols].T
     for size in (7, 64, 4096):
         np.testing.assert_array_equal(values_at(crop_stack.parts(size), rows, cols), expected)
+
+
+def test_a_band_written_by_strips_is_the_file_of_the_whole_array(
+        crop_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landslide_ssgan.data import stack as stack_module
+
+    grid = Grid(crop_stack.grid.crs, crop_stack.grid.transform, 300, 600)  # 3 rows of tiles
+    codes = np.random.default_rng(0).integers(0, 4, grid.shape).astype(np.uint8)
+    write_single_band(codes, grid, tmp_path / "whole.tif", 255, "split")
+    monkeypatch.setattr(stack_module, "STRIP_PIXELS", 1)  # one row of tiles at a time
+    write_single_band_parts(lambda part: codes[part.row:part.row + part.rows],
+                            "uint8", grid, tmp_path / "strips.tif", 255, "split")
+    assert (tmp_path / "strips.tif").read_bytes() == (tmp_path / "whole.tif").read_bytes()
+
+
+def test_the_sample_stages_layers_are_read_by_rows(crop_stack: Stack, crop_labels: tuple,
+                                                   tmp_path: Path) -> None:
+    labels, ids = crop_labels
+    write_stack(crop_stack, tmp_path / "stack.tif")
+    write_single_band(labels, crop_stack.grid, tmp_path / "labels.tif", 255, "labels")
+    write_single_band(ids, crop_stack.grid, tmp_path / "ids.tif", 0, "ids")
+    layers = RasterLayers(tmp_path / "stack.tif", tmp_path / "labels.tif", tmp_path / "ids.tif")
+    assert layers.shape == crop_stack.grid.shape
+    np.testing.assert_array_equal(layers.valid(0, layers.shape[0]), crop_stack.valid)
+    np.testing.assert_array_equal(layers.labels(17, 90), labels[17:90])
+    np.testing.assert_array_equal(layers.ids(100, 101), ids[100:101])
+    small = Grid(crop_stack.grid.crs, crop_stack.grid.transform, 20, 20)
+    write_single_band(labels[:20, :20], small, tmp_path / "small.tif", 255, "labels")
+    with pytest.raises(InputError, match=r"small\.tif: 20 x 20 pixels, the stack"):
+        RasterLayers(tmp_path / "stack.tif", tmp_path / "small.tif", tmp_path / "ids.tif")

@@ -11,7 +11,7 @@ and the shared pixels it causes are counted, not hidden.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,16 @@ from landslide_ssgan.config import SampleConfig, SplitConfig
 from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
 from landslide_ssgan.data.squares import square_dilation, square_erosion
+from landslide_ssgan.data.strips import (
+    STRIP_PIXELS,
+    ArrayLayers,
+    Centres,
+    Layers,
+    PackedMask,
+    Strip,
+    rows_of,
+    strips,
+)
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path
 
@@ -89,23 +99,40 @@ class Blocks:
         """The group of each pixel (rows, cols)."""
         return self.group[rows // self.size, cols // self.size]
 
-    def expand(self, per_block: np.ndarray) -> np.ndarray:
-        """A value per block (block rows, block columns) spread over the block's pixels."""
-        rows = np.repeat(per_block, self.size, axis=0)[:self.shape[0]]
-        return np.repeat(rows, self.size, axis=1)[:, :self.shape[1]]
+    def expand(self, per_block: np.ndarray, part: Part | None = None) -> np.ndarray:
+        """A value per block (block rows, block columns) spread over the block's pixels, of
+        the whole grid or of one part of it."""
+        part = part or Part(0, 0, *self.shape)
+        rows = np.arange(part.row, part.row + part.rows) // self.size
+        cols = np.arange(part.col, part.col + part.cols) // self.size
+        return per_block[rows[:, None], cols[None, :]]
 
 
 def block_groups(shape: tuple[int, int], ids: np.ndarray, block: int) -> Blocks:
     """The blocks of `block` pixels a side, merged where a landslide spans several; groups are
     numbered in the smallest unsigned type that holds them."""
-    grid = (-(-shape[0] // block), -(-shape[1] // block))
+    return groups_of_blocks(shape, block, [landslide_blocks(ids, 0, block, shape)])
+
+
+def landslide_blocks(ids: np.ndarray, top: int, block: int,
+                     shape: tuple[int, int]) -> pd.DataFrame:
+    """The (landslide id, block number) pairs of rows [top, top + len(ids)) of the id raster:
+    `groups_of_blocks` joins them, so the ids can be read a strip at a time."""
+    columns = -(-shape[1] // block)
     rows, cols = np.nonzero(ids > 0)
-    # link each block that a landslide touches to the first block of that landslide
-    pairs = pd.DataFrame({"id": ids[rows, cols],
-                          "block": (rows // block) * grid[1] + cols // block}).drop_duplicates()
-    first = pairs.groupby("id")["block"].transform("min").to_numpy()
+    return pd.DataFrame({"id": ids[rows, cols],
+                         "block": ((rows + top) // block) * columns + cols // block}
+                        ).drop_duplicates()
+
+
+def groups_of_blocks(shape: tuple[int, int], block: int, pairs: list[pd.DataFrame]) -> Blocks:
+    """Each block that a landslide touches linked to the first block of that landslide; the
+    connected blocks are one group."""
+    grid = (-(-shape[0] // block), -(-shape[1] // block))
+    links_of = pd.concat(pairs).drop_duplicates()
+    first = links_of.groupby("id")["block"].transform("min").to_numpy()
     n_blocks = grid[0] * grid[1]
-    links = coo_matrix((np.ones(len(pairs)), (pairs.block.to_numpy(), first)),
+    links = coo_matrix((np.ones(len(links_of)), (links_of.block.to_numpy(), first)),
                        shape=(n_blocks, n_blocks))
     count, group_of_block = connected_components(links, directed=False)
     return Blocks(shape, block, group_of_block.astype(np.min_scalar_type(max(count - 1, 0)))
@@ -229,6 +256,12 @@ def negative_ground(labels: np.ndarray, cfg: SampleConfig, pixel_size: float) ->
     return stable | (~near & (labels != LANDSLIDE))
 
 
+def _reach(cfg: SampleConfig, pixel_size: float) -> int:
+    """Rows of labels beyond a strip that its negative ground depends on."""
+    return 0 if cfg.negatives == "inventory" else len(_disk(cfg.negative_buffer_m,
+                                                             pixel_size)) // 2
+
+
 def _disk(radius_m: float, pixel_size: float) -> np.ndarray:
     """The offsets closer than `radius_m` to a pixel: dilating the landslides with it marks
     every pixel whose distance to the nearest landslide pixel is under the buffer, as a
@@ -239,116 +272,271 @@ def _disk(radius_m: float, pixel_size: float) -> np.ndarray:
     return (dy * pixel_size) ** 2 + (dx * pixel_size) ** 2 < radius_m ** 2
 
 
-def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,
-                 seed: int, *, pixel_size: float) -> Samples:
-    """Window centres of every split; `pixel_size` (metres) turns the negative buffer into
-    pixels. The landslide ids serve only to keep each landslide in one split's group, and are
-    let go as soon as the groups are made: a caller that passes them without keeping them
-    frees their 4 bytes a pixel for the rest of the drawing."""
-    blocks = (block_groups(labels.shape, ids, cfg.split.block_size)
-              if cfg.split.method == "spatial" else None)
-    del ids
-    rng = np.random.default_rng(seed)
-    eligible = full_window_centres(valid, cfg.window)
-    if not (eligible & (labels == LANDSLIDE)).any():
-        raise InputError("no landslide pixel has a full window of valid data around it")
-    negative = negative_ground(labels, cfg, pixel_size) & eligible
-    areas = None
-    if blocks is not None:
-        table, split_of_pixel = _spatial(labels, blocks, eligible, negative, cfg, rng)
-        areas = np.where(valid, split_of_pixel + 1, 0).astype(np.uint8)
-    else:
-        table = _random(labels, eligible, negative, cfg, rng)
-    return Samples(table, areas)
+@dataclass(frozen=True)
+class SplitAreas:
+    """The split of every pixel (AREA_CODES; 0 where the stack has no data), made on demand
+    for any part of the grid from the blocks' splits and the valid mask's bits: nothing the
+    size of the area is held."""
+
+    blocks: Blocks
+    split_of_block: np.ndarray  # (block rows, block columns), int8: 0 train, 1 val, 2 test
+    valid: PackedMask
+
+    def split(self, part: Part) -> np.ndarray:
+        """The split index (0 train, 1 val, 2 test) of every pixel of `part`, data or not."""
+        return self.blocks.expand(self.split_of_block, part)
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The split index of each pixel (rows, cols)."""
+        size = self.blocks.size
+        return self.split_of_block[rows // size, cols // size]
+
+    def codes(self, part: Part) -> np.ndarray:
+        """AREA_CODES of `part`."""
+        valid = self.valid.rows(part.row, part.row + part.rows)[:, part.col:part.col + part.cols]
+        return np.where(valid, self.split(part) + 1, 0).astype(np.uint8)
+
+    def whole(self) -> np.ndarray:
+        return self.codes(Part(0, 0, *self.blocks.shape))
 
 
 @dataclass(frozen=True)
-class _Candidates:
+class Drawn:
+    """The samples table and, for the spatial split, the split of every pixel."""
+
+    table: pd.DataFrame
+    areas: SplitAreas | None
+
+    def samples(self) -> Samples:
+        """As `Samples`, with the split raster made whole (an in-memory area)."""
+        return Samples(self.table, None if self.areas is None else self.areas.whole())
+
+
+def draw_samples(labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, cfg: SampleConfig,
+                 seed: int, *, pixel_size: float, strip_pixels: int = STRIP_PIXELS) -> Samples:
+    """Window centres of every split, from rasters held in memory; `pixel_size` (metres)
+    turns the negative buffer into pixels."""
+    return draw(ArrayLayers(labels, ids, valid), cfg, seed, pixel_size=pixel_size,
+                strip_pixels=strip_pixels).samples()
+
+
+def draw(layers: Layers, cfg: SampleConfig, seed: int, *, pixel_size: float,
+         strip_pixels: int = STRIP_PIXELS) -> Drawn:
+    """Window centres of every split, with the rasters read a strip of rows at a time.
+
+    Every candidate list (landslide, stable and other centres of each split, the unlabelled
+    pool) is counted strip by strip, the draw picks ranks in those lists (`rng.choice` of a
+    count draws the same positions, from the same random stream, as of a list that long),
+    and a second pass turns the ranks into pixels. The samples are those of drawing from
+    whole-area lists, without the lists or the masks they come from."""
+    spatial = cfg.split.method == "spatial"
+    parts = strips(layers.shape, cfg.split.block_size if spatial else 1, strip_pixels)
+    ground = _ground(layers, cfg, pixel_size, parts)
+    rng = np.random.default_rng(seed)
+    if ground.blocks is not None and ground.zones is not None:
+        return _spatial(layers, ground, ground.blocks, ground.zones, parts, cfg, rng)
+    return Drawn(_random(layers, ground, parts, cfg, rng), None)
+
+
+@dataclass(frozen=True)
+class _Ground:
+    """What the first pass over the strips finds: the valid, eligible and negative masks as
+    bits and, for the spatial split, the blocks' groups and the centres per block and zone."""
+
+    valid: PackedMask
+    eligible: PackedMask
+    negative: PackedMask
+    blocks: Blocks | None
+    zones: np.ndarray | None
+
+
+def _ground(layers: Layers, cfg: SampleConfig, pixel_size: float, parts: list[Strip]) -> _Ground:
+    shape, half = layers.shape, cfg.window // 2
+    valid, eligible, negative = PackedMask(shape), PackedMask(shape), PackedMask(shape)
+    spatial, reach = cfg.split.method == "spatial", _reach(cfg, pixel_size)
+    zones, pairs, any_slide = [], [], False
+    for strip in parts:
+        start, stop, cut = strip.grown(half)
+        grown_valid = layers.valid(start, stop)
+        usable = full_window_centres(grown_valid, cfg.window)[cut]
+        start, stop, near = strip.grown(reach)
+        grown_labels = layers.labels(start, stop)
+        labels = grown_labels[near]
+        valid.put(strip.top, grown_valid[cut])
+        eligible.put(strip.top, usable)
+        negative.put(strip.top, negative_ground(grown_labels, cfg, pixel_size)[near] & usable)
+        any_slide = any_slide or bool((usable & (labels == LANDSLIDE)).any())
+        if spatial:
+            zones.append(zone_counts(labels, usable, cfg.split.block_size, cfg.window))
+            pairs.append(landslide_blocks(layers.ids(strip.top, strip.bottom), strip.top,
+                                          cfg.split.block_size, shape))
+    if not any_slide:
+        raise InputError("no landslide pixel has a full window of valid data around it")
+    if not spatial:
+        return _Ground(valid, eligible, negative, None, None)
+    return _Ground(valid, eligible, negative,
+                   groups_of_blocks(shape, cfg.split.block_size, pairs),
+                   np.concatenate(zones))
+
+
+Masks = Callable[[Strip], dict[str, np.ndarray]]
+
+
+def _count(parts: list[Strip], masks_of: Masks) -> dict[str, np.ndarray]:
+    """Pixels of each mask per strip."""
+    counts: dict[str, list[int]] = {}
+    for strip in parts:
+        for key, mask in masks_of(strip).items():
+            counts.setdefault(key, []).append(int(np.count_nonzero(mask)))
+    return {key: np.array(found, np.int64) for key, found in counts.items()}
+
+
+def _locate(parts: list[Strip], masks_of: Masks, counts: dict[str, np.ndarray],
+            ranks: dict[str, np.ndarray], width: int) -> dict[str, np.ndarray]:
+    """The flat pixel index of every rank (a position in the mask's pixels in row-major
+    order), in the order of the ranks."""
+    order = {key: np.argsort(r, kind="stable") for key, r in ranks.items()}
+    ordered = {key: r[order[key]] for key, r in ranks.items()}
+    starts = {key: np.concatenate([[0], np.cumsum(counts[key])]) for key in ranks}
+    found: dict[str, list[np.ndarray]] = {key: [] for key in ranks}
+    for k, strip in enumerate(parts):
+        spans = {key: np.searchsorted(ordered[key], starts[key][k:k + 2]) for key in ranks}
+        wanted = [key for key, (lo, hi) in spans.items() if hi > lo]
+        if not wanted:
+            continue
+        masks = masks_of(strip)
+        for key in wanted:
+            lo, hi = spans[key]
+            inside = np.flatnonzero(masks[key])[ordered[key][lo:hi] - starts[key][k]]
+            found[key].append(inside + strip.top * width)
+    out = {}
+    for key in ranks:
+        pixels = np.concatenate(found[key]) if found[key] else np.zeros(0, np.int64)
+        out[key] = np.empty_like(pixels)
+        out[key][order[key]] = pixels
+    return out
+
+
+def _choose(count: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Ranks of `n` of `count` candidates without replacement (all of them if there are no
+    more): the positions `rng.choice` draws from a list of `count`."""
+    n = min(int(n), int(count))
+    return rng.choice(count, size=n, replace=False) if n < count else np.arange(count)
+
+
+def _landslide_windows(total: dict[str, int], split: str, ratio: float) -> int:
+    """As many landslide windows as there are, unless the negatives run out first."""
+    negatives = total[f"{split}/stables"] + total[f"{split}/others"]
+    return int(min(total[f"{split}/slides"], negatives // ratio))
+
+
+def _negatives(total: dict[str, int], split: str, n: int,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Ranks of `n` negative centres. Stable polygons are always among them (up to half, so
+    that ground outside the inventory makes up the rest when there is some)."""
+    stables, others = total[f"{split}/stables"], total[f"{split}/others"]
+    if not others:
+        return {f"{split}/stables": _choose(stables, n, rng),
+                f"{split}/others": np.zeros(0, np.int64)}
+    from_stable = min(stables, n // 2)
+    return {f"{split}/stables": _choose(stables, from_stable, rng),
+            f"{split}/others": _choose(others, n - from_stable, rng)}
+
+
+def _candidate_masks(split: str, inside: np.ndarray, labels: np.ndarray,
+                     negative: np.ndarray) -> dict[str, np.ndarray]:
     """The centres one split may draw from: landslides, stable-polygon and other negatives."""
-
-    slides: np.ndarray
-    stables: np.ndarray
-    others: np.ndarray
-
-    def landslide_windows(self, ratio: float) -> int:
-        """As many landslide windows as there are, unless the negatives run out first."""
-        negatives = len(self.stables) + len(self.others)
-        return int(min(len(self.slides), negatives // ratio))
-
-    def negatives(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """`n` negative centres. Stable polygons are always among them (up to half, so that
-        ground outside the inventory makes up the rest when there is some)."""
-        if not len(self.others):
-            return _choose(self.stables, n, rng)
-        from_stable = min(len(self.stables), n // 2)
-        return np.concatenate([_choose(self.stables, from_stable, rng),
-                               _choose(self.others, n - from_stable, rng)])
+    return {f"{split}/slides": inside & (labels == LANDSLIDE),
+            f"{split}/stables": inside & (labels == STABLE),
+            f"{split}/others": inside & negative & (labels != STABLE)}
 
 
-def _candidates(inside: np.ndarray, labels: np.ndarray, negative: np.ndarray) -> _Candidates:
-    return _Candidates(_pixels(inside & (labels == LANDSLIDE)),
-                       _pixels(inside & (labels == STABLE)),
-                       _pixels(inside & negative & (labels != STABLE)))
+def _spatial(layers: Layers, ground: _Ground, blocks: Blocks, zones: np.ndarray,
+             parts: list[Strip], cfg: SampleConfig, rng: np.random.Generator) -> Drawn:
+    areas = SplitAreas(blocks, assign_groups(blocks, zones, cfg.split, rng)[blocks.group],
+                       ground.valid)
+    width, half = layers.shape[1], cfg.window // 2
+
+    def masks_of(strip: Strip) -> dict[str, np.ndarray]:
+        start, stop, cut = strip.grown(half)
+        split = areas.split(Part(start, 0, stop - start, width))
+        eligible = ground.eligible.rows(strip.top, strip.bottom)
+        negative = ground.negative.rows(strip.top, strip.bottom)
+        labels = layers.labels(strip.top, strip.bottom)
+        masks = {"pool": eligible}
+        for s, name in enumerate(SPLITS):
+            inside = full_window_centres(split == s, cfg.window)[cut] & eligible
+            masks |= _candidate_masks(name, inside, labels, negative)
+            if name == "train" and cfg.unlabelled_from == "train":
+                masks["pool"] = inside
+        return masks
+
+    counts = _count(parts, masks_of)
+    total = {key: int(c.sum()) for key, c in counts.items()}
+    available = {name: _landslide_windows(total, name, cfg.negative_ratio) for name in SPLITS}
+    scale = _scale_to_cap(sum(available.values()), cfg.per_class)
+    ranks = {}
+    for name in SPLITS:
+        n = int(round(available[name] * scale))
+        ranks[f"{name}/slides"] = _choose(total[f"{name}/slides"], n, rng)
+        ranks |= _negatives(total, name, round(n * cfg.negative_ratio), rng)
+    n_unlabelled = round(round(available["train"] * scale) * cfg.unlabelled_ratio)
+    ranks["pool"] = _choose(total["pool"], n_unlabelled, rng)
+    pixels = _locate(parts, masks_of, counts, ranks, width)
+    table_parts = []
+    for name in SPLITS:
+        table_parts += [_Part(pixels[f"{name}/slides"], LANDSLIDE, name),
+                        _Part(np.concatenate([pixels[f"{name}/stables"],
+                                              pixels[f"{name}/others"]]), STABLE, name)]
+    pool = pixels["pool"]
+    table_parts.append(_Part(pool, UNLABELLED, areas.at(*np.divmod(pool, width))))
+    return Drawn(_table(table_parts, layers.shape, blocks), areas)
 
 
-def _pixels(mask: np.ndarray) -> np.ndarray:
-    """Flat indices of the mask's pixels, as int32 where the grid allows (half of numpy's
-    int64: the candidate lists of a large area hold tens of millions)."""
-    found = np.flatnonzero(mask)
-    return found.astype(np.int32) if mask.size < 2 ** 31 else found
-
-
-def _spatial(labels: np.ndarray, blocks: Blocks, eligible: np.ndarray,
-             negative: np.ndarray, cfg: SampleConfig, rng: np.random.Generator
-             ) -> tuple[pd.DataFrame, np.ndarray]:
-    zones = zone_counts(labels, eligible, blocks.size, cfg.window)
-    split_of_pixel = blocks.expand(assign_groups(blocks, zones, cfg.split, rng)[blocks.group])
-    inside = {name: full_window_centres(split_of_pixel == s, cfg.window) & eligible
-              for s, name in enumerate(SPLITS)}
-    candidates = {name: _candidates(inside[name], labels, negative) for name in SPLITS}
-    counts = {name: c.landslide_windows(cfg.negative_ratio) for name, c in candidates.items()}
-    scale = _scale_to_cap(sum(counts.values()), cfg.per_class)
-    parts = []
-    for name, found in candidates.items():
-        n = int(round(counts[name] * scale))
-        parts += [_pick(found.slides, n, LANDSLIDE, name, rng),
-                  _Part(found.negatives(round(n * cfg.negative_ratio), rng), STABLE, name)]
-    pool = inside["train"] if cfg.unlabelled_from == "train" else eligible
-    n_unlabelled = round(round(counts["train"] * scale) * cfg.unlabelled_ratio)
-    chosen = _choose(_pixels(pool), n_unlabelled, rng)
-    del inside, candidates, found, pool  # whole-area masks and lists, not held to the end
-    parts.append(_Part(chosen, UNLABELLED, split_of_pixel.ravel()[chosen]))
-    return _table(parts, labels.shape, blocks), split_of_pixel
-
-
-def _random(labels: np.ndarray, eligible: np.ndarray, negative: np.ndarray, cfg: SampleConfig,
+def _random(layers: Layers, ground: _Ground, parts: list[Strip], cfg: SampleConfig,
             rng: np.random.Generator) -> pd.DataFrame:
-    found = _candidates(eligible, labels, negative)
-    n = found.landslide_windows(cfg.negative_ratio)
+    width = layers.shape[1]
+
+    def masks_of(strip: Strip) -> dict[str, np.ndarray]:
+        eligible = ground.eligible.rows(strip.top, strip.bottom)
+        return _candidate_masks("all", eligible, layers.labels(strip.top, strip.bottom),
+                                ground.negative.rows(strip.top, strip.bottom))
+
+    counts = _count(parts, masks_of)
+    total = {key: int(c.sum()) for key, c in counts.items()}
+    n = _landslide_windows(total, "all", cfg.negative_ratio)
     n = int(round(n * _scale_to_cap(n, cfg.per_class)))
-    parts = []
+    ranks = {"all/slides": _choose(total["all/slides"], n, rng)}
+    slide_order = rng.permutation(len(ranks["all/slides"]))
+    ranks |= _negatives(total, "all", round(n * cfg.negative_ratio), rng)
+    negative_order = rng.permutation(len(ranks["all/stables"]) + len(ranks["all/others"]))
+    pixels = _locate(parts, masks_of, counts, ranks, width)
+    negatives = np.concatenate([pixels["all/stables"], pixels["all/others"]])
+    table_parts, held_out = [], []
     fractions = np.array([cfg.split.train, cfg.split.val, cfg.split.test])
-    held_out = []
-    for pixels, label in ((rng.permutation(_choose(found.slides, n, rng)), LANDSLIDE),
-                          (rng.permutation(found.negatives(round(n * cfg.negative_ratio), rng)),
-                           STABLE)):
-        cuts = np.round(np.cumsum(fractions)[:-1] * len(pixels)).astype(int)
-        for name, part in zip(SPLITS, np.split(pixels, cuts), strict=True):
-            parts.append(_Part(part, label, name))
+    for drawn, label in ((pixels["all/slides"][slide_order], LANDSLIDE),
+                         (negatives[negative_order], STABLE)):
+        cuts = np.round(np.cumsum(fractions)[:-1] * len(drawn)).astype(int)
+        for name, part in zip(SPLITS, np.split(drawn, cuts), strict=True):
+            table_parts.append(_Part(part, label, name))
             if name != "train":
                 held_out.append(part)
-    pool = np.flatnonzero(eligible)
-    if cfg.unlabelled_from == "train":  # not at the centre of a validation or test window
-        pool = np.setdiff1d(pool, np.concatenate(held_out))
+    # the pool: every eligible centre, but with `unlabelled_from: train` not the centre of a
+    # validation or test window
+    excluded = np.concatenate(held_out) if cfg.unlabelled_from == "train" else np.zeros(0, int)
+
+    def pool_of(strip: Strip) -> dict[str, np.ndarray]:
+        pool = ground.eligible.rows(strip.top, strip.bottom)
+        here = excluded[(excluded >= strip.top * width) & (excluded < strip.bottom * width)]
+        pool.ravel()[here - strip.top * width] = False
+        return {"pool": pool}
+
+    pool_counts = _count(parts, pool_of)
     n_train = int(round(n * cfg.split.train))
-    parts.append(_pick(pool, round(n_train * cfg.unlabelled_ratio), UNLABELLED, "train", rng))
-    return _table(parts, labels.shape, None)
-
-
-def _choose(pixels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` of `pixels` without replacement (all of them if there are no more)."""
-    n = min(int(n), len(pixels))
-    return rng.choice(pixels, size=n, replace=False) if n < len(pixels) else pixels
+    chosen = _choose(int(pool_counts["pool"].sum()), round(n_train * cfg.unlabelled_ratio), rng)
+    pool = _locate(parts, pool_of, pool_counts, {"pool": chosen}, width)["pool"]
+    table_parts.append(_Part(pool, UNLABELLED, "train"))
+    return _table(table_parts, layers.shape, None)
 
 
 def _scale_to_cap(available: int, cap: int | None) -> float:
@@ -363,11 +551,6 @@ class _Part:
     pixels: np.ndarray
     label: int
     split: str | np.ndarray
-
-
-def _pick(pixels: np.ndarray, n: int, label: int, split: str,
-          rng: np.random.Generator) -> _Part:
-    return _Part(_choose(pixels, n, rng), label, split)
 
 
 def _table(parts: list[_Part], shape: tuple[int, int], blocks: Blocks | None) -> pd.DataFrame:
@@ -396,12 +579,17 @@ def _table(parts: list[_Part], shape: tuple[int, int], blocks: Blocks | None) ->
 
 def shared_pixels(samples: Samples, a: str, b: str, shape: tuple[int, int],
                   window: int) -> int:
-    """Pixels that lie in some window of split `a` and in some window of split `b`."""
-    cover = []
-    for split in (a, b):
-        part = samples.table[samples.table.split == split]
-        cover.append(window_footprint(part.row.to_numpy(), part.col.to_numpy(), shape, window))
-    return int((cover[0] & cover[1]).sum())
+    """Pixels that lie in some window of split `a` and in some window of split `b`, counted
+    a strip of rows at a time."""
+    table = samples.table
+    first, second = (Centres(table.row[table.split == s].to_numpy(),
+                             table.col[table.split == s].to_numpy()) for s in (a, b))
+    shared = 0
+    for strip in strips(shape):
+        part = rows_of(strip, shape[1])
+        shared += int(np.count_nonzero(first.footprint(part, shape, window)
+                                       & second.footprint(part, shape, window)))
+    return shared
 
 
 def training_cover(samples: Samples, shape: tuple[int, int], window: int) -> np.ndarray:
@@ -414,15 +602,29 @@ def training_cover(samples: Samples, shape: tuple[int, int], window: int) -> np.
     return window_footprint(train.row.to_numpy(), train.col.to_numpy(), shape, window)
 
 
-def training_statistics(parts: Iterable[tuple[Part, np.ndarray]], cover: np.ndarray
+def training_cover_of(drawn: Drawn, shape: tuple[int, int], window: int
+                      ) -> Callable[[Part], np.ndarray]:
+    """`training_cover` one part at a time: nothing the size of the area is held."""
+    areas = drawn.areas
+    if areas is not None:
+        return lambda part: areas.codes(part) == AREA_CODES["train"]
+    train = drawn.table[drawn.table.split == "train"]
+    centres = Centres(train.row.to_numpy(), train.col.to_numpy())
+    return lambda part: centres.footprint(part, shape, window)
+
+
+def training_statistics(parts: Iterable[tuple[Part, np.ndarray]],
+                        cover: np.ndarray | Callable[[Part], np.ndarray]
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and standard deviation (float64) of the stack's data under `cover`,
-    accumulated part by part (Chan et al.'s pairwise update), so the stack is never held."""
+    """Per-band mean and standard deviation (float64) of the stack's data under `cover` (a
+    mask of the grid, or of each part), accumulated part by part (Chan et al.'s pairwise
+    update), so the stack is never held."""
     count = mean = m2 = np.zeros(0)
     for part, data in parts:
         if not count.size:
             count, mean, m2 = np.zeros(len(data)), np.zeros(len(data)), np.zeros(len(data))
-        inside = cover[part.row:part.row + part.rows, part.col:part.col + part.cols]
+        inside = (cover(part) if callable(cover) else
+                  cover[part.row:part.row + part.rows, part.col:part.col + part.cols])
         values = data[:, inside].astype(np.float64)
         finite = np.isfinite(values)
         n = finite.sum(axis=1)

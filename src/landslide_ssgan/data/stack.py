@@ -24,6 +24,7 @@ from landslide_ssgan.config import LayerConfig, PrepareConfig
 from landslide_ssgan.data import layers as io
 from landslide_ssgan.data import terrain
 from landslide_ssgan.data.grid import Grid, Part, grid_over
+from landslide_ssgan.data.strips import STRIP_PIXELS, PackedMask
 from landslide_ssgan.errors import ConfigError, InputError
 from landslide_ssgan.files import atomic_path
 
@@ -383,3 +384,51 @@ def write_single_band(array: np.ndarray, grid: Grid, path: str | Path, nodata: i
 def read_single_band(path: str | Path) -> tuple[np.ndarray, Grid]:
     with io.open_raster(path) as src:
         return src.read(1), Grid(src.crs, src.transform, src.width, src.height)
+
+
+def write_single_band_parts(part_of: Callable[[Part], np.ndarray], dtype: str, grid: Grid,
+                            path: str | Path, nodata: int, description: str) -> None:
+    """A single-band raster made a strip of whole tile rows at a time by `part_of(part)`:
+    the same file as `write_single_band` of the whole array, without the whole array."""
+    rows = TILE * max(1, STRIP_PIXELS // (grid.width * TILE))
+    with atomic_path(path) as tmp, open_tiled(tmp, grid, 1, dtype, nodata) as dst:
+        for top in range(0, grid.height, rows):
+            part = Part(top, 0, min(rows, grid.height - top), grid.width)
+            write_part(dst, part, part_of(part))
+        dst.set_band_description(1, description)
+
+
+class RasterLayers:
+    """The sample stage's rasters, read from the prepared files a strip of rows at a time.
+    The valid mask needs every band of the stack: it is read once, a part at a time, and
+    kept as bits (a Sentinel-2 tile: 15 MB)."""
+
+    def __init__(self, stack: str | Path, labels: str | Path, ids: str | Path) -> None:
+        self.grid, _ = read_stack_info(stack)
+        self.label_path, self.id_path = Path(labels), Path(ids)
+        for path in (self.label_path, self.id_path):
+            with io.open_raster(path) as src:
+                if (src.height, src.width) != self.grid.shape:
+                    raise InputError(f"{path}: {src.width} x {src.height} pixels, the stack "
+                                     f"{self.grid.width} x {self.grid.height}: run the prepare "
+                                     "stage again")
+        self.valid_bits = PackedMask(self.grid.shape)
+        for part, data in stack_parts(stack):
+            self.valid_bits.put_part(part, np.isfinite(data).all(axis=0))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    def labels(self, top: int, bottom: int) -> np.ndarray:
+        return self._rows(self.label_path, top, bottom)
+
+    def ids(self, top: int, bottom: int) -> np.ndarray:
+        return self._rows(self.id_path, top, bottom)
+
+    def valid(self, top: int, bottom: int) -> np.ndarray:
+        return self.valid_bits.rows(top, bottom)
+
+    def _rows(self, path: Path, top: int, bottom: int) -> np.ndarray:
+        with io.open_raster(path) as src:
+            return src.read(1, window=Window(0, top, self.grid.width, bottom - top))

@@ -15,20 +15,14 @@ from landslide_ssgan.data.sampling import (
     SPLITS,
     UNLABELLED,
     Samples,
-    area_raster,
-    draw_samples,
+    draw,
     shared_pixels,
-    training_cover,
+    training_cover_of,
     training_statistics,
     write_samples,
 )
-from landslide_ssgan.data.stack import (
-    read_single_band,
-    read_stack_info,
-    stack_parts,
-    valid_mask,
-    write_single_band,
-)
+from landslide_ssgan.data.stack import RasterLayers, stack_parts, write_single_band_parts
+from landslide_ssgan.data.strips import Centres, Layers, strips
 from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.files import write_json
 
@@ -37,25 +31,27 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
         samples: str, norm: str, split: str, reports: str) -> dict[str, Any]:
     """Writes the samples index, the per-band normalisation from training pixels only, the
     split raster (train / validation / test area of every pixel, for scoring whole maps),
-    reports/sample.json and a map of the split; returns the summary."""
-    grid, _ = read_stack_info(stack)
-    valid = valid_mask(stack_parts(stack), grid.shape)  # the stack is read a part at a time
-    label_raster, _ = read_single_band(labels)
-    # the ids are not kept here: draw_samples lets them go once the split's groups are made
-    drawn = draw_samples(label_raster, read_single_band(inventory_ids)[0], valid, cfg, seed,
-                         pixel_size=grid.resolution)
-    refuse_empty_parts(drawn)
-    mean, std = training_statistics(stack_parts(stack),
-                                    training_cover(drawn, grid.shape, cfg.window))
-    summary = {**sample_summary(drawn, label_raster.shape, cfg.window, cfg.split.method),
-               **protocol_summary(drawn, label_raster, cfg)}
-    write_samples(drawn, samples)
-    Normalisation(grid.band_names, mean, std, cfg.window).save(norm)
-    write_single_band(area_raster(drawn, label_raster.shape), grid, split, 255, "split")
-    write_json(Path(reports) / "sample.json", summary)
+    reports/sample.json and a map of the split; returns the summary. The rasters are read a
+    strip of rows at a time: nothing the size of the area is held but bits of masks."""
+    layers = RasterLayers(stack, labels, inventory_ids)
+    grid = layers.grid
+    drawn = draw(layers, cfg, seed, pixel_size=grid.resolution)
     table = drawn.table
-    plots.split_preview(label_raster.shape, table.row.to_numpy(), table.col.to_numpy(),
-                        table.split.to_numpy(), valid, Path(reports) / "sample_split.png")
+    refuse_empty_parts(Samples(table))
+    mean, std = training_statistics(stack_parts(stack),
+                                    training_cover_of(drawn, grid.shape, cfg.window))
+    summary = {**sample_summary(Samples(table), grid.shape, cfg.window, cfg.split.method),
+               **protocol_summary(Samples(table), layers, cfg)}
+    write_samples(Samples(table), samples)
+    Normalisation(grid.band_names, mean, std, cfg.window).save(norm)
+    areas = drawn.areas
+    write_single_band_parts(
+        areas.codes if areas is not None else lambda part: np.zeros(part.shape, np.uint8),
+        "uint8", grid, split, 255, "split")
+    write_json(Path(reports) / "sample.json", summary)
+    plots.split_preview(grid.shape, table.row.to_numpy(), table.col.to_numpy(),
+                        table.split.array, layers.valid_bits,
+                        Path(reports) / "sample_split.png")
     return {**summary, "windows": len(table)}
 
 
@@ -99,12 +95,13 @@ def sample_summary(samples: Samples, shape: tuple[int, int], window: int,
     }
 
 
-def protocol_summary(samples: Samples, labels: np.ndarray, cfg: SampleConfig) -> dict[str, Any]:
+def protocol_summary(samples: Samples, layers: Layers, cfg: SampleConfig) -> dict[str, Any]:
     """How the negatives and the unlabelled pool were drawn, and how many negatives lie on
     the inventory's stable polygons (the rest: ground outside the inventory)."""
     table = samples.table
-    negatives = table[table.label == 0]
-    on_stable = labels[negatives.row.to_numpy(), negatives.col.to_numpy()] == STABLE
+    negatives = table[table.label == 0].sort_values("row", kind="stable")
+    on_stable = Centres(negatives.row.to_numpy(), negatives.col.to_numpy()).values(
+        layers.labels, strips(layers.shape)) == STABLE
     return {"negatives": cfg.negatives, "negative_buffer_m": cfg.negative_buffer_m,
             "negative_ratio": cfg.negative_ratio, "unlabelled_from": cfg.unlabelled_from,
             "transductive": cfg.unlabelled_from == "area",
