@@ -1,6 +1,7 @@
 """prepare, sample, the training input and map at the size of a Sentinel-2 tile and a quarter.
 
     .venv/bin/python benchmarks/tile_scale.py [--size 10980] [--stages prepare,sample,map] [--json]
+                                              [--keep DIR]
 
 Stages: prepare, sample, windows, map, map-dask (the default: prepare, sample, map).
 
@@ -22,7 +23,9 @@ cluster of 2 workers, each reading its own blocks).
 Each stage runs as `landslide <stage>` in its own process (so its peak memory is its own;
 a stage that runs out of memory is reported as killed, not as a crash of the benchmark),
 on temporary params that point at the mosaic and at a temporary folder, which is deleted
-afterwards. It prints the time and peak memory of each stage at both sizes and the growth
+afterwards (with `--keep DIR`, the mosaics and every stage's outputs stay in DIR, and a
+later run with the same DIR measures its stages on them without building them again). It
+prints the time and peak memory of each stage at both sizes and the growth
 of peak memory for 4x the area; with `--json` the last line is one JSON object holding them.
 Goals (issue 16, 2 cores): every stage's peak at most 3 GiB at tile size, memory growth at
 most 1.2x for 4x the area, the tile mapped in at most 4 minutes.
