@@ -293,8 +293,7 @@ class SplitAreas:
 
     def codes(self, part: Part) -> np.ndarray:
         """AREA_CODES of `part`."""
-        valid = self.valid.rows(part.row, part.row + part.rows)[:, part.col:part.col + part.cols]
-        return np.where(valid, self.split(part) + 1, 0).astype(np.uint8)
+        return np.where(self.valid.part(part), self.split(part) + 1, 0).astype(np.uint8)
 
     def whole(self) -> np.ndarray:
         return self.codes(Part(0, 0, *self.blocks.shape))
