@@ -306,6 +306,12 @@ class Drawn:
     table: pd.DataFrame
     areas: SplitAreas | None
 
+    def area_codes(self, part: Part) -> np.ndarray:
+        """The split raster over `part` (AREA_CODES); the random split has no held-out area,
+        so zeros."""
+        return (self.areas.codes(part) if self.areas is not None
+                else np.zeros(part.shape, np.uint8))
+
     def samples(self) -> Samples:
         """As `Samples`, with the split raster made whole (an in-memory area)."""
         return Samples(self.table, None if self.areas is None else self.areas.whole())
@@ -668,11 +674,3 @@ def read_samples(path: str | Path) -> Samples:
     if unknown:
         raise InputError(f"{path}: unknown split names {sorted(unknown)}")
     return Samples(table[list(COLUMNS)])
-
-
-def area_raster(samples: Samples, shape: tuple[int, int]) -> np.ndarray:
-    """The split raster: AREA_CODES per pixel for the spatial split; for the random split,
-    which has no held-out area, zeros."""
-    if samples.areas is not None:
-        return samples.areas
-    return np.zeros(shape, np.uint8)

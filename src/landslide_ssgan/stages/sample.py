@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from landslide_ssgan import plots
 from landslide_ssgan.config import SampleConfig
 from landslide_ssgan.data.inventory import STABLE
@@ -36,18 +34,15 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     layers = RasterLayers(stack, labels, inventory_ids)
     grid = layers.grid
     drawn = draw(layers, cfg, seed, pixel_size=grid.resolution)
-    table = drawn.table
-    refuse_empty_parts(Samples(table))
+    table, index = drawn.table, Samples(drawn.table)  # no whole-area split raster
+    refuse_empty_parts(index)
     mean, std = training_statistics(stack_parts(stack),
                                     training_cover_of(drawn, grid.shape, cfg.window))
-    summary = {**sample_summary(Samples(table), grid.shape, cfg.window, cfg.split.method),
-               **protocol_summary(Samples(table), layers, cfg)}
-    write_samples(Samples(table), samples)
+    summary = {**sample_summary(index, grid.shape, cfg.window, cfg.split.method),
+               **protocol_summary(index, layers, cfg)}
+    write_samples(index, samples)
     Normalisation(grid.band_names, mean, std, cfg.window).save(norm)
-    areas = drawn.areas
-    write_single_band_parts(
-        areas.codes if areas is not None else lambda part: np.zeros(part.shape, np.uint8),
-        "uint8", grid, split, 255, "split")
+    write_single_band_parts(drawn.area_codes, "uint8", grid, split, 255, "split")
     write_json(Path(reports) / "sample.json", summary)
     plots.split_preview(grid.shape, table.row.to_numpy(), table.col.to_numpy(),
                         table.split.array, layers.valid_bits,
