@@ -42,7 +42,7 @@ from landslide_ssgan.data.blocks import (  # noqa: E402
     stack_grid,
     write_cog_from_blocks,
 )
-from landslide_ssgan.mapping import (  # noqa: E402
+from landslide_ssgan.inference.mapping import (  # noqa: E402
     WindowModel,
     dense_discriminator,
     map_probability,

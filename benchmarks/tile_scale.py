@@ -153,8 +153,9 @@ def child(stage: str, params: str, model: str) -> None:
 def training_input(params: str) -> dict[str, Any]:
     """The window source training would make, its generator value range, and one epoch of
     SSGAN batches drawn from it: how many windows, how fast, from memory or from a file."""
+    from landslide_ssgan.data.source import load_window_source
     from landslide_ssgan.data.windows import FileWindows
-    from landslide_ssgan.training import load_window_source, training_dataset
+    from landslide_ssgan.training.fit import training_dataset
 
     cfg = load_params(params)
     paths = cfg.paths

@@ -23,8 +23,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from landslide_ssgan.config import WindowsConfig, load_params  # noqa: E402
-from landslide_ssgan.training import (  # noqa: E402
-    load_window_source,
+from landslide_ssgan.data.source import load_window_source  # noqa: E402
+from landslide_ssgan.training.fit import (  # noqa: E402
     seed_everything,
     train_network,
     training_dataset,

@@ -9,8 +9,8 @@ validation-chosen threshold: which bands make the best map, chosen on the valida
 
 from __future__ import annotations
 
-from landslide_ssgan import map_metrics, scoring
 from landslide_ssgan.config import MODEL_NAMES, load_params
+from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.models.bundle import load_bundle, model_dir
 
 KEYS = ("auprc", "auroc", "f1", "flagged_share", "object_recall")

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan import forest, glm, map_metrics, scoring
 from landslide_ssgan.config import load_params, override
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import draw_samples, training_statistics
+from landslide_ssgan.data.source import window_source
 from landslide_ssgan.data.stack import read_single_band, read_stack
+from landslide_ssgan.evaluation import map_metrics, scoring
+from landslide_ssgan.models import forest, glm
 from landslide_ssgan.models.bundle import ModelBundle
-from landslide_ssgan.training import train_network, window_source
+from landslide_ssgan.training.fit import train_network
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "inventory negatives, pool 1x": {"negatives": "inventory", "unlabelled_ratio": 1.0},

@@ -19,14 +19,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from landslide_ssgan import map_metrics, scoring
 from landslide_ssgan.config import load_params
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import read_samples
+from landslide_ssgan.data.source import window_source
 from landslide_ssgan.data.stack import read_stack
-from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.evaluation import map_metrics, scoring
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.bundle import load_bundle, model_dir
-from landslide_ssgan.training import window_source
 
 
 def main() -> None:

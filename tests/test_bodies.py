@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from landslide_ssgan.bodies import CLASS_NODATA, class_raster, landslide_bodies
 from landslide_ssgan.config import MapConfig
+from landslide_ssgan.inference.bodies import CLASS_NODATA, class_raster, landslide_bodies
 
 PIXEL_AREA = 100.0  # 10 m pixels
 PLAIN = MapConfig(model_uri=None, compare_baseline=False, block_size=512, threshold=0.5,
@@ -91,9 +91,9 @@ def _field(shape: tuple[int, int], seed: int) -> np.ndarray:
 def test_blocks_give_the_bodies_and_ids_of_the_whole_map(block: int, opening: int,
                                                          closing: int,
                                                          connectivity: int) -> None:
-    from landslide_ssgan.bodies import join_blocks
     from landslide_ssgan.data.blocks import blocks_of
     from landslide_ssgan.data.grid import Grid
+    from landslide_ssgan.inference.bodies import join_blocks
 
     p = _field((120, 130), seed=block)
     cfg = replace(PLAIN, threshold=0.6, opening=opening, closing=closing,
@@ -123,7 +123,7 @@ def test_the_seams_hold_the_edges_of_blocks_not_the_blocks() -> None:
     kept every block's labels alive (460 MB for a Sentinel-2 tile's map)."""
     import tracemalloc
 
-    from landslide_ssgan.seams import Pieces, SeamJoin
+    from landslide_ssgan.data.seams import Pieces, SeamJoin
 
     join = SeamJoin(8, 8, 8)
     tracemalloc.start()

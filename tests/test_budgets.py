@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landslide_ssgan.budgets import (
+from landslide_ssgan.data.sampling import Samples
+from landslide_ssgan.evaluation.budgets import (
     nested_budgets,
     paired_difference,
     polygon_units,
     with_budget,
 )
-from landslide_ssgan.data.sampling import Samples
 
 FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -140,11 +140,11 @@ def test_every_command_with_a_stage_module_is_a_stage() -> None:
 def test_the_analysis_sees_lazy_and_transitive_imports() -> None:
     code = stage_code("map")
     assert "src/landslide_ssgan/stages/map.py" in code      # imported inside the command
-    assert "src/landslide_ssgan/tracking.py" in code        # through a cli.py helper
+    assert "src/landslide_ssgan/ops/tracking.py" in code        # through a cli.py helper
     assert "src/landslide_ssgan/data/blocks.py" in code     # through mapping.py
     assert "src/landslide_ssgan/models/__init__.py" in code  # a package's __init__
     assert "src/landslide_ssgan/stages/train.py" not in code
-    assert "src/landslide_ssgan/tracking.py" not in stage_code("prepare")
+    assert "src/landslide_ssgan/ops/tracking.py" not in stage_code("prepare")
 
 
 if __name__ == "__main__":

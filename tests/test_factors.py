@@ -7,7 +7,7 @@ import pytest
 
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
 from landslide_ssgan.data.stack import Stack
-from landslide_ssgan.factors import factor_table, forest_importance, vif_table
+from landslide_ssgan.evaluation.factors import factor_table, forest_importance, vif_table
 
 
 def _continuous_table(n: int = 400, seed: int = 0):

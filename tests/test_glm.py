@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from landslide_ssgan import forest
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.stack import Stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image
-from landslide_ssgan.glm import fit_glm, independent_columns
-from landslide_ssgan.mapping import WindowModel
+from landslide_ssgan.inference.mapping import WindowModel
+from landslide_ssgan.models import forest
 from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.models.glm import fit_glm, independent_columns
 
 
 def test_the_fit_recovers_known_coefficients() -> None:

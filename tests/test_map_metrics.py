@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from landslide_ssgan.bodies import Bodies
-from landslide_ssgan.map_metrics import (
+from landslide_ssgan.evaluation.map_metrics import (
     Truth,
     area_scores,
     choose_threshold,
@@ -16,6 +15,7 @@ from landslide_ssgan.map_metrics import (
     pixel_scores,
     scored_pixels,
 )
+from landslide_ssgan.inference.bodies import Bodies
 
 UNKNOWN, STABLE, LANDSLIDE = 255, 0, 1
 

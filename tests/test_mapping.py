@@ -17,7 +17,7 @@ import pytest
 from landslide_ssgan.data.blocks import Block
 from landslide_ssgan.data.stack import Stack, write_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image
-from landslide_ssgan.mapping import (
+from landslide_ssgan.inference.mapping import (
     dense_discriminator,
     dense_logits,
     exact_dense_twin,
@@ -134,7 +134,7 @@ def test_a_killed_map_resumes_where_it_stopped(map_inputs: dict[str, Any],
     store_dir = tmp_path / "store"
     script = (
         "import sys, time; from pathlib import Path\n"
-        "from landslide_ssgan.mapping import map_probability\n"
+        "from landslide_ssgan.inference.mapping import map_probability\n"
         "map_probability(sys.argv[1], sys.argv[2], Path(sys.argv[3]), 64,\n"
         "                on_block=lambda *a: time.sleep(0.3))\n")
     child = subprocess.Popen([sys.executable, "-c", script, str(map_inputs["stack"]),

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from landslide_ssgan.metrics import confusion, evaluate_probabilities, scores
+from landslide_ssgan.evaluation.metrics import confusion, evaluate_probabilities, scores
 
 
 def test_hand_computed_matrix() -> None:

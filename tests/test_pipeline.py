@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 from landslide_ssgan.cli import app
 from landslide_ssgan.config import WindowsConfig, parse_params
+from landslide_ssgan.data.source import WindowSource, load_window_source
 from landslide_ssgan.data.windows import FileWindows
 from landslide_ssgan.models.discriminator import landslide_probability
 from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.training import WindowSource, load_window_source, train_network
+from landslide_ssgan.training.fit import train_network
 from tests.conftest import write_params
 
 runner = CliRunner()
@@ -449,7 +450,7 @@ def test_register_left_a_champion_that_loads_by_alias(pipeline: dict[str, Any]) 
 def test_the_champion_is_the_best_run_of_any_kind(pipeline: dict[str, Any]) -> None:
     """Every kind trained by the pipeline competes; registry.kinds narrows the field; the
     registered version and champion.json say the winner's kind."""
-    from landslide_ssgan import tracking
+    from landslide_ssgan.ops import tracking
 
     raw = pipeline["raw"]
     cfg = parse_params(raw)
@@ -491,7 +492,8 @@ def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
 
 def test_promotion_moves_the_alias_only_for_a_better_model(
         pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from landslide_ssgan import scoring, serving, tracking
+    from landslide_ssgan.evaluation import scoring
+    from landslide_ssgan.ops import pyfunc, tracking
     from landslide_ssgan.stages import register
 
     store = f"sqlite:///{tmp_path / 'registry.db'}"
@@ -516,7 +518,7 @@ def test_promotion_moves_the_alias_only_for_a_better_model(
 
     def candidate(landslide: bool, logged_f1: float) -> None:
         with mlflow.start_run():
-            uri = serving.log_window_model(_constant_model(tmp_path, source, landslide), [])
+            uri = pyfunc.log_window_model(_constant_model(tmp_path, source, landslide), [])
             mlflow.set_tags({"model": "ssgan", "feature_set": cfg.features.set,
                              "data_digest": digest, "model_uri": uri})
             mlflow.log_metrics({"val_f1": logged_f1, "val_kappa": 0.0})
@@ -736,9 +738,9 @@ def test_map_writes_cogs_polygons_summary_and_preview(pipeline: dict[str, Any]) 
     import geopandas as gpd
     import rasterio
 
-    from landslide_ssgan.bodies import landslide_bodies
     from landslide_ssgan.config import load_params
     from landslide_ssgan.data.blocks import body_polygons, is_cog, stack_grid
+    from landslide_ssgan.inference.bodies import landslide_bodies
 
     raw = pipeline["raw"]
     maps, reports = Path(raw["paths"]["maps"]), Path(raw["paths"]["reports"])
@@ -814,7 +816,7 @@ def test_prior_correction_moves_probabilities_not_the_class_map(pipeline: dict[s
 def test_a_map_that_fails_at_the_end_leaves_the_previous_outputs_whole(
         pipeline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The preview is drawn last; if it fails, no new map sits beside the old summary."""
-    from landslide_ssgan import plots
+    from landslide_ssgan.reporting import plots
 
     raw = json.loads(json.dumps(pipeline["raw"]))
     raw["paths"]["maps"], raw["paths"]["reports"] = str(tmp_path / "maps"), str(tmp_path / "r")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landslide_ssgan.prior import Prior, trained_share
+from landslide_ssgan.models.prior import Prior, trained_share
 
 
 def test_known_answers() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from landslide_ssgan.realism import real_vs_generated_auroc
+from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 
 
 def test_same_source_is_indistinguishable_and_noise_is_not() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from landslide_ssgan import map_metrics, scoring
 from landslide_ssgan.data.sampling import AREA_CODES
+from landslide_ssgan.evaluation import map_metrics, scoring
 
 
 def _ground(slides_in_val: int) -> tuple[scoring.Ground, np.ndarray]:

@@ -12,9 +12,10 @@ import pytest
 from landslide_ssgan.config import Params
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import draw_samples, training_cover, training_statistics
+from landslide_ssgan.data.source import WindowSource, window_source
 from landslide_ssgan.data.stack import Stack
 from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.training import WindowSource, train_network, window_source
+from landslide_ssgan.training.fit import train_network
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from landslide_ssgan.config import Params
 from landslide_ssgan.errors import ConfigError, InputError
-from landslide_ssgan.tuning import (
+from landslide_ssgan.ops.tuning import (
     PruneOnValidationF1,
     apply,
     create_study,
@@ -65,8 +65,8 @@ def test_a_study_is_tied_to_its_data_and_settings(crop_params: Params, tmp_path)
     the same one."""
     from dataclasses import replace
 
+    from landslide_ssgan.data.source import TrainingData
     from landslide_ssgan.stages.tune import Trials, study_name
-    from landslide_ssgan.training import TrainingData
 
     samples, stack = tmp_path / "samples.csv", tmp_path / "stack.tif"
     samples.write_text("row,col\n1,2\n")
@@ -167,7 +167,7 @@ IMPORTANCE_FIGURE = """
 import hashlib, sys
 import optuna
 from optuna.distributions import FloatDistribution
-from landslide_ssgan import plots
+from landslide_ssgan.reporting import plots
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 study = optuna.create_study(direction="maximize")

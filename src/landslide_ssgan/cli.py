@@ -23,7 +23,7 @@ from landslide_ssgan.quiet import filter_native_logs, quiet_environment
 
 if TYPE_CHECKING:
     from landslide_ssgan.config import Params
-    from landslide_ssgan.training import TrainingData
+    from landslide_ssgan.data.source import TrainingData
 
 quiet_environment()  # before TensorFlow, absl or MLflow are imported by any command
 # GDAL's block cache defaults to 5 % of the machine's memory and grows with what a stage
@@ -113,7 +113,7 @@ def _tracked_params(path: Path, ctx: typer.Context | None = None) -> Params:
     run`, the run it opened, which the stage then logs into."""
     from dataclasses import replace
 
-    from landslide_ssgan import tracking
+    from landslide_ssgan.ops import tracking
 
     cfg = _params(path, ctx)
     experiment = tracking.use_tracking_store(cfg.tracking.default_uri,
@@ -122,7 +122,7 @@ def _tracked_params(path: Path, ctx: typer.Context | None = None) -> Params:
 
 
 def _training_data(cfg: Params) -> TrainingData:
-    from landslide_ssgan.training import TrainingData
+    from landslide_ssgan.data.source import TrainingData
 
     paths = cfg.paths
     return TrainingData(paths.stack, paths.samples, paths.norm, paths.labels,
@@ -233,7 +233,8 @@ def evaluate(
     evaluation.md, feature_sets.md, map_evaluation.json / .md, precision-recall curves, a
     preview of the test area, the GLM's coefficients and the loss curves; adds the scores to
     each model's MLflow run."""
-    from landslide_ssgan import reporting, scoring
+    from landslide_ssgan.evaluation import scoring
+    from landslide_ssgan.reporting import tables
     from landslide_ssgan.stages import evaluate as stage_module
 
     cfg = _tracked_params(params, ctx)
@@ -246,7 +247,7 @@ def evaluate(
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     maps = stage_module.run_maps(cfg.features.set, ground, cfg.map, rgb=cfg.features.rgb,
                                  stack=paths.stack, models=paths.models, reports=paths.reports,
-                                 protocol=reporting.sampling_protocol(cfg.sample))
+                                 protocol=tables.sampling_protocol(cfg.sample))
     for feature_set, rows in results.items():
         for kind, row in rows.items():
             typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
@@ -305,7 +306,7 @@ def register(
     balanced validation windows) as `landslide-ssgan`, tagged with its kind, and move the
     `champion` alias to it only if it beats the current
     champion on the same validation data. Writes reports/champion.json."""
-    from landslide_ssgan import scoring
+    from landslide_ssgan.evaluation import scoring
     from landslide_ssgan.stages import register as stage_module
 
     cfg = _tracked_params(params, ctx)
@@ -343,7 +344,7 @@ def map_area(
     landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
     minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
     run resumes at the first block it had not finished."""
-    from landslide_ssgan import scoring
+    from landslide_ssgan.evaluation import scoring
     from landslide_ssgan.stages import map as stage_module
 
     cfg = _tracked_params(params, ctx)
@@ -402,7 +403,7 @@ def serve(
     """Serve the champion model on 127.0.0.1: POST {"inputs": raw windows (N, 13, 13, C)} to
     /invocations and get landslide probabilities back. A request over serve.max_windows or
     serve.max_request_mb is answered 413; SIGTERM or Ctrl-C stops the server."""
-    from landslide_ssgan import server, tracking
+    from landslide_ssgan.ops import server, tracking
 
     cfg = _params(params)
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
@@ -423,7 +424,7 @@ def ui(
     stops it and every process it started."""
     import sys
 
-    from landslide_ssgan import server, tracking
+    from landslide_ssgan.ops import server, tracking
 
     uri = tracking.tracking_uri(_params(params).tracking.default_uri)
     typer.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port}")

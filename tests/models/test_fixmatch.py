@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from landslide_ssgan.data.windows import cut_windows
-from landslide_ssgan.mapping import dense_logits, exact_dense_twin, probability_of
+from landslide_ssgan.inference.mapping import dense_logits, exact_dense_twin, probability_of
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
 from landslide_ssgan.models.discriminator import build_discriminator

@@ -22,9 +22,9 @@ from landslide_ssgan.data.layers import (
     read_vector,
     require_file,
 )
+from landslide_ssgan.data.seams import Pieces, SeamJoin
 from landslide_ssgan.data.stack import PART
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.seams import Pieces, SeamJoin
 
 LANDSLIDE, STABLE, UNKNOWN = 1, 0, 255
 class InventoryOnGrid:

@@ -26,13 +26,13 @@ import joblib
 import keras
 import numpy as np
 
-from landslide_ssgan import forest as forests
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path, file_digest, write_json
-from landslide_ssgan.glm import CentreLogit
+from landslide_ssgan.models import forest as forests
+from landslide_ssgan.models.glm import CentreLogit
+from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.prior import Prior
 
 DISCRIMINATOR = "discriminator.keras"
 FOREST = "forest.joblib"

@@ -17,14 +17,15 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import precision_recall_curve
 
-from landslide_ssgan import map_metrics, plots, reporting, scoring
 from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig, WindowsConfig
 from landslide_ssgan.data.blocks import preview_image
+from landslide_ssgan.data.source import load_window_sources
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.evaluation import map_metrics, scoring
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json, write_text
-from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import load_window_sources
+from landslide_ssgan.reporting import plots, tables
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
@@ -67,9 +68,9 @@ def _write_reports(results: Results, main_set: str, split_method: str, threshold
                                               for k, row in rows.items()}
                                           for s, rows in results.items()})
     write_json(reports / "evaluation_details.json", results)
-    write_text(reports / "evaluation.md", reporting.comparison_table(
+    write_text(reports / "evaluation.md", tables.comparison_table(
         results[main_set], main_set, split_method, threshold))
-    write_text(reports / "feature_sets.md", reporting.feature_set_table(results))
+    write_text(reports / "feature_sets.md", tables.feature_set_table(results))
     plots.loss_curves({kind: bundle.read_history(bundle.model_dir(models, main_set, kind))
                        for kind in ("ssgan", "baseline", "fixmatch")
                        if kind in results[main_set]}, reports / "loss_curves.png")
@@ -116,7 +117,7 @@ def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tup
     _test_preview(maps, thresholds, ground, stack, rgb, post.preview_size,
                   folder / "map_test_preview.png")
     coefficients = bundle.model_dir(models, main_set, "glm") / bundle.COEFFICIENTS
-    write_text(folder / "glm_coefficients.md", reporting.coefficient_table(
+    write_text(folder / "glm_coefficients.md", tables.coefficient_table(
         pd.read_csv(coefficients, index_col=0), main_set))
     return results
 
@@ -137,7 +138,7 @@ def _write_map_reports(results: MapResults, main_set: str, reports: Path,
                       for kind, scores in results.items()} for area in scoring.SCORED_AREAS}
     write_json(reports / "map_evaluation.json", compact)
     write_json(reports / "map_evaluation_details.json", results)
-    write_text(reports / "map_evaluation.md", reporting.map_table(results, main_set, protocol))
+    write_text(reports / "map_evaluation.md", tables.map_table(results, main_set, protocol))
 
 
 def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],

@@ -7,12 +7,14 @@ from typing import Any
 
 import mlflow
 
-from landslide_ssgan import factors, plots, tracking
 from landslide_ssgan.config import FactorsConfig
 from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import band_indices, read_stack_info, stack_parts, values_at
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.evaluation import factors
 from landslide_ssgan.files import write_json
+from landslide_ssgan.ops import tracking
+from landslide_ssgan.reporting import plots
 
 
 def run(cfg: FactorsConfig, *, seed: int, stack: str, samples: str,

@@ -13,7 +13,6 @@ import mlflow
 import numpy as np
 from affine import Affine
 
-from landslide_ssgan import bodies, map_metrics, mapping, plots, scoring, serving, tracking
 from landslide_ssgan.config import MapConfig, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
@@ -29,9 +28,13 @@ from landslide_ssgan.data.blocks import (
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.files import Staging, staged_together, write_json
+from landslide_ssgan.inference import bodies, mapping
 from landslide_ssgan.models import bundle
-from landslide_ssgan.prior import Prior
+from landslide_ssgan.models.prior import Prior
+from landslide_ssgan.ops import pyfunc, tracking
+from landslide_ssgan.reporting import plots
 
 PREFIX = {"champion": "landslide", "baseline": "baseline"}  # file names of each model's map
 TITLES = {"champion": "SSGAN champion", "baseline": "supervised baseline"}
@@ -59,7 +62,7 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
                                "closing": cfg.closing, "min_area_m2": cfg.min_area_m2,
                                "connectivity": cfg.connectivity}
     with tempfile.TemporaryDirectory() as tmp, staged_together() as staging:
-        chosen = {"champion": (serving.window_model_folder(uri, Path(tmp)),
+        chosen = {"champion": (pyfunc.window_model_folder(uri, Path(tmp)),
                                tracking.model_version_of(uri))}
         if cfg.compare_baseline:
             folder = bundle.model_dir(models, feature_set, "baseline")

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from landslide_ssgan import plots
 from landslide_ssgan.config import PrepareConfig
 from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.data.inventory import (
@@ -31,6 +30,7 @@ from landslide_ssgan.data.stack import (
     write_part,
 )
 from landslide_ssgan.files import staged_together, write_json
+from landslide_ssgan.reporting import plots
 
 PREVIEW_SIDE = 512  # pixels on the longest side of each panel of the preview
 

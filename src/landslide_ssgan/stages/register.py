@@ -16,13 +16,14 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import map_metrics, scoring, serving, tracking
 from landslide_ssgan.config import RegistryConfig, WindowsConfig
+from landslide_ssgan.data.source import load_window_source
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.evaluation import map_metrics, scoring
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json
-from landslide_ssgan.metrics import evaluate_probabilities
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import load_window_source
+from landslide_ssgan.ops import pyfunc, tracking
 
 
 def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
@@ -87,7 +88,7 @@ def _validation_auprc(model_uri: str, stack: str, ground: scoring.Ground) -> flo
         raise InputError("registry.score: auprc needs the validation area of the spatial "
                          "split (sample.split.method: spatial); use balanced_f1")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = serving.window_model_folder(model_uri, Path(tmp))
+        folder = pyfunc.window_model_folder(model_uri, Path(tmp))
         probability = scoring.model_map(stack, bundle.load_bundle(folder), ground, ("val",))
     return float(map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("val"), "all"), 0.5)["auprc"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from landslide_ssgan import plots
 from landslide_ssgan.config import SampleConfig
 from landslide_ssgan.data.inventory import STABLE
 from landslide_ssgan.data.normalisation import Normalisation
@@ -23,6 +22,7 @@ from landslide_ssgan.data.stack import RasterLayers, stack_parts, write_single_b
 from landslide_ssgan.data.strips import Centres, Layers, strips
 from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.files import write_json
+from landslide_ssgan.reporting import plots
 
 
 def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids: str,

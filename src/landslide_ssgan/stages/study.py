@@ -24,7 +24,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan import budgets, forest, glm, map_metrics, plots, reporting, scoring, tracking
 from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, Variant, override
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -35,19 +34,18 @@ from landslide_ssgan.data.sampling import (
     training_cover,
     training_statistics,
 )
+from landslide_ssgan.data.source import TrainingData, WindowSource, window_source
 from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
+from landslide_ssgan.evaluation import budgets, map_metrics, scoring
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
+from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_text
-from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.models import forest, glm
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.models.ssgan import SSGAN
-from landslide_ssgan.realism import real_vs_generated_auroc
-from landslide_ssgan.training import (
-    TrainingData,
-    WindowSource,
-    real_and_generated,
-    train_network,
-    window_source,
-)
+from landslide_ssgan.ops import tracking
+from landslide_ssgan.reporting import plots, tables
+from landslide_ssgan.training.fit import real_and_generated, train_network
 
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
            "generator_realism")
@@ -65,9 +63,9 @@ def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig
     write_text(folder / "label_efficiency.csv", results.to_csv(index=False))
     plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png")
     path = folder / "label_efficiency.md"
-    write_text(path, reporting.study_report(results, cfg, feature_set, train.batch_size,
+    write_text(path, tables.study_report(results, cfg, feature_set, train.batch_size,
                                             time.perf_counter() - started,
-                                            reporting.sampling_protocol(sample)))
+                                            tables.sampling_protocol(sample)))
     return results, path
 
 

@@ -20,20 +20,18 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from landslide_ssgan import forest, glm, plots, scoring, serving, tracking
 from landslide_ssgan.config import ModelName, TrainConfig
+from landslide_ssgan.data.source import TrainingData, WindowSource
 from landslide_ssgan.errors import ConfigError
+from landslide_ssgan.evaluation import scoring
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
+from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_json
-from landslide_ssgan.metrics import evaluate_probabilities
-from landslide_ssgan.models import bundle
+from landslide_ssgan.models import bundle, forest, glm
 from landslide_ssgan.models.ssgan import SSGAN
-from landslide_ssgan.realism import real_vs_generated_auroc
-from landslide_ssgan.training import (
-    TrainingData,
-    WindowSource,
-    real_and_generated,
-    train_network,
-)
+from landslide_ssgan.ops import pyfunc, tracking
+from landslide_ssgan.reporting import plots
+from landslide_ssgan.training.fit import real_and_generated, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
@@ -149,7 +147,7 @@ def _train_logged(kind: ModelName, source: WindowSource, seed: int, train: Train
         mapper(staging)
         if isinstance(trained.model, SSGAN):
             _record_realism(trained.model, source, seed, staging)
-        model_uri = serving.log_window_model(staging, serving.pinned_requirements())
+        model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
         bundle.save_run(staging, run_id, model_uri)
 
@@ -197,7 +195,7 @@ def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainCo
         if kind == "glm":
             _log_coefficients(model, staging)
         # the window model, like the networks': the registry and `landslide serve` take any
-        model_uri = serving.log_window_model(staging, serving.pinned_requirements())
+        model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
     bundle.save_run(staging, run_id, model_uri)
 

@@ -21,13 +21,16 @@ import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan import plots, scoring, serving, tracking, tuning
 from landslide_ssgan.config import TrainConfig, TuneConfig
+from landslide_ssgan.data.source import TrainingData, WindowSource
 from landslide_ssgan.errors import InputError
+from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle
-from landslide_ssgan.training import TrainingData, WindowSource, train_network
-from landslide_ssgan.urls import redacted
+from landslide_ssgan.ops import pyfunc, tracking, tuning
+from landslide_ssgan.ops.urls import redacted
+from landslide_ssgan.reporting import plots
+from landslide_ssgan.training.fit import train_network
 
 # part of the study's name: a study begun with another sampling scheme is not resumed with this one
 SAMPLER = "tpe, seeded per trial number, constant liar"
@@ -107,7 +110,7 @@ def save_best_model(study: str, parent_run_id: str, trial: int, out: Path) -> No
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(serving.window_model_folder(runs[0].data.tags["model_uri"], Path(tmp)),
+        shutil.copytree(pyfunc.window_model_folder(runs[0].data.tags["model_uri"], Path(tmp)),
                         staging)
     bundle.save_run(staging, runs[0].info.run_id, runs[0].data.tags["model_uri"])
     shutil.rmtree(out, ignore_errors=True)
@@ -174,7 +177,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
         tracking.log_model_info(scoring.record_threshold(
             cfg.model, Path(tmp) / "model", data.stack, ground, train,
             scoring.model_prior(cfg.model, train, source.part("train")[2], ground)))
-        uri = serving.log_window_model(Path(tmp) / "model", serving.pinned_requirements())
+        uri = pyfunc.log_window_model(Path(tmp) / "model", pyfunc.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))
 

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from landslide_ssgan.config import MapConfig
 from landslide_ssgan.data.blocks import Block
-from landslide_ssgan.seams import Pieces, SeamJoin
+from landslide_ssgan.data.seams import Pieces, SeamJoin
 
 CLASS_NODATA = 255
 

@@ -1,16 +1,14 @@
-"""Training the SSGAN and the supervised baseline: data, models, validation, resumption.
+"""The training recipe of the networks: seed, build (the learner's), validation scores,
+dataset, fit, resumption.
 
-`train_network` is the one training recipe (seed, build, validation scores, dataset, fit)
-that the train, tune and study stages, the benchmark and the tests all use; each caller adds
-only its own callbacks (the MLflow logger, the pruner). Pure Keras: MLflow comes in only as a
-callback handed in by the stages.
+`train_network` is the one recipe that the train, tune and study stages, the benchmark and the
+tests all use; each caller adds only its own callbacks (the MLflow logger, the pruner). Pure
+Keras: MLflow comes in only as a callback handed in by the stages.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,20 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from landslide_ssgan.config import TrainConfig, WindowsConfig
-from landslide_ssgan.data.normalisation import Normalisation
-from landslide_ssgan.data.sampling import UNLABELLED, Samples, read_samples
-from landslide_ssgan.data.stack import (
-    BandInfo,
-    Stack,
-    band_indices,
-    read_stack,
-    read_stack_info,
-    stack_parts,
-)
-from landslide_ssgan.data.windows import ImageWindows, Windows, file_windows, normalised_image
+from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.metrics import evaluate_probabilities
+from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
 from landslide_ssgan.models.discriminator import build_discriminator
@@ -43,131 +31,6 @@ from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, predict
 ModelKind = Literal["ssgan", "baseline", "fixmatch"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline", "fixmatch")
 Network = SSGAN | Supervised | FixMatch
-
-
-@dataclass(frozen=True)
-class WindowSource:
-    """The normalised, padded image of the chosen bands (in memory or in a temporary file)
-    plus the samples that index it."""
-
-    pixels: Windows
-    samples: Samples
-    window: int
-    bands: tuple[str, ...]
-    mean: np.ndarray
-    std: np.ndarray
-    categorical: tuple[bool, ...]  # per band: a class (one-hot or ordinal), not a measurement
-
-    @property
-    def channels(self) -> int:
-        return self.pixels.channels
-
-    def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Centres and labels of one split's labelled windows."""
-        rows = self.samples.of(split)
-        return rows.row.to_numpy(), rows.col.to_numpy(), rows.label.to_numpy()
-
-    def unlabelled_part(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.samples.unlabelled()
-        return rows.row.to_numpy(), rows.col.to_numpy(), rows.label.to_numpy()
-
-    def windows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        rows, cols, labels = self.part(split)
-        return self.pixels.cut(rows, cols), labels
-
-    def value_range(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-band min and max over every pixel of the training windows, labelled and
-        unlabelled."""
-        return self.pixels.value_range(*_training_centres(self.samples))
-
-    @property
-    def view_bands(self) -> Bands:
-        """What the consistency term's views must know of these bands."""
-        return Bands.of(self.bands, self.categorical, self.mean, self.std)
-
-    @property
-    def normalisation(self) -> Normalisation:
-        """What a model trained on these windows saves beside itself."""
-        return Normalisation(self.bands, self.mean, self.std, self.window)
-
-
-def _training_centres(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the windows the generator's value range comes from: the labelled training
-    windows and the unlabelled pool."""
-    train = samples.table[(samples.table.split == "train") | (samples.table.label == UNLABELLED)]
-    return train.row.to_numpy(), train.col.to_numpy()
-
-
-def window_source(stack: Stack, samples: Samples, norm: Normalisation, feature_set: str,
-                  window: int) -> WindowSource:
-    """The window source of an in-memory stack: its normalised image in memory."""
-    bands = stack.indices(feature_set)
-    _check_bands(norm, stack.grid.band_names)
-    image = normalised_image(stack.data, bands, norm.mean, norm.std, window)
-    return _source(ImageWindows(image, window), samples, norm, stack.bands, bands, window)
-
-
-def _source(pixels: Windows, samples: Samples, norm: Normalisation,
-            infos: tuple[BandInfo, ...], bands: list[int], window: int) -> WindowSource:
-    return WindowSource(pixels, samples, window, tuple(infos[i].name for i in bands),
-                        norm.mean[bands], norm.std[bands],
-                        tuple(infos[i].categorical for i in bands))
-
-
-def _check_bands(norm: Normalisation, names: tuple[str, ...]) -> None:
-    if tuple(norm.bands) != names:
-        raise InputError("the normalisation file's bands differ from the stack's: re-run the "
-                         "sample stage")
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """The files a model is trained on (stack, samples, normalisation) and judged by on the
-    map (labels, landslide ids, split raster): the prepare and sample stages' outputs; and
-    where windows are cut from (`windows`)."""
-
-    stack: str
-    samples: str
-    norm: str
-    labels: str
-    inventory_ids: str
-    split: str
-    windows: WindowsConfig = WindowsConfig()
-
-    def window_source(self, feature_set: str, window: int) -> WindowSource:
-        return load_window_source(self.stack, self.samples, self.norm, feature_set, window,
-                                  self.windows)
-
-
-def load_window_source(stack: str, samples: str, norm: str, feature_set: str, window: int,
-                       where: WindowsConfig | None = None) -> WindowSource:
-    """The window source of the sample stage's outputs, for one feature set."""
-    return next(load_window_sources(stack, samples, norm, (feature_set,), window, where))
-
-
-def load_window_sources(stack: str, samples: str, norm: str, feature_sets: Sequence[str],
-                        window: int, where: WindowsConfig | None = None
-                        ) -> Iterator[WindowSource]:
-    """One window source per feature set, in turn: the normalised image in memory up to
-    `where.in_memory_mib`, else written part by part to a temporary file (the same windows
-    either way, so the same models). The samples, the normalisation and, for images held in
-    memory, the stack are read once for all the sets."""
-    where = where or WindowsConfig()
-    grid, infos = read_stack_info(stack)
-    drawn, normalisation = read_samples(samples), Normalisation.load(norm)
-    _check_bands(normalisation, grid.band_names)
-    whole = functools.cache(lambda: read_stack(stack))
-    half = window // 2
-    for feature_set in feature_sets:
-        bands = band_indices(infos, feature_set)
-        size = (grid.height + 2 * half) * (grid.width + 2 * half) * len(bands) * 4
-        if size <= where.in_memory_mib * 2**20:
-            yield window_source(whole(), drawn, normalisation, feature_set, window)
-            continue
-        pixels = file_windows(stack_parts(stack, bands=bands), grid.shape,
-                              normalisation.mean[bands], normalisation.std[bands], window,
-                              _training_centres(drawn), where.temp_dir)
-        yield _source(pixels, drawn, normalisation, infos, bands, window)
 
 
 def seed_everything(seed: int) -> None:
@@ -188,7 +51,7 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     class_weights = _class_weights(source) if cfg.class_weighting else (1.0, 1.0)
     if kind != "ssgan":
         model: Supervised | FixMatch = (
-            FixMatch(discriminator, source.view_bands,
+            FixMatch(discriminator, _view_bands(source),
                      _consistency(cfg, cfg.consistency.unlabelled_weight), class_weights,
                      cfg.ema, seed=seed) if kind == "fixmatch"
             else Supervised(discriminator, class_weights, cfg.ema))
@@ -202,7 +65,7 @@ def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
     weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
                           cfg.loss_weights.generated, cfg.feature_matching,
                           cfg.gradient_penalty, class_weights, cfg.ema)
-    term = (ConsistencyTerm(discriminator, source.view_bands,
+    term = (ConsistencyTerm(discriminator, _view_bands(source),
                             _consistency(cfg, cfg.consistency.ssgan_weight), seed)
             if cfg.consistency.ssgan_weight > 0 else None)
     gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed, consistency=term)
@@ -373,3 +236,8 @@ def real_and_generated(gan: SSGAN, source: WindowSource, n: int,
     real = source.pixels.cut(rows[pick], cols[pick])
     noise = rng.normal(size=(len(pick), gan.latent_dim)).astype(np.float32)
     return real, np.asarray(gan.generator.predict(noise, verbose=0))
+
+
+def _view_bands(source: WindowSource) -> Bands:
+    """What the consistency term's views must know of the source's bands."""
+    return Bands.of(source.bands, source.categorical, source.mean, source.std)

@@ -18,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from landslide_ssgan.forest import window_features
+from landslide_ssgan.models.forest import window_features
 
 
 def real_vs_generated_auroc(real: np.ndarray, generated: np.ndarray, seed: int,

@@ -16,7 +16,7 @@ import optuna
 
 from landslide_ssgan.config import TrainConfig, TuneConfig, override
 from landslide_ssgan.errors import InputError, first_line
-from landslide_ssgan.urls import redacted
+from landslide_ssgan.ops.urls import redacted
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 # counted against the budget before a worker starts another trial: the trials other workers

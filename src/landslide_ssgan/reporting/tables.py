@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan import budgets
 from landslide_ssgan.config import SampleConfig, StudyConfig
-from landslide_ssgan.metrics import METRIC_NAMES
+from landslide_ssgan.evaluation import budgets
+from landslide_ssgan.evaluation.metrics import METRIC_NAMES
 
 # --- evaluate: test metrics of every model ---------------------------------------------
 

@@ -13,15 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from landslide_ssgan import bodies, map_metrics
 from landslide_ssgan.config import MapConfig, TrainConfig
 from landslide_ssgan.data.inventory import LANDSLIDE
 from landslide_ssgan.data.sampling import AREA_CODES
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.mapping import WindowModel, probability_map
+from landslide_ssgan.evaluation import map_metrics
+from landslide_ssgan.inference import bodies
+from landslide_ssgan.inference.mapping import WindowModel, probability_map
 from landslide_ssgan.models.bundle import ModelBundle, load_bundle, save_info
-from landslide_ssgan.prior import Prior, trained_share
+from landslide_ssgan.models.prior import Prior, trained_share
 
 SCORED_AREAS = ("val", "test")
 

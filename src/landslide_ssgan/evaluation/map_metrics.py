@@ -26,9 +26,9 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from landslide_ssgan.bodies import Bodies
 from landslide_ssgan.data.inventory import LANDSLIDE, STABLE
-from landslide_ssgan.metrics import confusion, scores
+from landslide_ssgan.evaluation.metrics import confusion, scores
+from landslide_ssgan.inference.bodies import Bodies
 
 Ground = Literal["all", "labelled"]
 GROUNDS: tuple[Ground, ...] = ("all", "labelled")

@@ -33,7 +33,6 @@ from keras import layers
 from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.errors import InputError
-from landslide_ssgan.forest import dense_window_features, probability_of_features
 from landslide_ssgan.models.bundle import (
     ModelBundle,
     bundle_from_bytes,
@@ -42,6 +41,7 @@ from landslide_ssgan.models.bundle import (
     model_digest,
 )
 from landslide_ssgan.models.discriminator import landslide_probability
+from landslide_ssgan.models.forest import dense_window_features, probability_of_features
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 

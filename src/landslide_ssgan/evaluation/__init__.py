@@ -1,0 +1,1 @@
+"""Scores: window metrics, map metrics, map scoring, realism, budgets, factors."""

@@ -1,0 +1,1 @@
+"""Whole-area inference: block maps, the dense twin, landslide bodies."""

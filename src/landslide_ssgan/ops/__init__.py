@@ -1,0 +1,1 @@
+"""Operations: MLflow tracking, Optuna tuning, the pyfunc and the HTTP server."""

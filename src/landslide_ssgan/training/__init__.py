@@ -1,0 +1,1 @@
+"""Training: window sources and the fitting recipe."""
