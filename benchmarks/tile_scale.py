@@ -155,6 +155,7 @@ def training_input(params: str) -> dict[str, Any]:
     SSGAN batches drawn from it: how many windows, how fast, from memory or from a file."""
     from landslide_ssgan.data.source import load_window_source
     from landslide_ssgan.data.windows import FileWindows
+    from landslide_ssgan.models.learners import learner
     from landslide_ssgan.training.fit import training_dataset
 
     cfg = load_params(params)
@@ -165,7 +166,7 @@ def training_input(params: str) -> dict[str, Any]:
     source.value_range()
     made = time.perf_counter() - start
     start, windows = time.perf_counter(), 0
-    for labelled, unlabelled in training_dataset("ssgan", source, cfg.train.batch_size,
+    for labelled, unlabelled in training_dataset(learner("ssgan"), source, cfg.train.batch_size,
                                                  cfg.seed):
         windows += len(labelled[0]) + len(unlabelled)
     drawn = time.perf_counter() - start

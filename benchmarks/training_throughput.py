@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from landslide_ssgan.config import WindowsConfig, load_params  # noqa: E402
 from landslide_ssgan.data.source import load_window_source  # noqa: E402
+from landslide_ssgan.models.learners import learner
 from landslide_ssgan.training.fit import (  # noqa: E402
     seed_everything,
     train_network,
@@ -52,16 +53,16 @@ def main() -> None:
     made_s = time.perf_counter() - start
     rates = {}
     for name, pixels in (("memory", source), ("file", on_disk)):
-        data = training_dataset("ssgan", pixels, batch, cfg.seed)
+        data = training_dataset(learner("ssgan"), pixels, batch, cfg.seed)
         pipeline_s = min(timed(lambda d=data: [None for _ in d]) for _ in range(3))
         rates[f"input pipeline from {name} (labelled + unlabelled)"] = 2 * labelled / pipeline_s
 
     epoch_s = {}
     for kind in ("baseline", "ssgan", "fixmatch"):
         with tempfile.TemporaryDirectory() as tmp:  # one epoch of the real recipe: warm-up
-            model = train_network(kind, cfg.train, source, cfg.seed,  # type: ignore[arg-type]
+            model = train_network(learner(kind), cfg.train, source, cfg.seed,
                                   workdir=Path(tmp), epochs=1).model
-        ds = training_dataset(kind, source, batch, cfg.seed)  # type: ignore[arg-type]
+        ds = training_dataset(learner(kind), source, batch, cfg.seed)
         epoch_s[kind] = min(timed(lambda m=model, d=ds: m.fit(d, epochs=1, verbose=0,
                                                               shuffle=False))
                             for _ in range(3))

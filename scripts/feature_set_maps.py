@@ -9,9 +9,10 @@ validation-chosen threshold: which bands make the best map, chosen on the valida
 
 from __future__ import annotations
 
-from landslide_ssgan.config import MODEL_NAMES, load_params
+from landslide_ssgan.config import load_params
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.models.bundle import load_bundle, model_dir
+from landslide_ssgan.models.learners import KINDS
 
 KEYS = ("auprc", "auroc", "f1", "flagged_share", "object_recall")
 
@@ -24,7 +25,7 @@ def main() -> None:
           + " | ".join(f"test {k}" for k in KEYS) + " |")
     print("|" + "---|" * (2 + 2 * len(KEYS)))
     for feature_set in params.evaluate.feature_sets:
-        for kind in MODEL_NAMES:
+        for kind in KINDS:
             model = load_bundle(model_dir(paths.models, feature_set, kind))
             probability = scoring.model_map(paths.stack, model, ground, scoring.SCORED_AREAS)
             scores = scoring.score_areas(probability, ground, model.threshold or 0.5,

@@ -29,6 +29,7 @@ from landslide_ssgan.data.stack import read_single_band, read_stack
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.models import forest, glm
 from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.models.learners import learner
 from landslide_ssgan.training.fit import train_network
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
@@ -101,7 +102,7 @@ def _trained(kind: str, params: Any, source: Any) -> ModelBundle:
         return ModelBundle(source.normalisation, glm=glm.fit_glm(
             windows[:, half, half, :], labels, source.bands))
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_network(kind, params.train, source, params.seed,  # type: ignore[arg-type]
+        trained = train_network(learner(kind), params.train, source, params.seed,
                                 workdir=Path(tmp) / "backup")
     return ModelBundle(source.normalisation, discriminator=trained.model.discriminator)
 

@@ -54,11 +54,8 @@ def test_the_committed_params_are_valid() -> None:
     (("train", "consistency", "cutout"), 13, "train: train.consistency.cutout 13 must be "
      "smaller than the window (13 pixels)"),
     (("train", "consistency", "threshold"), 0.3, "train.consistency.threshold: 0.3 is out"),
-    (("tune", "model"), "forest", "tune.model: 'forest' is not one of ssgan, baseline"),
-    (("registry", "kinds"), ["ssgan", "unet"], "registry.kinds[1]: 'unet' is not one of"),
     (("tune", "space", "consistency.cutout"), {"choices": [3, 20]},
      "tune.space.consistency.cutout: train.consistency.cutout 20 must be smaller"),
-    (("study", "models"), ["ssgan", "unet"], "study.models[1]: 'unet' is not one of"),
     (("tune", "space", "batch_size"), {"choices": [0, 64]},
      "tune.space.batch_size: 0 is out of range [1, inf]"),
     (("sample", "split", "block_size"), 10, "block_size: 10 must be at least twice"),

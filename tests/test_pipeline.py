@@ -21,6 +21,7 @@ from landslide_ssgan.config import WindowsConfig, parse_params
 from landslide_ssgan.data.source import WindowSource, load_window_source
 from landslide_ssgan.data.windows import FileWindows
 from landslide_ssgan.models.discriminator import landslide_probability
+from landslide_ssgan.models.learners import learner
 from landslide_ssgan.models.ssgan import predict_probability
 from landslide_ssgan.training.fit import train_network
 from tests.conftest import write_params
@@ -46,7 +47,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "models": "models",
         "maps": "maps", "reports": "reports"}.items()}
     raw["train"].update(TINY | {"forest_trees": 20})
-    raw["evaluate"] = {"feature_sets": ["joint"]}
+    raw["evaluate"] = {"feature_sets": ["joint"], "models": base_params["evaluate"]["models"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
     raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
                          "models": ["ssgan", "baseline", "fixmatch", "forest"],
@@ -277,7 +278,8 @@ def test_windows_read_from_a_file_train_the_same_network(pipeline: dict[str, Any
         np.testing.assert_array_equal(got, expected)
     test = in_memory.windows("test")[0]
     probabilities = [predict_probability(train_network(
-        "ssgan", cfg.train, source, cfg.seed, workdir=tmp_path / name).model.discriminator, test)
+        learner("ssgan"), cfg.train, source, cfg.seed,
+        workdir=tmp_path / name).model.discriminator, test)
         for name, source in (("memory", in_memory), ("file", from_file))]
     np.testing.assert_array_equal(probabilities[0], probabilities[1])
 

@@ -14,6 +14,7 @@ from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import draw_samples, training_cover, training_statistics
 from landslide_ssgan.data.source import WindowSource, window_source
 from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.models.learners import learner
 from landslide_ssgan.models.ssgan import predict_probability
 from landslide_ssgan.training.fit import train_network
 
@@ -38,7 +39,7 @@ def tiny(crop_params: Params) -> Params:
 
 def _train_once(kind: str, cfg: Params, source: WindowSource, backup: Path,
                 extra: list | None = None) -> tuple[np.ndarray, list]:
-    trained = train_network(kind, cfg.train, source, cfg.seed, workdir=backup,  # type: ignore[arg-type]
+    trained = train_network(learner(kind), cfg.train, source, cfg.seed, workdir=backup,
                             threshold=0.5, callbacks=tuple(extra or []))
     windows, _ = source.windows("test")
     return predict_probability(trained.model.discriminator, windows), trained.history
@@ -94,7 +95,7 @@ def test_the_ssgan_trains_on_a_fully_labelled_mask(tiny: Params, crop_stack: Sta
     source = window_source(crop_stack, samples, Normalisation(crop_stack.grid.band_names, mean,
                                                               std), "joint", 13)
     assert len(samples.unlabelled()) > 10 * len(samples.of("train"))
-    trained = train_network("ssgan", replace(tiny.train, epochs=1), source, 0,
+    trained = train_network(learner("ssgan"), replace(tiny.train, epochs=1), source, 0,
                             workdir=tmp_path / "backup")
     assert np.isfinite(trained.model.discriminator.get_weights()[0]).all()
 
@@ -111,7 +112,7 @@ def test_a_resumed_training_ends_where_an_uninterrupted_one_does(
     cfg = replace(tiny, train=replace(tiny.train, ema=0.9))
 
     def train(backup: Path, extra: tuple = ()) -> keras.Model:
-        return train_network(kind, cfg.train, source, cfg.seed, workdir=backup,  # type: ignore[arg-type]
+        return train_network(learner(kind), cfg.train, source, cfg.seed, workdir=backup,
                              threshold=0.5, callbacks=extra).model
 
     straight = _all_weights(train(tmp_path / "a"))

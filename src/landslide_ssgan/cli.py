@@ -44,14 +44,6 @@ ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params.y
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Model(StrEnum):
-    ssgan = "ssgan"
-    baseline = "baseline"
-    fixmatch = "fixmatch"
-    forest = "forest"
-    glm = "glm"
-
-
 class FeatureSetChoice(StrEnum):
     factors = "factors"
     optical = "optical"
@@ -186,7 +178,8 @@ def factors(
 @stage
 def train(
     ctx: typer.Context,
-    model: Annotated[Model, typer.Argument(help="Which model.")],
+    model: Annotated[str, typer.Argument(
+        help="The model kind: one of `landslide kinds` (models/learners.py).")],
     feature_set: Annotated[FeatureSetChoice | None, typer.Option(
         help="Which bands; default: features.set of params.yaml.")] = None,
     restart: Annotated[bool, typer.Option(
@@ -206,19 +199,20 @@ def train(
     finished epoch (weights, optimizer state and random streams: it ends where an
     uninterrupted run would) if the settings and data are unchanged; `--restart` discards
     it."""
-    from landslide_ssgan.models import bundle
+    from landslide_ssgan.models import bundle, learners
     from landslide_ssgan.stages import train as stage_module
 
+    learners.learner(model, "MODEL")
     cfg = _tracked_params(params, ctx)
     chosen = feature_set.value if feature_set else cfg.features.set
     paths = cfg.paths
     data = _training_data(cfg)
-    out = stage_module.run(model.value, chosen, data, seed=cfg.seed, train=cfg.train,
+    out = stage_module.run(model, chosen, data, seed=cfg.seed, train=cfg.train,
                            rgb=cfg.features.rgb, window=cfg.sample.window,
                            split_method=cfg.sample.split.method, models=paths.models,
                            restart=restart)
     info = bundle.read_info(out)
-    typer.echo(f"{model.value} on {chosen} trained -> {out}; map threshold "
+    typer.echo(f"{model} on {chosen} trained -> {out}; map threshold "
                f"{info['threshold']:.3g} ({info['threshold_source']})")
 
 
@@ -233,21 +227,9 @@ def evaluate(
     evaluation.md, feature_sets.md, map_evaluation.json / .md, precision-recall curves, a
     preview of the test area, the GLM's coefficients and the loss curves; adds the scores to
     each model's MLflow run."""
-    from landslide_ssgan.evaluation import scoring
-    from landslide_ssgan.reporting import tables
     from landslide_ssgan.stages import evaluate as stage_module
 
-    cfg = _tracked_params(params, ctx)
-    paths = cfg.paths
-    results = stage_module.run(
-        cfg.evaluate.feature_sets, main_set=cfg.features.set, threshold=cfg.train.threshold,
-        window=cfg.sample.window, split_method=cfg.sample.split.method, stack=paths.stack,
-        samples=paths.samples, norm=paths.norm, models=paths.models, reports=paths.reports,
-        windows=cfg.windows)
-    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
-    maps = stage_module.run_maps(cfg.features.set, ground, cfg.map, rgb=cfg.features.rgb,
-                                 stack=paths.stack, models=paths.models, reports=paths.reports,
-                                 protocol=tables.sampling_protocol(cfg.sample))
+    results, maps = stage_module.run_all(_tracked_params(params, ctx))
     for feature_set, rows in results.items():
         for kind, row in rows.items():
             typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
@@ -356,7 +338,7 @@ def map_area(
                                    rgb=cfg.features.rgb, stack=paths.stack, models=paths.models,
                                    maps=paths.maps, reports=paths.reports, ground=ground,
                                    model_uri=model_uri, client=client, on_block=on_block)
-    for name in ("champion", "baseline"):
+    for name in stage_module.PREFIX:
         if name in summary:
             row = summary[name]
             test = row["areas"].get("test", {})

@@ -31,8 +31,9 @@ FEATURE_SETS: tuple[FeatureSet, ...] = typing.get_args(FeatureSet)
 SplitMethod = Literal["spatial", "random"]
 Negatives = Literal["inventory", "outside"]
 UnlabelledFrom = Literal["train", "area"]
-ModelName = Literal["ssgan", "baseline", "fixmatch", "forest", "glm"]
-MODEL_NAMES: tuple[ModelName, ...] = typing.get_args(ModelName)
+# Model kinds are plain names here: models/learners.py holds the table of kinds, and the
+# stages that train or load models check these names against it (config stays free of the
+# model code, so that editing a model never reruns prepare or sample).
 
 T = TypeVar("T")
 
@@ -219,6 +220,7 @@ class TrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
     feature_sets: tuple[FeatureSet, ...] = setting(nonempty=True)
+    models: tuple[str, ...] = setting(nonempty=True)  # the kinds trained (dvc.yaml's matrix)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,7 +257,7 @@ def _search_space(raw: Any, where: str) -> Mapping[str, Mapping[str, Any]]:
 class TuneConfig:
     """The Optuna study: budget, storage, sampler, pruner and the search space."""
 
-    model: Literal["ssgan", "baseline", "fixmatch"] = "ssgan"  # the network kind tuned
+    model: str = setting()  # the network kind tuned (a kind of models/learners.py)
     trials: int = setting(low=1)
     epochs: int = setting(low=1)
     study: str = setting()
@@ -299,7 +301,7 @@ class StudyConfig:
 
     budgets: tuple[float, ...] = setting(low=0.0, low_open=True, high=1.0, nonempty=True)
     seeds: tuple[int, ...] = setting(nonempty=True)
-    models: tuple[ModelName, ...] = setting(nonempty=True)
+    models: tuple[str, ...] = setting(nonempty=True)
     steps: int = setting(low=1)           # optimiser steps per network, whatever the budget
     forest_trees: int = setting(low=1)
     splits: tuple[SplitMethod, ...] = setting(nonempty=True)
@@ -338,7 +340,7 @@ class Variant:
 class RegistryConfig:
     model_name: str
     alias: str
-    kinds: tuple[ModelName, ...] = setting(nonempty=True)  # the kinds a champion may be
+    kinds: tuple[str, ...] = setting(nonempty=True)  # the kinds a champion may be
     score: Literal["auprc", "balanced_f1"]  # what the champion is chosen by (validation)
 
 

@@ -193,12 +193,12 @@ def test_an_area_without_optical_bands(base_params: dict, tmp_path: Path) -> Non
     import copy
 
     import pytest
-    from landslide_ssgan.reporting.plots import _stretched_rgb
 
     from landslide_ssgan.config import parse_params
     from landslide_ssgan.data.blocks import preview_image
     from landslide_ssgan.data.stack import build_stack
     from landslide_ssgan.errors import ConfigError
+    from landslide_ssgan.reporting.plots import _stretched_rgb
 
     raw = copy.deepcopy(base_params)
     raw["paths"] = {k: str(tmp_path / k) for k in (

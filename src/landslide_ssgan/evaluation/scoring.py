@@ -21,8 +21,9 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics
 from landslide_ssgan.inference import bodies
 from landslide_ssgan.inference.mapping import WindowModel, probability_map
+from landslide_ssgan.models import learners
 from landslide_ssgan.models.bundle import ModelBundle, load_bundle, save_info
-from landslide_ssgan.models.prior import Prior, trained_share
+from landslide_ssgan.models.prior import Prior
 
 SCORED_AREAS = ("val", "test")
 
@@ -73,10 +74,10 @@ def area_prevalence(ground: Ground, setting: float | str = "auto") -> tuple[floa
 
 def model_prior(kind: str, train: TrainConfig, labels: np.ndarray, ground: Ground) -> Prior:
     """The landslide prior a model learnt from its labelled training windows (`labels`; one
-    half with class weighting, which only the networks use) and the area's
+    half where its learner weighs the classes by train.class_weighting) and the area's
     (train.prevalence)."""
-    weighted = train.class_weighting and kind in ("ssgan", "baseline")
-    return Prior(trained_share(labels, weighted), *area_prevalence(ground, train.prevalence))
+    trained = learners.learner(kind).trained_prior(train, labels)
+    return Prior(trained, *area_prevalence(ground, train.prevalence))
 
 
 def model_map(stack: str, model: ModelBundle, ground: Ground, areas: tuple[str, ...],

@@ -115,6 +115,13 @@ def save_network(folder: str | Path, discriminator: keras.Model, normalisation: 
         write_history(folder / HISTORY, history)
 
 
+def classifier_bundle(model: Any, normalisation: Normalisation) -> ModelBundle:
+    """A fitted random forest or GLM (by its type) as a bundle, without a folder."""
+    if isinstance(model, CentreLogit):
+        return ModelBundle(normalisation, glm=model)
+    return ModelBundle(normalisation, forest=model)
+
+
 def save_classifier(folder: str | Path, model: Any, normalisation: Normalisation) -> None:
     """A random forest or a GLM (by its type), with its normalisation."""
     folder = Path(folder)

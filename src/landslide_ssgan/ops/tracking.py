@@ -188,7 +188,7 @@ CHAMPION_ORDER = {  # registry.score -> how candidate runs are ranked (validatio
 
 
 def best_candidate(experiment: str, feature_set: str, data_digest: str,
-                   score: str = "auprc", kinds: tuple[str, ...] = ("ssgan",)) -> Any | None:
+                   score: str, kinds: tuple[str, ...]) -> Any | None:
     """The run of any of `kinds` with the best validation score (`score`: the validation
     area map's AUPRC, or F1 on balanced validation windows; ties: the other, then the
     earlier run) among runs of this feature set and data that logged a model; test metrics

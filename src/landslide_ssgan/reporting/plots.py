@@ -111,8 +111,10 @@ def window_grid(windows: np.ndarray, band_names: tuple[str, ...], rgb: tuple[str
 
 def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) -> None:
     """Per model: the discriminator's loss components and the generator loss by epoch, and
-    the validation F1 of all models in one panel."""
-    fig, axes = plt.subplots(1, len(histories) + 1, figsize=(5 * (len(histories) + 1), 3.8))
+    the validation F1 of all models in one panel (alone, and empty, without networks)."""
+    fig, grid = plt.subplots(1, len(histories) + 1, figsize=(5 * (len(histories) + 1), 3.8),
+                             squeeze=False)
+    axes = grid[0]
     for ax, (name, rows) in zip(axes, histories.items(), strict=False):
         epochs = [row["epoch"] for row in rows]
         for key in ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
@@ -211,7 +213,7 @@ def map_preview(rgb: np.ndarray, maps: dict[str, np.ndarray], thresholds: dict[s
         if landslides is not None:
             ax.imshow(np.where(landslides, 1.0, np.nan), cmap="cool", vmin=0, vmax=1,
                       interpolation="nearest")
-        ax.set_title(f"{titles.get(name, name)} (threshold {thresholds[name]:.2f})",
+        ax.set_title(f"{titles.get(name, name)} (threshold {thresholds[name]:.3g})",
                      fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -239,16 +241,15 @@ def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]]
     _save(fig, path)
 
 
-def label_efficiency(results: Any, metrics: tuple[str, ...], path: str | Path) -> None:
+def label_efficiency(results: Any, metrics: tuple[str, ...], path: str | Path,
+                     colours: dict[str, str]) -> None:
     """Test scores against the number of labelled windows, one line per model and split
-    (mean over seeds, bars = standard deviation)."""
+    (mean over seeds, bars = standard deviation), each model in its colour."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
-    colours = {"ssgan": "tab:red", "baseline": "tab:blue", "forest": "tab:green",
-               "fixmatch": "tab:purple", "glm": "tab:brown"}
     styles = {"spatial": "-", "random": ":"}
     for ax, metric in zip(axes[0], metrics, strict=True):
         for (model, split), part in results.groupby(["model", "split"]):
-            if model.startswith("ssgan+"):
+            if "+" in model:  # a variant of the paper's model: in the report's tables only
                 continue
             stats = part.groupby("budget").agg(x=("labelled_windows", "mean"),
                                                y=(metric, "mean"), e=(metric, "std"))

@@ -15,6 +15,16 @@ from landslide_ssgan.evaluation import budgets
 from landslide_ssgan.evaluation.metrics import METRIC_NAMES
 
 # --- evaluate: test metrics of every model ---------------------------------------------
+from landslide_ssgan.models.learners import (
+    COMPARISONS,
+    LEARNERS,
+    PAPER_MODEL,
+    SUPERVISED_TWIN,
+)
+
+PAPER, TWIN = PAPER_MODEL, SUPERVISED_TWIN
+SEMI = tuple(k for k, learner in LEARNERS.items() if learner.unlabelled)  # semi-supervised
+CLASSIFIERS = tuple(k for k, learner in LEARNERS.items() if not learner.network)
 
 
 def _metric_rows(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -193,27 +203,28 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
             lines.append(f"| {budget:g} | {model} | " + " | ".join(
                 f"{row[(m, 'mean')]:.4f} ± {np.nan_to_num(row[(m, 'std')]):.4f}"
                 for m in ("map_auprc", "map_f1", "map_flagged")) + " |")
-        for learner in [m for m in ("ssgan", "fixmatch") if m in set(spatial.model)]:
+        for learner in [m for m in SEMI if m in set(spatial.model)]:
             lines += ["", f"{learner} minus its supervised twin on the map:", "",
-                      *_difference_lines(spatial, learner, "baseline",
+                      *_difference_lines(spatial, learner, TWIN,
                                          ("map_auprc", "map_f1"))]
     lines += ["", "## SSGAN minus its supervised twin, paired by seed and budget", "",
-              *_difference_lines(results, "ssgan", "baseline", ("f1", "kappa"))]
-    if "fixmatch" in set(results.model):
-        lines += ["", "## FixMatch minus its supervised twin, paired by seed and budget", "",
-                  *_difference_lines(results, "fixmatch", "baseline", ("f1", "kappa")),
-                  "", "## FixMatch minus the SSGAN", "",
-                  *_difference_lines(results, "fixmatch", "ssgan", ("map_auprc", "f1"))]
-    if "forest" in set(results.model):
-        lines += ["", "## SSGAN minus the random forest", "",
-                  *_difference_lines(results, "ssgan", "forest", ("f1", "kappa"))]
-    variants = sorted(m for m in set(results.model) if m.startswith("ssgan+"))
+              *_difference_lines(results, PAPER, TWIN, ("f1", "kappa"))]
+    for other in [m for m in SEMI if m != PAPER and m in set(results.model)]:
+        title = LEARNERS[other].title
+        lines += ["", f"## {title} minus its supervised twin, paired by seed and budget", "",
+                  *_difference_lines(results, other, TWIN, ("f1", "kappa")),
+                  "", f"## {title} minus the SSGAN", "",
+                  *_difference_lines(results, other, PAPER, ("map_auprc", "f1"))]
+    for other in [m for m in CLASSIFIERS if m in set(results.model)]:
+        lines += ["", f"## SSGAN minus the {LEARNERS[other].title}", "",
+                  *_difference_lines(results, PAPER, other, ("f1", "kappa"))]
+    variants = sorted(m for m in set(results.model) if m.startswith(f"{PAPER}+"))
     if variants:
         lines += ["", "## Improvements: each SSGAN variant minus the plain SSGAN (spatial)", ""]
         for variant in variants:
             lines += [f"### {variant}", "",
                       *_difference_lines(results[results.split == "spatial"], variant,
-                                         "ssgan", ("map_auprc", "f1")), ""]
+                                         PAPER, ("map_auprc", "f1")), ""]
     lines += _realism_lines(results)
     lines += ["", "## Spatial versus random split (mean test F1)", "",
               *_split_lines(results)]
@@ -262,21 +273,20 @@ def answer(results: pd.DataFrame) -> list[str]:
     lines = []
     for split in [s for s in ("spatial", "random") if s in set(results.split)]:
         for metric in ("f1", "kappa"):
-            if {"ssgan", "baseline"} <= set(results.model):
+            if {PAPER, TWIN} <= set(results.model):
                 lines.append(f"- SSGAN vs supervised twin, {split} split, {metric}: "
-                             + _readings(results, "ssgan", "baseline", split, metric) + ".")
+                             + _readings(results, PAPER, TWIN, split, metric) + ".")
     if "map_auprc" in results and results["map_auprc"].notna().any():
-        for a, b in (("ssgan", "baseline"), ("fixmatch", "baseline"), ("fixmatch", "ssgan"),
-                     ("ssgan", "forest"), ("fixmatch", "forest"), ("ssgan", "glm")):
+        for a, b in COMPARISONS:
             if {a, b} <= set(results.model):
                 lines.append(f"- {a} vs {b}, the map's test-area AUPRC (spatial split): "
                              + _readings(results, a, b, "spatial", "map_auprc") + ".")
-    for variant in sorted(m for m in set(results.model) if m.startswith("ssgan+")):
+    for variant in sorted(m for m in set(results.model) if m.startswith(f"{PAPER}+")):
         for metric in ("map_auprc", "f1"):
             lines.append(f"- {variant} vs SSGAN, spatial split, {metric}: "
-                         + _readings(results, variant, "ssgan", "spatial", metric) + ".")
+                         + _readings(results, variant, PAPER, "spatial", metric) + ".")
         lines.append(f"- {variant} vs supervised twin, spatial split, map_auprc: "
-                     + _readings(results, variant, "baseline", "spatial", "map_auprc") + ".")
+                     + _readings(results, variant, TWIN, "spatial", "map_auprc") + ".")
     if {"spatial", "random"} <= set(results.split):
         gain = (results.groupby(["model", "budget", "split"])["f1"].mean()
                 .unstack("split").eval("random - spatial").dropna())

@@ -17,24 +17,43 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import precision_recall_curve
 
-from landslide_ssgan.config import MODEL_NAMES, FeatureSet, MapConfig, WindowsConfig
+from landslide_ssgan.config import FeatureSet, MapConfig, Params, WindowsConfig
 from landslide_ssgan.data.blocks import preview_image
 from landslide_ssgan.data.source import load_window_sources
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json, write_text
-from landslide_ssgan.models import bundle
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.reporting import plots, tables
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
 
 
-def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float,
+def run_all(cfg: Params) -> tuple[Results, MapResults]:
+    """Both judgements of every kind of evaluate.models: balanced test windows on every
+    feature set, then the maps of features.set."""
+    kinds = cfg.evaluate.models
+    learners.check_kinds(kinds, "evaluate.models")
+    paths = cfg.paths
+    results = run(cfg.evaluate.feature_sets, kinds, main_set=cfg.features.set,
+                  threshold=cfg.train.threshold, window=cfg.sample.window,
+                  split_method=cfg.sample.split.method, stack=paths.stack,
+                  samples=paths.samples, norm=paths.norm, models=paths.models,
+                  reports=paths.reports, windows=cfg.windows)
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+    maps = run_maps(cfg.features.set, kinds, ground, cfg.map, rgb=cfg.features.rgb,
+                    stack=paths.stack, models=paths.models, reports=paths.reports,
+                    protocol=tables.sampling_protocol(cfg.sample))
+    return results, maps
+
+
+def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_set: str,
+        threshold: float,
         window: int, split_method: str, stack: str, samples: str, norm: str, models: str,
         reports: str, windows: WindowsConfig | None = None) -> Results:
-    """Balanced-window test metrics of every model, to reports/ (metrics.json,
+    """Balanced-window test metrics of every model of `kinds`, to reports/ (metrics.json,
     evaluation_details.json, evaluation.md for `main_set`, feature_sets.md, loss curves) and
     to each model's MLflow run."""
     results: Results = {}
@@ -44,7 +63,7 @@ def run(feature_sets: tuple[FeatureSet, ...], *, main_set: str, threshold: float
         if len(labels) == 0:
             raise InputError(f"{samples}: has no test windows")
         results[feature_set] = {}
-        for kind in MODEL_NAMES:
+        for kind in kinds:
             folder = bundle.model_dir(models, feature_set, kind)
             scores, matrix = evaluate_probabilities(
                 labels, bundle.load_bundle(folder).probability(test_windows), threshold)
@@ -71,11 +90,16 @@ def _write_reports(results: Results, main_set: str, split_method: str, threshold
     write_text(reports / "evaluation.md", tables.comparison_table(
         results[main_set], main_set, split_method, threshold))
     write_text(reports / "feature_sets.md", tables.feature_set_table(results))
+    networks = [kind for kind in results[main_set] if learners.learner(kind).network]
     plots.loss_curves({kind: bundle.read_history(bundle.model_dir(models, main_set, kind))
-                       for kind in ("ssgan", "baseline", "fixmatch")
-                       if kind in results[main_set]}, reports / "loss_curves.png")
-    plots.loss_curves({s: bundle.read_history(bundle.model_dir(models, s, "ssgan"))
-                       for s in results}, reports / "feature_set_losses.png")
+                       for kind in networks}, reports / "loss_curves.png")
+    # the paper's Figure 5: its model's losses on each feature set (the first network trained
+    # where the paper's model is not)
+    shown = learners.PAPER_MODEL if learners.PAPER_MODEL in networks else next(
+        iter(networks), None)
+    plots.loss_curves({s: bundle.read_history(bundle.model_dir(models, s, shown))
+                       for s in results if shown is not None},
+                      reports / "feature_set_losses.png")
 
 
 # --- the maps ---------------------------------------------------------------------------
@@ -83,9 +107,10 @@ def _write_reports(results: Results, main_set: str, split_method: str, threshold
 MapResults = dict[str, dict[str, Any]]  # model -> area -> scores
 
 
-def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tuple[str, ...],
+def run_maps(main_set: str, kinds: tuple[str, ...], ground: scoring.Ground, post: MapConfig,
+             *, rgb: tuple[str, ...],
              stack: str, models: str, reports: str, protocol: str = "") -> MapResults:
-    """Every model of `main_set` maps the stack; its map is scored on the validation and
+    """Every model of `kinds` on `main_set` maps the stack; its map is scored on the validation and
     test areas. Writes reports/map_evaluation.json (DVC metrics: the figures a map is judged
     by; thresholds and everything else in map_evaluation_details.json),
     map_evaluation_details.json, map_evaluation.md, map_pr_curves.png, map_test_preview.png
@@ -97,7 +122,7 @@ def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tup
     maps: dict[str, np.ndarray] = {}
     thresholds: dict[str, float] = {}
     curves: dict[str, dict[str, Any]] = {area: {} for area in scoring.SCORED_AREAS}
-    for kind in MODEL_NAMES:
+    for kind in kinds:
         folder = bundle.model_dir(models, main_set, kind)
         model = bundle.load_bundle(folder)
         probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
@@ -112,14 +137,22 @@ def run_maps(main_set: str, ground: scoring.Ground, post: MapConfig, *, rgb: tup
         _log_map_metrics(bundle.read_run(folder)["run_id"], results[kind])
     folder = Path(reports)
     _write_map_reports(results, main_set, folder, protocol)
-    plots.pr_curves(curves, {a: results[MODEL_NAMES[0]][a]["all"]["prevalence"]
+    plots.pr_curves(curves, {a: results[kinds[0]][a]["all"]["prevalence"]
                              for a in scoring.SCORED_AREAS}, folder / "map_pr_curves.png")
     _test_preview(maps, thresholds, ground, stack, rgb, post.preview_size,
                   folder / "map_test_preview.png")
-    coefficients = bundle.model_dir(models, main_set, "glm") / bundle.COEFFICIENTS
-    write_text(folder / "glm_coefficients.md", tables.coefficient_table(
-        pd.read_csv(coefficients, index_col=0), main_set))
+    write_text(folder / "glm_coefficients.md", _coefficients(models, main_set, kinds))
     return results
+
+
+def _coefficients(models: str, main_set: str, kinds: tuple[str, ...]) -> str:
+    """The coefficient tables of the models that have one (the GLM's), or a line that none
+    was trained."""
+    tables_found = [tables.coefficient_table(pd.read_csv(path, index_col=0), main_set)
+                    for kind in kinds
+                    if (path := bundle.model_dir(models, main_set, kind)
+                        / bundle.COEFFICIENTS).is_file()]
+    return "\n".join(tables_found) or (f"No model of {', '.join(kinds)} has coefficients.\n")
 
 
 def _log_map_metrics(run_id: str, scores: dict[str, Any]) -> None:

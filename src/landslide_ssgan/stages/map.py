@@ -31,13 +31,14 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.files import Staging, staged_together, write_json
 from landslide_ssgan.inference import bodies, mapping
-from landslide_ssgan.models import bundle
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.ops import pyfunc, tracking
 from landslide_ssgan.reporting import plots
 
-PREFIX = {"champion": "landslide", "baseline": "baseline"}  # file names of each model's map
-TITLES = {"champion": "SSGAN champion", "baseline": "supervised baseline"}
+TWIN = learners.SUPERVISED_TWIN  # mapped beside the champion, to compare
+PREFIX = {"champion": "landslide", TWIN: TWIN}  # file names of each model's map
+TITLES = {TWIN: f"supervised twin ({TWIN})"}  # the champion's title names its kind
 OnBlock = Callable[[str, Any, bool, int], None]  # model name, block, resumed, map pixels
 
 
@@ -65,8 +66,8 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
         chosen = {"champion": (pyfunc.window_model_folder(uri, Path(tmp)),
                                tracking.model_version_of(uri))}
         if cfg.compare_baseline:
-            folder = bundle.model_dir(models, feature_set, "baseline")
-            chosen["baseline"] = (folder, {"uri": str(folder)})
+            folder = bundle.model_dir(models, feature_set, TWIN)
+            chosen[TWIN] = (folder, {"uri": str(folder)})
         for name, (folder, identity) in chosen.items():
             hook = (lambda block, resumed, total, n=name: on_block(n, block, resumed, total)) \
                 if on_block else None
@@ -75,6 +76,7 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
                                                      staging)}
         _preview(cfg, stack, rgb, {n: staging.path(outputs(Path(maps), PREFIX[n])[
             "probability"]) for n in chosen}, {n: summary[n]["threshold"] for n in chosen},
+            str(bundle.read_info(chosen["champion"][0]).get("kind", "unknown kind")),
             staging.path(Path(reports) / "map_preview.png"))
         write_json(staging.path(Path(reports) / "map_summary.json"), summary)
     _log(summary, Path(reports))
@@ -174,12 +176,13 @@ def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig
 
 
 def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: dict[str, Path],
-             thresholds: dict[str, float], path: Path) -> None:
+             thresholds: dict[str, float], kind: str, path: Path) -> None:
     size = cfg.preview_size
     image = preview_image(stack, size, rgb)
     probabilities = {name: read_decimated(maps[name], size, resampling="nearest")[0]
                      for name in thresholds}
-    plots.map_preview(image, probabilities, thresholds, TITLES, path)
+    titles = {**TITLES, "champion": f"champion ({kind})"}
+    plots.map_preview(image, probabilities, thresholds, titles, path)
 
 
 def _log(summary: dict[str, Any], reports: Path) -> None:

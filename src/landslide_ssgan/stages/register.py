@@ -22,7 +22,7 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json
-from landslide_ssgan.models import bundle
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.ops import pyfunc, tracking
 
 
@@ -30,6 +30,7 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         experiment: str, stack: str, samples: str, norm: str, ground: scoring.Ground,
         reports: str, windows: WindowsConfig | None = None) -> dict[str, Any]:
     """Register the candidate, promote it if it is better, write reports/champion.json."""
+    learners.check_kinds(cfg.kinds, "registry.kinds")
     digest = tracking.data_digest(samples, stack)
     run = tracking.best_candidate(experiment, feature_set, digest, cfg.score, cfg.kinds)
     if run is None:
@@ -76,7 +77,7 @@ def _kind(version: Any) -> str:
     """The model kind of a registry version: its tag, or its run's (versions registered
     before the tag existed)."""
     kind = (version.tags or {}).get("kind")
-    return str(kind or MlflowClient().get_run(version.run_id).data.tags.get("model", "ssgan"))
+    return str(kind or MlflowClient().get_run(version.run_id).data.tags.get("model", "unknown"))
 
 
 _SCORES = {"auprc": "AUPRC of the map over the validation area (every pixel)",

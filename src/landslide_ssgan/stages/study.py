@@ -40,7 +40,7 @@ from landslide_ssgan.evaluation import budgets, map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_text
-from landslide_ssgan.models import forest, glm
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import tracking
@@ -56,12 +56,14 @@ def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig
         train: TrainConfig, reports: str,
         on_run: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Every run, then reports/label_efficiency.md, .png and .csv."""
+    learners.check_kinds(cfg.models, "study.models")
     started = time.perf_counter()
     results = label_efficiency(cfg, data, seed=seed, sample=sample, feature_set=feature_set,
                                train=train, on_run=on_run)
     folder = Path(reports)
     write_text(folder / "label_efficiency.csv", results.to_csv(index=False))
-    plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png")
+    plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png",
+                           {kind: learner.colour for kind, learner in learners.LEARNERS.items()})
     path = folder / "label_efficiency.md"
     write_text(path, tables.study_report(results, cfg, feature_set, train.batch_size,
                                             time.perf_counter() - started,
@@ -71,13 +73,14 @@ def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig
 
 def study_runs(cfg: StudyConfig, train: TrainConfig,
                split: str) -> Iterator[tuple[str, str, Variant]]:
-    """(name, model kind, variant): the models, then the SSGAN variants (spatial split only:
-    the improvements are judged on the honest split)."""
+    """(name, model kind, variant): the models, then the variants of the paper's model
+    (spatial split only: the improvements are judged on the honest split)."""
     for kind in cfg.models:
         yield kind, kind, Variant(train, cfg.steps, None)
-    if split == "spatial" and "ssgan" in cfg.models:
+    paper = learners.PAPER_MODEL
+    if split == "spatial" and paper in cfg.models:
         for name in cfg.variants:
-            yield f"ssgan+{name}", "ssgan", cfg.variant(train, name)
+            yield f"{paper}+{name}", paper, cfg.variant(train, name)
 
 
 def smaller_pool(samples: Samples, ratio: float | None, seed: int) -> Samples:
@@ -110,21 +113,17 @@ def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: S
 
 def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, steps: int,
              cfg: StudyConfig) -> tuple[ModelBundle, float]:
-    """The trained model and, for the SSGAN, how easily its generated windows are told from
-    real ones (realism.py; NaN for the other models)."""
-    windows, labels = source.windows("train")
+    """The trained model and, for a model with a generator, how easily its generated windows
+    are told from real ones (realism.py; NaN for the other models)."""
+    learner = learners.learner(kind, "study.models")
     norm = source.normalisation
-    if kind == "forest":
-        return ModelBundle(norm, forest=forest.fit_forest(windows, labels, cfg.forest_trees,
-                                                          seed)), float("nan")
-    if kind == "glm":
-        half = source.window // 2
-        return ModelBundle(norm, glm=glm.fit_glm(windows[:, half, half, :], labels,
-                                                 source.bands)), float("nan")
+    if learner.fit is not None:
+        fitted = learner.fit(learners.with_forest_trees(train, cfg.forest_trees), source, seed)
+        return bundle.classifier_bundle(fitted, norm), float("nan")
     labelled = len(source.samples.of("train"))
     epochs = math.ceil(steps / math.ceil(labelled / train.batch_size))
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_network(kind, train, source, seed,  # type: ignore[arg-type]
+        trained = train_network(learner, train, source, seed,
                                 workdir=Path(tmp) / "backup", epochs=epochs)
     realism = (real_vs_generated_auroc(*real_and_generated(
         trained.model, source, REALISM_WINDOWS, seed), seed=seed)
@@ -212,8 +211,8 @@ def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: 
                            "labelled_polygons": context["labelled_polygons"],
                            "steps": variant.steps,
                            "unlabelled_windows": len(source.samples.unlabelled()),
-                           **({} if kind in ("forest", "glm")
-                              else tracking.train_params(variant.train))})
+                           **(tracking.train_params(variant.train)
+                              if learners.learner(kind).network else {})})
         scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},

@@ -20,14 +20,15 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from landslide_ssgan.config import ModelName, TrainConfig
+from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.data.source import TrainingData, WindowSource
 from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_json
-from landslide_ssgan.models import bundle, forest, glm
+from landslide_ssgan.models import bundle, learners
+from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import pyfunc, tracking
 from landslide_ssgan.reporting import plots
@@ -37,28 +38,29 @@ IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
 
 
-def run(kind: ModelName, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
+def run(kind: str, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
         rgb: tuple[str, ...], window: int, split_method: str, models: str,
         restart: bool = False) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images, the map threshold, the model) and write models/<set>/<kind>/.
     An interrupted network training resumes only with the same settings and data; `restart`
     discards it."""
+    learner = learners.learner(kind)
     source = data.window_source(feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
     mapper = functools.partial(map_threshold, kind, data, train, source)
-    if kind in ("forest", "glm"):
-        _train_classifier(kind, source, seed, train, staging,
+    if not learner.network:
+        _train_classifier(learner, source, seed, train, staging,
                           tracking.new_run(kind, feature_set, params, inputs), mapper)
     else:
         backup = out.with_name(f".{kind}.backup")
         recipe = {"params": params, "data": tracking.data_digest(data.samples, data.stack)}
         run_id = _resumable_run(backup, recipe, restart, kind, lambda: tracking.new_run(
             kind, feature_set, params, inputs))
-        _train_network(kind, source, seed, train, rgb, staging, backup, run_id, mapper)
+        _train_network(learner, source, seed, train, rgb, staging, backup, run_id, mapper)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
@@ -121,25 +123,26 @@ def _close_run(backup: Path, status: str) -> None:
             mlflow.MlflowClient().set_terminated(previous.read_text().strip(), status=status)
 
 
-def _train_network(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
+def _train_network(learner: learners.Learner, source: WindowSource, seed: int, train: TrainConfig,
                    rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                    mapper: Callable[[Path], None]) -> None:
     try:
-        _train_logged(kind, source, seed, train, rgb, staging, backup, run_id, mapper)
+        _train_logged(learner, source, seed, train, rgb, staging, backup, run_id, mapper)
     except Exception:
         shutil.rmtree(backup, ignore_errors=True)  # a failed run is never resumed
         raise
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _train_logged(kind: ModelName, source: WindowSource, seed: int, train: TrainConfig,
+def _train_logged(learner: learners.Learner, source: WindowSource, seed: int, train: TrainConfig,
                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                   mapper: Callable[[Path], None]) -> None:
     """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
     with mlflow.start_run(run_id=run_id):
-        image = _generator_image(source, rgb, train.latent_dim, seed) if kind == "ssgan" else None
+        image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
+                 else None)
         logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
-        trained = train_network(kind, train, source, seed, workdir=backup / "keras",  # type: ignore[arg-type]
+        trained = train_network(learner, train, source, seed, workdir=backup / "keras",
                                 threshold=train.threshold, callbacks=(logger,),
                                 history_path=backup / "history.json")
         bundle.save_network(staging, trained.model.discriminator, source.normalisation,
@@ -174,15 +177,13 @@ def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int
     return make
 
 
-def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainConfig,
-                      staging: Path, run_id: str, mapper: Callable[[Path], None]) -> None:
-    """The random forest on window features or the GLM on centre pixels, logged like the
-    networks (validation scores, map threshold, a model in MLflow)."""
-    windows, labels = source.windows("train")
-    model: Any = (forest.fit_forest(windows, labels, train.forest_trees, seed)
-                  if kind == "forest" else glm.fit_glm(windows[:, source.window // 2,
-                                                               source.window // 2, :],
-                                                       labels, source.bands))
+def _train_classifier(learner: learners.Learner, source: WindowSource, seed: int,
+                      train: TrainConfig, staging: Path, run_id: str,
+                      mapper: Callable[[Path], None]) -> None:
+    """A classifier on window features (the forest, the GLM), logged like the networks
+    (validation scores, map threshold, a model in MLflow)."""
+    assert learner.fit is not None
+    model = learner.fit(train, source, seed)
     bundle.save_classifier(staging, model, source.normalisation)
     fitted = bundle.load_bundle(staging)
     with mlflow.start_run(run_id=run_id):
@@ -192,7 +193,7 @@ def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainCo
                                                train.threshold)
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
         mapper(staging)
-        if kind == "glm":
+        if isinstance(model, CentreLogit):
             _log_coefficients(model, staging)
         # the window model, like the networks': the registry and `landslide serve` take any
         model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
@@ -200,7 +201,7 @@ def _train_classifier(kind: str, source: WindowSource, seed: int, train: TrainCo
     bundle.save_run(staging, run_id, model_uri)
 
 
-def _log_coefficients(model: glm.CentreLogit, staging: Path) -> None:
+def _log_coefficients(model: CentreLogit, staging: Path) -> None:
     """The GLM's coefficient table beside the model and in MLflow."""
     model.table.to_csv(staging / bundle.COEFFICIENTS)
     mlflow.log_artifact(str(staging / bundle.COEFFICIENTS))

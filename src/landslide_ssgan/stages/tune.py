@@ -26,7 +26,7 @@ from landslide_ssgan.data.source import TrainingData, WindowSource
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.files import write_json, write_text
-from landslide_ssgan.models import bundle
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.ops import pyfunc, tracking, tuning
 from landslide_ssgan.ops.urls import redacted
 from landslide_ssgan.reporting import plots
@@ -57,6 +57,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     command, reading the same `overrides` of params.yaml); the process that started the
     helpers then writes the reports and the best trial's model folder (`tuned`) and returns
     the summary. A helper (given `parent_run`) returns None."""
+    learners.check_kinds((cfg.model,), "tune.model", networks_only=True)
     url = storage or cfg.storage
     cfg = replace(cfg, study=study_name(cfg, trials))
     tuning.open_storage(cfg, url)  # creates the study once, before any worker races
@@ -164,7 +165,8 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
         callbacks = (tracking.MlflowEpochLogger(run_id, train.image_every),
                      tuning.PruneOnValidationF1(trial))
         try:
-            trained = train_network(cfg.model, train, source, trials.seed,
+            trained = train_network(learners.learner(cfg.model, "tune.model"), train, source,
+                                    trials.seed,
                                     workdir=Path(tmp) / "backup",
                                     threshold=trials.train.threshold, callbacks=callbacks)
         except optuna.TrialPruned:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
@@ -21,16 +21,9 @@ from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
-from landslide_ssgan.models.augment import Bands, Strong
-from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
-from landslide_ssgan.models.discriminator import build_discriminator
-from landslide_ssgan.models.fixmatch import FixMatch
-from landslide_ssgan.models.generator import build_generator
-from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised, predict_probability
-
-ModelKind = Literal["ssgan", "baseline", "fixmatch"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("ssgan", "baseline", "fixmatch")
-Network = SSGAN | Supervised | FixMatch
+from landslide_ssgan.models.learners import Learner
+from landslide_ssgan.models.networks import Network
+from landslide_ssgan.models.ssgan import SSGAN, predict_probability
 
 
 def seed_everything(seed: int) -> None:
@@ -40,72 +33,18 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_model(kind: ModelKind, cfg: TrainConfig, source: WindowSource,
-                seed: int) -> Network:
-    channels = source.channels
-    discriminator = build_discriminator(
-        source.window, channels, cfg.d_widths, cfg.d_hidden, cfg.dropout, cfg.leaky_slope,
-        outputs=3 if kind == "ssgan" else 2)
-    d_opt = keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1)
-    probe = np.zeros((1, source.window, source.window, channels), np.float32)
-    class_weights = _class_weights(source) if cfg.class_weighting else (1.0, 1.0)
-    if kind != "ssgan":
-        model: Supervised | FixMatch = (
-            FixMatch(discriminator, _view_bands(source),
-                     _consistency(cfg, cfg.consistency.unlabelled_weight), class_weights,
-                     cfg.ema, seed=seed) if kind == "fixmatch"
-            else Supervised(discriminator, class_weights, cfg.ema))
-        model.compile(d_opt)
-        model(probe)  # built before fit, so an interrupted run can restore into it
-        d_opt.build(discriminator.trainable_variables)  # ... optimizer moments included
-        return model
-    low, high = source.value_range()
-    generator = build_generator(cfg.latent_dim, source.window, channels, cfg.g_width,
-                                cfg.leaky_slope, low, high)
-    weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
-                          cfg.loss_weights.generated, cfg.feature_matching,
-                          cfg.gradient_penalty, class_weights, cfg.ema)
-    term = (ConsistencyTerm(discriminator, _view_bands(source),
-                            _consistency(cfg, cfg.consistency.ssgan_weight), seed)
-            if cfg.consistency.ssgan_weight > 0 else None)
-    gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed, consistency=term)
-    g_opt = keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1)
-    gan.compile(d_opt, g_opt)
-    gan(probe)
-    d_opt.build(discriminator.trainable_variables)
-    g_opt.build(generator.trainable_variables)
-    return gan
-
-
-def _consistency(cfg: TrainConfig, weight: float) -> ConsistencySettings:
-    c = cfg.consistency
-    return ConsistencySettings(weight, c.threshold, c.teacher_ema,
-                               Strong(c.noise, c.cutout, c.band_dropout))
-
-
-def _class_weights(source: WindowSource) -> tuple[float, float]:
-    """n / (2 n_class) per class of the labelled training windows: both classes weigh the same
-    in the loss however unequal their counts."""
-    _, _, labels = source.part("train")
-    counts = np.bincount(labels.astype(int), minlength=2).astype(float)
-    if (counts == 0).any():
-        return (1.0, 1.0)
-    stable, landslide = counts.sum() / (2 * counts)
-    return float(stable), float(landslide)
-
-
-def training_dataset(kind: ModelKind, source: WindowSource, batch_size: int,
+def training_dataset(learner: Learner, source: WindowSource, batch_size: int,
                      seed: int) -> tf.data.Dataset:
-    """Labelled batches; for the SSGAN and FixMatch each is paired with an unlabelled batch
-    of the same size, cycling the unlabelled set, so an epoch is one pass over the labelled
-    windows."""
+    """Labelled batches; for a learner of unlabelled windows each is paired with an
+    unlabelled batch of the same size, cycling the unlabelled set, so an epoch is one pass
+    over the labelled windows."""
     rows, cols, labels = source.part("train")
     labelled = source.pixels.dataset(rows, cols, labels, batch_size, shuffle=True, seed=seed)
-    if kind == "baseline":
+    if not learner.unlabelled:
         return labelled
     rows, cols, labels = source.unlabelled_part()
     if len(rows) == 0:
-        raise InputError(f"{kind} needs unlabelled windows: the samples have none")
+        raise InputError(f"{learner.name} needs unlabelled windows: the samples have none")
     unlabelled = source.pixels.dataset(rows, cols, labels, batch_size, shuffle=True,
                                        seed=seed + 1).map(lambda x, _: x).repeat()
     return tf.data.Dataset.zip((labelled, unlabelled))
@@ -205,7 +144,7 @@ class TrainedNetwork:
     history: list[dict[str, float]]  # per epoch: losses and, when validated, val_ scores
 
 
-def train_network(kind: ModelKind, cfg: TrainConfig, source: WindowSource, seed: int, *,
+def train_network(learner: Learner, cfg: TrainConfig, source: WindowSource, seed: int, *,
                   workdir: Path, epochs: int | None = None, threshold: float | None = None,
                   callbacks: tuple[keras.callbacks.Callback, ...] = (),
                   history_path: Path | None = None) -> TrainedNetwork:
@@ -218,10 +157,12 @@ def train_network(kind: ModelKind, cfg: TrainConfig, source: WindowSource, seed:
     may draw from Python's random module.
     """
     seed_everything(seed)
-    model = build_model(kind, cfg, source, seed)
+    if learner.build is None:
+        raise ValueError(f"{learner.name} is not a network")
+    model = learner.build(cfg, source, seed)
     scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path)]
               if threshold is not None else [])
-    data = training_dataset(kind, source, cfg.batch_size, seed)
+    data = training_dataset(learner, source, cfg.batch_size, seed)
     fit(model, data, epochs or cfg.epochs, [*scores, *callbacks], workdir)
     return TrainedNetwork(model, scores[0].history if scores else [])
 
@@ -237,7 +178,3 @@ def real_and_generated(gan: SSGAN, source: WindowSource, n: int,
     noise = rng.normal(size=(len(pick), gan.latent_dim)).astype(np.float32)
     return real, np.asarray(gan.generator.predict(noise, verbose=0))
 
-
-def _view_bands(source: WindowSource) -> Bands:
-    """What the consistency term's views must know of the source's bands."""
-    return Bands.of(source.bands, source.categorical, source.mean, source.std)

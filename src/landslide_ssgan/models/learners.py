@@ -1,0 +1,116 @@
+"""The model kinds: one learner each, in one table.
+
+A learner says how its model is made from the train settings and a window source (a network
+is built here and trained by training/fit.py's recipe; a classifier is fitted at once), whether
+it learns from unlabelled windows, whether it honours train.class_weighting (which sets the
+prior it learns at), and how it is drawn in plots. The stages, the study, scoring, tuning, the
+registry and the reports ask this table; params.yaml's `train.models` (dvc.yaml's train
+matrix), `registry.kinds`, `study.models` and `tune.model` are checked against it. The kinds'
+names are written here and nowhere else in the code: a new kind is one module and one line in
+LEARNERS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.source import WindowSource
+from landslide_ssgan.errors import ConfigError
+from landslide_ssgan.models import networks
+from landslide_ssgan.models.forest import fit_forest
+from landslide_ssgan.models.glm import fit_glm
+from landslide_ssgan.models.prior import trained_share
+
+Build = Callable[[TrainConfig, WindowSource, int], Any]
+
+
+@dataclass(frozen=True)
+class Learner:
+    name: str
+    title: str                   # in reports' prose
+    summary: str                 # one line: what the model is
+    colour: str                  # its colour in every plot
+    build: Build | None = None   # a network: the compiled Keras model, trained by epochs
+    fit: Build | None = None     # a classifier: the fitted model, at once
+    unlabelled: bool = False     # learns from the unlabelled windows too
+    class_weighted: bool = False  # weighs its loss by train.class_weighting
+    generator: bool = False      # has a generator (images in MLflow, the realism check)
+
+    @property
+    def network(self) -> bool:
+        """A Keras network (epochs, resumable, an exact dense twin for maps), not a
+        classifier on window features."""
+        return self.build is not None
+
+    def trained_prior(self, train: TrainConfig, labels: np.ndarray) -> float:
+        """The landslide share it learns at from its labelled training windows: one half
+        when its loss weighs the two classes equally (train.class_weighting)."""
+        return trained_share(labels, self.class_weighted and train.class_weighting)
+
+
+def _forest(train: TrainConfig, source: WindowSource, seed: int) -> Any:
+    windows, labels = source.windows("train")
+    return fit_forest(windows, labels, train.forest_trees, seed)
+
+
+def _glm(train: TrainConfig, source: WindowSource, seed: int) -> Any:
+    windows, labels = source.windows("train")
+    half = source.window // 2
+    return fit_glm(windows[:, half, half, :], labels, source.bands)
+
+
+LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
+    Learner("ssgan", "SSGAN", "the paper's semi-supervised GAN: N + 1 outputs, a generator",
+            "tab:red", build=networks.build_ssgan, unlabelled=True, class_weighted=True,
+            generator=True),
+    Learner("baseline", "supervised twin",
+            "the SSGAN's supervised twin: the same discriminator, labels only",
+            "tab:blue", build=networks.build_supervised, class_weighted=True),
+    Learner("fixmatch", "FixMatch",
+            "the twin taught by its confident weak views of unlabelled windows",
+            "tab:purple", build=networks.build_fixmatch, unlabelled=True,
+            class_weighted=True),
+    Learner("forest", "random forest",
+            "a random forest on window features (centre, mean, deviation)",
+            "tab:green", fit=_forest),
+    Learner("glm", "GLM", "a logistic regression on the centre pixel's bands", "tab:brown",
+            fit=_glm),
+)}
+KINDS: tuple[str, ...] = tuple(LEARNERS)
+
+# The paper's question and its controls: (model, the model it is compared with), for the
+# reports' differences; pairs whose kinds were not both run are left out.
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("ssgan", "baseline"), ("fixmatch", "baseline"), ("fixmatch", "ssgan"),
+    ("ssgan", "forest"), ("fixmatch", "forest"), ("ssgan", "glm"))
+PAPER_MODEL = "ssgan"       # the paper's model: the loss curves per feature set, the study
+SUPERVISED_TWIN = "baseline"  # the same network without unlabelled data: mapped beside the
+                              # champion for comparison
+
+
+def learner(name: str, key: str = "model") -> Learner:
+    """The learner of a kind; a one-line error naming the setting for an unknown one."""
+    if name not in LEARNERS:
+        raise ConfigError(f"{key}: unknown model kind {name!r}; the kinds are "
+                          f"{', '.join(KINDS)}")
+    return LEARNERS[name]
+
+
+def check_kinds(names: Iterable[str], key: str, *, networks_only: bool = False) -> None:
+    """Every name is a kind (and a network, with `networks_only`), else one line naming
+    `key`."""
+    for name in names:
+        if networks_only and not learner(name, key).network:
+            raise ConfigError(f"{key}: {name} is not a network; networks are "
+                              f"{', '.join(k for k in KINDS if LEARNERS[k].network)}")
+        learner(name, key)
+
+
+def with_forest_trees(train: TrainConfig, trees: int) -> TrainConfig:
+    """The train settings with another forest size (the study's)."""
+    return replace(train, forest_trees=trees)

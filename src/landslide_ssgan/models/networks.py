@@ -1,0 +1,110 @@
+"""Builders of the three window networks from the train settings and a window source: the
+paper's SSGAN (discriminator with N + 1 outputs and a generator), its supervised twin (the same
+discriminator, two outputs, labels only) and FixMatch (the same discriminator, pseudo-labels of
+weak views teaching strong views of the unlabelled windows).
+
+Each returns a compiled, built Keras model (optimizer moments included), so an interrupted run
+can restore into it before training goes on.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.source import WindowSource
+from landslide_ssgan.models.augment import Bands, Strong
+from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
+from landslide_ssgan.models.discriminator import build_discriminator
+from landslide_ssgan.models.fixmatch import FixMatch
+from landslide_ssgan.models.generator import build_generator
+from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised
+
+Network = SSGAN | Supervised | FixMatch
+
+
+def build_ssgan(cfg: TrainConfig, source: WindowSource, seed: int) -> SSGAN:
+    """The paper's SSGAN: real classes plus `fake`, a generator bounded to the training
+    windows' value range, the optional consistency term."""
+    discriminator = _discriminator(cfg, source, outputs=3)
+    low, high = source.value_range()
+    generator = build_generator(cfg.latent_dim, source.window, source.channels, cfg.g_width,
+                                cfg.leaky_slope, low, high)
+    weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
+                          cfg.loss_weights.generated, cfg.feature_matching,
+                          cfg.gradient_penalty, class_weights(cfg, source), cfg.ema)
+    term = (ConsistencyTerm(discriminator, view_bands(source),
+                            consistency(cfg, cfg.consistency.ssgan_weight), seed)
+            if cfg.consistency.ssgan_weight > 0 else None)
+    gan = SSGAN(discriminator, generator, cfg.latent_dim, weights, seed=seed, consistency=term)
+    d_opt, g_opt = _adam(cfg, cfg.lr_d), _adam(cfg, cfg.lr_g)
+    gan.compile(d_opt, g_opt)
+    gan(_probe(source))
+    d_opt.build(discriminator.trainable_variables)
+    g_opt.build(generator.trainable_variables)
+    return gan
+
+
+def build_supervised(cfg: TrainConfig, source: WindowSource, seed: int) -> Supervised:
+    """The SSGAN's supervised twin: its discriminator with two outputs, labels only."""
+    discriminator = _discriminator(cfg, source, outputs=2)
+    return _compiled(Supervised(discriminator, class_weights(cfg, source), cfg.ema), cfg,
+                     source)
+
+
+def build_fixmatch(cfg: TrainConfig, source: WindowSource, seed: int) -> FixMatch:
+    """The twin's discriminator taught by its own confident answers on weak views."""
+    discriminator = _discriminator(cfg, source, outputs=2)
+    model = FixMatch(discriminator, view_bands(source),
+                     consistency(cfg, cfg.consistency.unlabelled_weight),
+                     class_weights(cfg, source), cfg.ema, seed=seed)
+    return _compiled(model, cfg, source)
+
+
+def _discriminator(cfg: TrainConfig, source: WindowSource, outputs: int) -> keras.Model:
+    return build_discriminator(source.window, source.channels, cfg.d_widths, cfg.d_hidden,
+                               cfg.dropout, cfg.leaky_slope, outputs=outputs)
+
+
+def _adam(cfg: TrainConfig, rate: float) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(rate, beta_1=cfg.beta1)
+
+
+def _probe(source: WindowSource) -> np.ndarray:
+    return np.zeros((1, source.window, source.window, source.channels), np.float32)
+
+
+def _compiled(model: Supervised | FixMatch, cfg: TrainConfig,
+              source: WindowSource) -> Supervised | FixMatch:
+    """Compiled with the discriminator's Adam and built, optimizer moments included."""
+    d_opt = _adam(cfg, cfg.lr_d)
+    model.compile(d_opt)
+    model(_probe(source))
+    d_opt.build(model.discriminator.trainable_variables)
+    return model
+
+
+def consistency(cfg: TrainConfig, weight: float) -> ConsistencySettings:
+    c = cfg.consistency
+    return ConsistencySettings(weight, c.threshold, c.teacher_ema,
+                               Strong(c.noise, c.cutout, c.band_dropout))
+
+
+def view_bands(source: WindowSource) -> Bands:
+    """What the consistency term's views must know of the source's bands."""
+    return Bands.of(source.bands, source.categorical, source.mean, source.std)
+
+
+def class_weights(cfg: TrainConfig, source: WindowSource) -> tuple[float, float]:
+    """With train.class_weighting, n / (2 n_class) per class of the labelled training
+    windows (both classes weigh the same in the loss however unequal their counts); else
+    one each."""
+    if not cfg.class_weighting:
+        return (1.0, 1.0)
+    _, _, labels = source.part("train")
+    counts = np.bincount(labels.astype(int), minlength=2).astype(float)
+    if (counts == 0).any():
+        return (1.0, 1.0)
+    stable, landslide = counts.sum() / (2 * counts)
+    return float(stable), float(landslide)
