@@ -115,3 +115,11 @@ def crop_stack(crop_params: Params) -> Stack:
 @pytest.fixture(scope="session")
 def crop_labels(crop_params: Params, crop_stack: Stack) -> tuple[np.ndarray, np.ndarray]:
     return rasterize_inventory(crop_params.prepare.inventory, crop_stack.grid)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the real Chattogram crop (they need `dvc pull`) and the end-to-end CLI tests
+    are the `slow` tier; `pytest -m "not slow"` runs the rest, on data made in tmp_path."""
+    for item in items:
+        if "crop_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

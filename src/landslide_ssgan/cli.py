@@ -216,6 +216,17 @@ def train(
                f"{info['threshold']:.3g} ({info['threshold_source']})")
 
 
+@app.command()
+def kinds() -> None:
+    """List the model kinds of the learner table (models/learners.py): the names that
+    `landslide train`, evaluate.models, registry.kinds, study.models and tune.model take."""
+    from landslide_ssgan.models import learners
+
+    for learner in learners.LEARNERS.values():
+        family = "network" if learner.network else "classifier"
+        typer.echo(f"{learner.name:9s} {family:10s} {learner.summary}")
+
+
 @app.command(context_settings=OVERRIDES)
 @stage
 def evaluate(

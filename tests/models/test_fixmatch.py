@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from landslide_ssgan.data.windows import cut_windows
@@ -107,6 +108,7 @@ def _gan(consistency: ConsistencySettings | None) -> SSGAN:
     return gan
 
 
+@pytest.mark.slow  # trains for many steps: the slow tier
 def test_the_ssgan_with_the_consistency_term_trains_on_pseudo_labels() -> None:
     """The SSGAN variant: at threshold 0.5 every unlabelled window gets a pseudo-label and the
     term's loss is in the discriminator's; the plain SSGAN is trained differently."""

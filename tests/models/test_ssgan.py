@@ -73,6 +73,7 @@ def _losses(gan: SSGAN, batch: tuple, noise: tf.Tensor) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow  # trains for many steps: the slow tier
 def test_train_steps_lower_each_discriminator_loss_term() -> None:
     gan = _tiny_gan()
     batch = _tiny_batch()
