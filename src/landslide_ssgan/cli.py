@@ -202,12 +202,12 @@ def train(
     from landslide_ssgan.models import bundle, learners
     from landslide_ssgan.stages import train as stage_module
 
-    learners.learner(model, "MODEL")
+    learner = learners.learner(model, "MODEL")
     cfg = _tracked_params(params, ctx)
     chosen = feature_set.value if feature_set else cfg.features.set
     paths = cfg.paths
     data = _training_data(cfg)
-    out = stage_module.run(model, chosen, data, seed=cfg.seed, train=cfg.train,
+    out = stage_module.run(learner, chosen, data, seed=cfg.seed, train=cfg.train,
                            rgb=cfg.features.rgb, window=cfg.sample.window,
                            split_method=cfg.sample.split.method, models=paths.models,
                            restart=restart)

@@ -2,18 +2,17 @@
 
 A learner says how its model is made from the train settings and a window source (a network
 is built here and trained by training/fit.py's recipe; a classifier is fitted at once), whether
-it learns from unlabelled windows, whether it honours train.class_weighting (which sets the
-prior it learns at), and how it is drawn in plots. The stages, the study, scoring, tuning, the
-registry and the reports ask this table; params.yaml's `train.models` (dvc.yaml's train
-matrix), `registry.kinds`, `study.models` and `tune.model` are checked against it. The kinds'
-names are written here and nowhere else in the code: a new kind is one module and one line in
-LEARNERS.
+it learns from unlabelled windows, and how it is drawn in plots. The stages, the study,
+scoring, tuning, the registry and the reports ask this table; params.yaml's `evaluate.models`
+(dvc.yaml's train matrix), `registry.kinds`, `study.models` and `tune.model` are checked
+against it. The kinds' names are written here and nowhere else in the code: a new kind is one
+module and one line in LEARNERS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,6 @@ class Learner:
     build: Build | None = None   # a network: the compiled Keras model, trained by epochs
     fit: Build | None = None     # a classifier: the fitted model, at once
     unlabelled: bool = False     # learns from the unlabelled windows too
-    class_weighted: bool = False  # weighs its loss by train.class_weighting
     generator: bool = False      # has a generator (images in MLflow, the realism check)
 
     @property
@@ -49,8 +47,9 @@ class Learner:
 
     def trained_prior(self, train: TrainConfig, labels: np.ndarray) -> float:
         """The landslide share it learns at from its labelled training windows: one half
-        when its loss weighs the two classes equally (train.class_weighting)."""
-        return trained_share(labels, self.class_weighted and train.class_weighting)
+        when its loss weighs the two classes equally (train.class_weighting, which every
+        network's builder applies through networks.class_weights)."""
+        return trained_share(labels, self.network and train.class_weighting)
 
 
 def _forest(train: TrainConfig, source: WindowSource, seed: int) -> Any:
@@ -66,15 +65,14 @@ def _glm(train: TrainConfig, source: WindowSource, seed: int) -> Any:
 
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
     Learner("ssgan", "SSGAN", "the paper's semi-supervised GAN: N + 1 outputs, a generator",
-            "tab:red", build=networks.build_ssgan, unlabelled=True, class_weighted=True,
+            "tab:red", build=networks.build_ssgan, unlabelled=True,
             generator=True),
     Learner("baseline", "supervised twin",
             "the SSGAN's supervised twin: the same discriminator, labels only",
-            "tab:blue", build=networks.build_supervised, class_weighted=True),
+            "tab:blue", build=networks.build_supervised),
     Learner("fixmatch", "FixMatch",
             "the twin taught by its confident weak views of unlabelled windows",
-            "tab:purple", build=networks.build_fixmatch, unlabelled=True,
-            class_weighted=True),
+            "tab:purple", build=networks.build_fixmatch, unlabelled=True),
     Learner("forest", "random forest",
             "a random forest on window features (centre, mean, deviation)",
             "tab:green", fit=_forest),
@@ -105,12 +103,6 @@ def check_kinds(names: Iterable[str], key: str, *, networks_only: bool = False) 
     """Every name is a kind (and a network, with `networks_only`), else one line naming
     `key`."""
     for name in names:
-        if networks_only and not learner(name, key).network:
+        if not learner(name, key).network and networks_only:
             raise ConfigError(f"{key}: {name} is not a network; networks are "
                               f"{', '.join(k for k in KINDS if LEARNERS[k].network)}")
-        learner(name, key)
-
-
-def with_forest_trees(train: TrainConfig, trees: int) -> TrainConfig:
-    """The train settings with another forest size (the study's)."""
-    return replace(train, forest_trees=trees)

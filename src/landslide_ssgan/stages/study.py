@@ -118,7 +118,7 @@ def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, ste
     learner = learners.learner(kind, "study.models")
     norm = source.normalisation
     if learner.fit is not None:
-        fitted = learner.fit(learners.with_forest_trees(train, cfg.forest_trees), source, seed)
+        fitted = learner.fit(replace(train, forest_trees=cfg.forest_trees), source, seed)
         return bundle.classifier_bundle(fitted, norm), float("nan")
     labelled = len(source.samples.of("train"))
     epochs = math.ceil(steps / math.ceil(labelled / train.batch_size))

@@ -38,14 +38,14 @@ IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
 
 
-def run(kind: str, feature_set: str, data: TrainingData, *, seed: int, train: TrainConfig,
-        rgb: tuple[str, ...], window: int, split_method: str, models: str,
+def run(learner: learners.Learner, feature_set: str, data: TrainingData, *, seed: int,
+        train: TrainConfig, rgb: tuple[str, ...], window: int, split_method: str, models: str,
         restart: bool = False) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images, the map threshold, the model) and write models/<set>/<kind>/.
     An interrupted network training resumes only with the same settings and data; `restart`
     discards it."""
-    learner = learners.learner(kind)
+    kind = learner.name
     source = data.window_source(feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
