@@ -202,15 +202,45 @@ def train(
     from landslide_ssgan.models import bundle, learners
     from landslide_ssgan.stages import train as stage_module
 
-    learner = learners.learner(model, "MODEL")
+    learners.check_kinds((model,), "MODEL", patches=False)
     cfg = _tracked_params(params, ctx)
     chosen = feature_set.value if feature_set else cfg.features.set
-    paths = cfg.paths
     data = _training_data(cfg)
-    out = stage_module.run(learner, chosen, data, seed=cfg.seed, train=cfg.train,
-                           rgb=cfg.features.rgb, window=cfg.sample.window,
-                           split_method=cfg.sample.split.method, models=paths.models,
+    out = stage_module.run(learners.learner(model), chosen, data,
+                           data.window_source(chosen, cfg.sample.window), seed=cfg.seed,
+                           train=cfg.train, rgb=cfg.features.rgb,
+                           split_method=cfg.sample.split.method, models=cfg.paths.models,
                            restart=restart)
+    info = bundle.read_info(out)
+    typer.echo(f"{model} on {chosen} trained -> {out}; map threshold "
+               f"{info['threshold']:.3g} ({info['threshold_source']})")
+
+
+@app.command(context_settings=OVERRIDES)
+@stage
+def segment(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(
+        help="The segmenter: one of `landslide kinds` marked segmenter.")],
+    feature_set: Annotated[FeatureSetChoice | None, typer.Option(
+        help="Which bands; default: features.set of params.yaml.")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Discard an interrupted training's checkpoint and start afresh.")
+    ] = False,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train a patch segmenter (the U-Net) on whole patches of the training area (train.patch),
+    then, as `landslide train` does, choose its map threshold on the validation area, log the
+    run and the model to MLflow and save it under `models/<feature set>/<model>/`."""
+    from landslide_ssgan.models import bundle, learners
+    from landslide_ssgan.stages import segment as stage_module
+
+    learners.check_kinds((model,), "MODEL", patches=True)
+    cfg = _tracked_params(params, ctx)
+    chosen = feature_set.value if feature_set else cfg.features.set
+    out = stage_module.run(learners.learner(model), chosen, _training_data(cfg), seed=cfg.seed,
+                           train=cfg.train, sample=cfg.sample, rgb=cfg.features.rgb,
+                           models=cfg.paths.models, restart=restart)
     info = bundle.read_info(out)
     typer.echo(f"{model} on {chosen} trained -> {out}; map threshold "
                f"{info['threshold']:.3g} ({info['threshold_source']})")
@@ -223,7 +253,8 @@ def kinds() -> None:
     from landslide_ssgan.models import learners
 
     for learner in learners.LEARNERS.values():
-        family = "network" if learner.network else "classifier"
+        family = ("segmenter" if learner.patches else "network" if learner.network
+                  else "classifier")
         typer.echo(f"{learner.name:9s} {family:10s} {learner.summary}")
 
 

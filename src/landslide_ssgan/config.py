@@ -188,6 +188,30 @@ class ConsistencyConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchConfig:
+    """The patch segmenters (models/unet.py, data/patches.py): the patches and the U-Net."""
+
+    size: int = setting(64, low=8, high=1024)   # pixels a side (a multiple of 2 ** depth)
+    stride: int = setting(16, low=1, high=1024)  # pixels between patch centres
+    min_inside: float = setting(0.5, low=0.0, low_open=True, high=1.0)  # share in its area
+    negative_ratio: float = setting(1.0, low=0.0, high=100.0)  # patches without a landslide
+    depth: int = setting(3, low=1, high=6, tunable=True)       # halvings
+    width: int = setting(16, low=1, high=512, tunable=True)    # filters at full resolution
+    dropout: float = setting(0.0, low=0.0, high=0.95, tunable=True)  # at the bottom
+    loss: Literal["cross_entropy", "focal", "dice"] = "cross_entropy"
+    augment: bool = setting(True, tunable=True)  # the square's 8 symmetries, aspect turned
+    epochs: int = setting(20, low=1)             # passes over the labelled patches
+    batch_size: int = setting(16, low=1, tunable=True)
+    lr: float = setting(0.001, low=0.0, low_open=True, high=1.0, tunable=True)
+
+    def __post_init__(self) -> None:
+        if self.size % 2 ** (self.depth + 1):  # half a patch of context, a whole number of
+            raise Invalid("size", f"{self.size} must be a multiple of 2 ** (depth + 1) "
+                          f"({2 ** (self.depth + 1)}): maps read half a patch of context, "
+                          "which must keep the U-Net's pooling grid aligned")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The SSGAN's and the baseline's settings (the baseline uses the discriminator's)."""
 
@@ -215,12 +239,14 @@ class TrainConfig:
     forest_trees: int = setting(low=1)
     prevalence: Literal["auto"] | float = setting(  # the area's landslide share the model's
         "auto", low=0.0, low_open=True, high=1.0)   # probabilities are corrected to on request
+    patch: PatchConfig = setting(PatchConfig())     # the patch segmenters
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
     feature_sets: tuple[FeatureSet, ...] = setting(nonempty=True)
-    models: tuple[str, ...] = setting(nonempty=True)  # the kinds trained (dvc.yaml's matrix)
+    models: tuple[str, ...] = setting(nonempty=True)  # window kinds, on every feature set
+    segmenters: tuple[str, ...] = ()  # patch kinds, on features.set only (dvc.yaml's segment)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,12 +31,17 @@ PARAMS = load_params(ROOT / "params.yaml")
 
 
 def test_params_and_dvc_name_the_kinds_of_the_table() -> None:
-    assert PARAMS.evaluate.models == learners.KINDS  # the shipped pipeline trains every kind
+    # the shipped pipeline trains every kind: the window kinds on every feature set, the
+    # segmenters on features.set
+    assert (*PARAMS.evaluate.models, *PARAMS.evaluate.segmenters) == learners.KINDS
+    assert all(learners.learner(k).patches for k in PARAMS.evaluate.segmenters)
+    assert not any(learners.learner(k).patches for k in PARAMS.evaluate.models)
     assert set(PARAMS.registry.kinds) <= set(learners.KINDS)
     assert set(PARAMS.study.models) <= set(learners.KINDS)
     assert learners.learner(PARAMS.tune.model).network
-    matrix = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["matrix"]
-    assert matrix["model"] == "${evaluate.models}"
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["train"]["matrix"]["model"] == "${evaluate.models}"
+    assert stages["segment"]["matrix"]["model"] == "${evaluate.segmenters}"
     assert {a for pair in learners.COMPARISONS for a in pair} <= set(learners.KINDS)
     assert learners.PAPER_MODEL in learners.KINDS
     assert not learners.learner(learners.SUPERVISED_TWIN).unlabelled
@@ -61,14 +66,22 @@ def test_the_kinds_are_named_in_the_learner_table_only() -> None:
 
 
 def test_an_unknown_kind_is_one_line_that_lists_the_kinds() -> None:
-    result = CliRunner().invoke(app, ["train", "unet"])
+    result = CliRunner().invoke(app, ["train", "segformer"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: MODEL: unknown model kind 'unet'; the kinds are {', '.join(learners.KINDS)}"]
+        f"error: MODEL: unknown model kind 'segformer'; the kinds are "
+        f"{', '.join(learners.KINDS)}"]
+    segmenter = next(k for k in learners.KINDS if learners.learner(k).patches)
+    result = CliRunner().invoke(app, ["train", segmenter])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[0].startswith(
+        f"error: MODEL: {segmenter} is a segmenter (`landslide segment {segmenter}`)")
+    result = CliRunner().invoke(app, ["segment", "forest"])
+    assert result.exit_code == 2 and "forest is not a segmenter" in result.output
     with pytest.raises(ConfigError, match="^tune.model: forest is not a network"):
         learners.check_kinds(("forest",), "tune.model", networks_only=True)
-    with pytest.raises(ConfigError, match="^study.models: unknown model kind 'unet'"):
-        learners.check_kinds(("ssgan", "unet"), "study.models")
+    with pytest.raises(ConfigError, match="^study.models: unknown model kind 'segformer'"):
+        learners.check_kinds(("ssgan", "segformer"), "study.models")
 
 
 def _ground() -> scoring.Ground:

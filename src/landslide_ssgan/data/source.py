@@ -58,6 +58,10 @@ class WindowSource:
         rows, cols, labels = self.part(split)
         return self.pixels.cut(rows, cols), labels
 
+    def training_labels(self) -> np.ndarray:
+        """The labels of the labelled training windows: the share a model learns at."""
+        return self.part("train")[2]
+
     def value_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band min and max over every pixel of the training windows, labelled and
         unlabelled."""

@@ -1,5 +1,9 @@
 """Whole-raster inference: every pixel classified by its own window, block by block.
 
+(A segmenter maps the same way: its "window" is its patch, so each block is read with half a
+patch of context on every side, segmented as one overlapping tile, and only the block kept:
+every pixel comes from the one tile in which it lies at least half a patch from an edge.)
+
 Classifying every pixel by its own window one window at a time repeats almost all of the
 convolution work (169 times for 13 x 13 windows). The dense twin runs over a whole block
 instead and gives, at each pixel, exactly what the window model gives for that pixel's window:
@@ -42,6 +46,7 @@ from landslide_ssgan.models.bundle import (
 )
 from landslide_ssgan.models.discriminator import landslide_probability
 from landslide_ssgan.models.forest import dense_window_features, probability_of_features
+from landslide_ssgan.models.unet import segment
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 
@@ -212,7 +217,11 @@ class WindowModel:
             return np.full(valid.shape, np.nan, np.float32)
         image = (np.moveaxis(raw, 0, -1) - self.mean) / self.std
         image = np.nan_to_num(image, nan=0.0).astype(np.float32)
-        if self.discriminator is None:
+        if self.bundle.segmenter is not None:
+            rows, cols = valid.shape
+            probability = segment(self.bundle.segmenter, image[None])[0][
+                half:half + rows, half:half + cols]
+        elif self.discriminator is None:
             probability = self._feature_probability(image, valid)
         else:
             logits = (dense_logits(self.dense, image) if self.dense is not None

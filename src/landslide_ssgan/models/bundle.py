@@ -2,9 +2,10 @@
 
 models/<feature set>/<model>/ (and the artifacts of every logged MLflow model) hold:
 
-- `discriminator.keras` (SSGAN, baseline), `forest.joblib` (random forest) or `glm.joblib`
-  (logistic regression): the classifier;
-- `normalisation.json`: the bands it sees, their training mean and std, the window size;
+- `discriminator.keras` (the window networks), `segmenter.keras` (the patch segmenters),
+  `forest.joblib` (random forest) or `glm.joblib` (logistic regression): the classifier;
+- `normalisation.json`: the bands it sees, their training mean and std, the window size (for
+  a segmenter, the patch size: the context a map gives each tile on every side is half of it);
 - `model.json`: the model's kind and its map threshold, chosen on the validation area;
 - `generator.weights.h5` (SSGAN) and `history.csv` (networks): for inspection and plots;
 - `run.json`: the MLflow run and logged model it came from.
@@ -33,8 +34,10 @@ from landslide_ssgan.models import forest as forests
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.models.unet import Segmenter, centre_probability
 
 DISCRIMINATOR = "discriminator.keras"
+SEGMENTER = "segmenter.keras"
 FOREST = "forest.joblib"
 GLM = "glm.joblib"
 NORMALISATION = "normalisation.json"
@@ -43,7 +46,7 @@ COEFFICIENTS = "coefficients.csv"  # the GLM's estimates, standard errors and p-
 GENERATOR = "generator.weights.h5"
 HISTORY = "history.csv"
 RUN = "run.json"
-CLASSIFIERS = (DISCRIMINATOR, FOREST, GLM)
+CLASSIFIERS = (DISCRIMINATOR, SEGMENTER, FOREST, GLM)
 INFERENCE_FILES = (*CLASSIFIERS, NORMALISATION, INFO)  # what inference needs, where present
 
 
@@ -54,11 +57,13 @@ def model_dir(models: str | Path, feature_set: str, kind: str) -> Path:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model folder: a discriminator, a forest or a GLM, with its normalisation and
-    what it knows about itself (model.json: kind, threshold and where it came from)."""
+    """A loaded model folder: a discriminator, a segmenter, a forest or a GLM, with its
+    normalisation and what it knows about itself (model.json: kind, threshold and where it
+    came from)."""
 
     normalisation: Normalisation
     discriminator: keras.Model | None = None
+    segmenter: keras.Model | None = None
     forest: Any = None
     glm: CentreLogit | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +95,8 @@ class ModelBundle:
         """P(landslide) of normalised windows (N, w, w, C)."""
         if self.discriminator is not None:
             return predict_probability(self.discriminator, windows)
+        if self.segmenter is not None:
+            return centre_probability(self.segmenter, windows)
         if self.glm is not None:
             return self.glm.window_probability(windows)
         return np.asarray(forests.forest_probability(self.forest, windows))
@@ -102,12 +109,24 @@ class ModelBundle:
         return self.probability((np.asarray(windows, np.float32) - mean) / std)
 
 
+def save_trained(folder: str | Path, model: keras.Model, normalisation: Normalisation,
+                 history: list[dict[str, float]] | None = None) -> None:
+    """A trained network (training/fit.py's): the segmenter's U-Net, or the window network's
+    discriminator and generator."""
+    if isinstance(model, Segmenter):
+        save_network(folder, model.network, normalisation, history=history, name=SEGMENTER)
+    else:
+        save_network(folder, model.discriminator, normalisation,
+                     getattr(model, "generator", None), history)
+
+
 def save_network(folder: str | Path, discriminator: keras.Model, normalisation: Normalisation,
                  generator: keras.Model | None = None,
-                 history: list[dict[str, float]] | None = None) -> None:
+                 history: list[dict[str, float]] | None = None,
+                 name: str = DISCRIMINATOR) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    discriminator.save(folder / DISCRIMINATOR)
+    discriminator.save(folder / name)
     if generator is not None:
         generator.save_weights(folder / GENERATOR)
     normalisation.save(folder / NORMALISATION)
@@ -175,6 +194,9 @@ def load_bundle(folder: str | Path) -> ModelBundle:
     if (folder / DISCRIMINATOR).is_file():
         return ModelBundle(normalisation, discriminator=keras.saving.load_model(
             folder / DISCRIMINATOR, compile=False), info=info)
+    if (folder / SEGMENTER).is_file():
+        return ModelBundle(normalisation, segmenter=keras.saving.load_model(
+            folder / SEGMENTER, compile=False), info=info)
     if (folder / FOREST).is_file():
         return ModelBundle(normalisation, forest=joblib.load(folder / FOREST), info=info)
     if (folder / GLM).is_file():

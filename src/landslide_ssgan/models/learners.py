@@ -25,7 +25,7 @@ from landslide_ssgan.models.forest import fit_forest
 from landslide_ssgan.models.glm import fit_glm
 from landslide_ssgan.models.prior import trained_share
 
-Build = Callable[[TrainConfig, WindowSource, int], Any]
+Build = Callable[[TrainConfig, Any, int], Any]  # (settings, window or patch source, seed)
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Learner:
     fit: Build | None = None     # a classifier: the fitted model, at once
     unlabelled: bool = False     # learns from the unlabelled windows too
     generator: bool = False      # has a generator (images in MLflow, the realism check)
+    patches: bool = False        # a segmenter: trains on whole patches (train.patch)
 
     @property
     def network(self) -> bool:
@@ -78,6 +79,8 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
             "tab:green", fit=_forest),
     Learner("glm", "GLM", "a logistic regression on the centre pixel's bands", "tab:brown",
             fit=_glm),
+    Learner("unet", "U-Net", "a U-Net segmenting whole patches, labels only", "tab:orange",
+            build=networks.build_segmenter, patches=True),
 )}
 KINDS: tuple[str, ...] = tuple(LEARNERS)
 
@@ -99,10 +102,17 @@ def learner(name: str, key: str = "model") -> Learner:
     return LEARNERS[name]
 
 
-def check_kinds(names: Iterable[str], key: str, *, networks_only: bool = False) -> None:
-    """Every name is a kind (and a network, with `networks_only`), else one line naming
-    `key`."""
+def check_kinds(names: Iterable[str], key: str, *, networks_only: bool = False,
+                patches: bool | None = None) -> None:
+    """Every name is a kind (and a network, with `networks_only`; a segmenter, or not one,
+    with `patches`), else one line naming `key`."""
     for name in names:
         if not learner(name, key).network and networks_only:
             raise ConfigError(f"{key}: {name} is not a network; networks are "
                               f"{', '.join(k for k in KINDS if LEARNERS[k].network)}")
+        if patches is not None and LEARNERS[name].patches != patches:
+            wanted = [k for k in KINDS if LEARNERS[k].patches == patches]
+            command = "train" if LEARNERS[name].patches is False else "segment"
+            raise ConfigError(f"{key}: {name} is {'not ' if patches else ''}a segmenter "
+                              f"(`landslide {command} {name}`); this setting takes "
+                              f"{', '.join(wanted)}")

@@ -1,7 +1,8 @@
-"""Builders of the three window networks from the train settings and a window source: the
-paper's SSGAN (discriminator with N + 1 outputs and a generator), its supervised twin (the same
+"""Builders of the networks from the train settings and a window or patch source: the paper's
+SSGAN (discriminator with N + 1 outputs and a generator), its supervised twin (the same
 discriminator, two outputs, labels only) and FixMatch (the same discriminator, pseudo-labels of
-weak views teaching strong views of the unlabelled windows).
+weak views teaching strong views of the unlabelled windows), and the patch segmenter (a U-Net
+on whole patches, models/unet.py).
 
 Each returns a compiled, built Keras model (optimizer moments included), so an interrupted run
 can restore into it before training goes on.
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 
 from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.patches import PatchSource
 from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
@@ -20,8 +22,9 @@ from landslide_ssgan.models.discriminator import build_discriminator
 from landslide_ssgan.models.fixmatch import FixMatch
 from landslide_ssgan.models.generator import build_generator
 from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised
+from landslide_ssgan.models.unet import Segmenter, build_unet
 
-Network = SSGAN | Supervised | FixMatch
+Network = SSGAN | Supervised | FixMatch | Segmenter
 
 
 def build_ssgan(cfg: TrainConfig, source: WindowSource, seed: int) -> SSGAN:
@@ -62,6 +65,20 @@ def build_fixmatch(cfg: TrainConfig, source: WindowSource, seed: int) -> FixMatc
     return _compiled(model, cfg, source)
 
 
+def build_segmenter(cfg: TrainConfig, source: PatchSource, seed: int) -> Segmenter:
+    """The U-Net twin: a U-Net of train.patch trained on the labelled patches alone."""
+    patch = cfg.patch
+    network = build_unet(source.channels, patch.depth, patch.width, patch.dropout)
+    bands = view_bands(source.source) if patch.augment else None
+    model = Segmenter(network, patch.loss, weights_of(cfg, source.training_labels()), bands,
+                      seed=seed)
+    optimizer = keras.optimizers.Adam(patch.lr)
+    model.compile(optimizer=optimizer)
+    model(np.zeros((1, source.size, source.size, source.channels), np.float32))
+    optimizer.build(network.trainable_variables)
+    return model
+
+
 def _discriminator(cfg: TrainConfig, source: WindowSource, outputs: int) -> keras.Model:
     return build_discriminator(source.window, source.channels, cfg.d_widths, cfg.d_hidden,
                                cfg.dropout, cfg.leaky_slope, outputs=outputs)
@@ -100,9 +117,13 @@ def class_weights(cfg: TrainConfig, source: WindowSource) -> tuple[float, float]
     """With train.class_weighting, n / (2 n_class) per class of the labelled training
     windows (both classes weigh the same in the loss however unequal their counts); else
     one each."""
+    return weights_of(cfg, source.training_labels())
+
+
+def weights_of(cfg: TrainConfig, labels: np.ndarray) -> tuple[float, float]:
+    """Class weights of labels (windows' or pixels') as `class_weights` describes them."""
     if not cfg.class_weighting:
         return (1.0, 1.0)
-    _, _, labels = source.part("train")
     counts = np.bincount(labels.astype(int), minlength=2).astype(float)
     if (counts == 0).any():
         return (1.0, 1.0)

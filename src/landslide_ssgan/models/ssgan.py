@@ -99,6 +99,10 @@ class DiscriminatorTrainer(keras.Model):
     def call(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.discriminator(windows, training=training)[0]
 
+    def window_probability(self, windows: np.ndarray) -> np.ndarray:
+        """P(landslide) of normalised windows (validation scores)."""
+        return predict_probability(self.discriminator, windows)
+
     def _step_discriminator(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
         """Apply the discriminator's gradients, then update the averaged weights."""
         variables = self.discriminator.trainable_variables

@@ -19,7 +19,7 @@ from sklearn.metrics import precision_recall_curve
 
 from landslide_ssgan.config import FeatureSet, MapConfig, Params, WindowsConfig
 from landslide_ssgan.data.blocks import preview_image
-from landslide_ssgan.data.source import load_window_sources
+from landslide_ssgan.data.source import load_window_source, load_window_sources
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
@@ -34,16 +34,18 @@ HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metric
 def run_all(cfg: Params) -> tuple[Results, MapResults]:
     """Both judgements of every kind of evaluate.models: balanced test windows on every
     feature set, then the maps of features.set."""
-    kinds = cfg.evaluate.models
-    learners.check_kinds(kinds, "evaluate.models")
+    kinds, segmenters = cfg.evaluate.models, cfg.evaluate.segmenters
+    learners.check_kinds(kinds, "evaluate.models", patches=False)
+    learners.check_kinds(segmenters, "evaluate.segmenters", patches=True)
     paths = cfg.paths
     results = run(cfg.evaluate.feature_sets, kinds, main_set=cfg.features.set,
                   threshold=cfg.train.threshold, window=cfg.sample.window,
                   split_method=cfg.sample.split.method, stack=paths.stack,
                   samples=paths.samples, norm=paths.norm, models=paths.models,
-                  reports=paths.reports, windows=cfg.windows)
+                  reports=paths.reports, windows=cfg.windows, segmenters=segmenters)
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
-    maps = run_maps(cfg.features.set, kinds, ground, cfg.map, rgb=cfg.features.rgb,
+    maps = run_maps(cfg.features.set, (*kinds, *segmenters), ground, cfg.map,
+                    rgb=cfg.features.rgb,
                     stack=paths.stack, models=paths.models, reports=paths.reports,
                     protocol=tables.sampling_protocol(cfg.sample))
     return results, maps
@@ -52,10 +54,12 @@ def run_all(cfg: Params) -> tuple[Results, MapResults]:
 def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_set: str,
         threshold: float,
         window: int, split_method: str, stack: str, samples: str, norm: str, models: str,
-        reports: str, windows: WindowsConfig | None = None) -> Results:
-    """Balanced-window test metrics of every model of `kinds`, to reports/ (metrics.json,
-    evaluation_details.json, evaluation.md for `main_set`, feature_sets.md, loss curves) and
-    to each model's MLflow run."""
+        reports: str, windows: WindowsConfig | None = None,
+        segmenters: tuple[str, ...] = ()) -> Results:
+    """Balanced-window test metrics of every model of `kinds` (and of `segmenters`, on
+    `main_set`), to reports/ (metrics.json, evaluation_details.json, evaluation.md for
+    `main_set`, feature_sets.md, loss curves) and to each model's MLflow run. A segmenter
+    answers each test window's centre pixel from the patch around it."""
     results: Results = {}
     sources = load_window_sources(stack, samples, norm, feature_sets, window, windows)
     for feature_set, source in zip(feature_sets, sources, strict=True):
@@ -63,10 +67,13 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
         if len(labels) == 0:
             raise InputError(f"{samples}: has no test windows")
         results[feature_set] = {}
-        for kind in kinds:
+        for kind in (*kinds, *(segmenters if feature_set == main_set else ())):
             folder = bundle.model_dir(models, feature_set, kind)
-            scores, matrix = evaluate_probabilities(
-                labels, bundle.load_bundle(folder).probability(test_windows), threshold)
+            model = bundle.load_bundle(folder)
+            seen = (test_windows if model.window == window else  # a segmenter: its patch
+                    load_window_source(stack, samples, norm, feature_set, model.window,
+                                       windows).windows("test")[0])
+            scores, matrix = evaluate_probabilities(labels, model.probability(seen), threshold)
             row = {**scores, "confusion_matrix": matrix.tolist(), "test_windows": len(labels)}
             results[feature_set][kind] = row
             _log_test_metrics(bundle.read_run(folder)["run_id"], scores, row)

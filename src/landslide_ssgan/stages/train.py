@@ -1,5 +1,5 @@
-"""train: one model (SSGAN, supervised baseline, FixMatch, random forest or GLM) on one
-feature set.
+"""train: one window model (SSGAN, supervised baseline, FixMatch, random forest or GLM) on one
+feature set; the segment stage trains the patch segmenters through `run` here too.
 
 Every model then maps the validation area, and its map threshold (best F1 there, or a target
 recall) and validation map scores go into its folder's model.json and its MLflow run. The
@@ -32,24 +32,23 @@ from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import pyfunc, tracking
 from landslide_ssgan.reporting import plots
-from landslide_ssgan.training.fit import real_and_generated, train_network
+from landslide_ssgan.training.fit import Source, real_and_generated, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
 
 
-def run(learner: learners.Learner, feature_set: str, data: TrainingData, *, seed: int,
-        train: TrainConfig, rgb: tuple[str, ...], window: int, split_method: str, models: str,
+def run(learner: learners.Learner, feature_set: str, data: TrainingData, source: Source, *,
+        seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, models: str,
         restart: bool = False) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images, the map threshold, the model) and write models/<set>/<kind>/.
     An interrupted network training resumes only with the same settings and data; `restart`
     discards it."""
     kind = learner.name
-    source = data.window_source(feature_set, window)
     out = bundle.model_dir(models, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
-    params = tracking.model_params(train, seed, feature_set, window, split_method)
+    params = tracking.model_params(train, seed, feature_set, source.window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
     mapper = functools.partial(map_threshold, kind, data, train, source)
     if not learner.network:
@@ -66,12 +65,12 @@ def run(learner: learners.Learner, feature_set: str, data: TrainingData, *, seed
     return out
 
 
-def map_threshold(kind: str, data: TrainingData, train: TrainConfig, source: WindowSource,
+def map_threshold(kind: str, data: TrainingData, train: TrainConfig, source: Source,
                   folder: Path) -> None:
     """The model in `folder` maps the stack; its threshold, validation map scores and prior
     go to model.json and to the active MLflow run."""
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
-    prior = scoring.model_prior(kind, train, source.part("train")[2], ground)
+    prior = scoring.model_prior(kind, train, source.training_labels(), ground)
     tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground, train,
                                                      prior))
 
@@ -123,7 +122,7 @@ def _close_run(backup: Path, status: str) -> None:
             mlflow.MlflowClient().set_terminated(previous.read_text().strip(), status=status)
 
 
-def _train_network(learner: learners.Learner, source: WindowSource, seed: int, train: TrainConfig,
+def _train_network(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
                    rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                    mapper: Callable[[Path], None]) -> None:
     try:
@@ -134,7 +133,7 @@ def _train_network(learner: learners.Learner, source: WindowSource, seed: int, t
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _train_logged(learner: learners.Learner, source: WindowSource, seed: int, train: TrainConfig,
+def _train_logged(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                   mapper: Callable[[Path], None]) -> None:
     """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
@@ -145,10 +144,9 @@ def _train_logged(learner: learners.Learner, source: WindowSource, seed: int, tr
         trained = train_network(learner, train, source, seed, workdir=backup / "keras",
                                 threshold=train.threshold, callbacks=(logger,),
                                 history_path=backup / "history.json")
-        bundle.save_network(staging, trained.model.discriminator, source.normalisation,
-                            getattr(trained.model, "generator", None), trained.history)
+        bundle.save_trained(staging, trained.model, source.normalisation, trained.history)
         mapper(staging)
-        if isinstance(trained.model, SSGAN):
+        if isinstance(trained.model, SSGAN) and isinstance(source, WindowSource):
             _record_realism(trained.model, source, seed, staging)
         model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
@@ -164,7 +162,7 @@ def _record_realism(gan: SSGAN, source: WindowSource, seed: int, staging: Path) 
     bundle.save_info(staging, {**bundle.read_info(staging), "generator_realism_auroc": auroc})
 
 
-def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int,
+def _generator_image(source: Source, rgb: tuple[str, ...], latent_dim: int,
                      seed: int) -> Any:
     """The generator's windows at fixed noise, as one image (drawn from its own generator, so
     it does not disturb the training's random numbers)."""
@@ -177,7 +175,7 @@ def _generator_image(source: WindowSource, rgb: tuple[str, ...], latent_dim: int
     return make
 
 
-def _train_classifier(learner: learners.Learner, source: WindowSource, seed: int,
+def _train_classifier(learner: learners.Learner, source: Source, seed: int,
                       train: TrainConfig, staging: Path, run_id: str,
                       mapper: Callable[[Path], None]) -> None:
     """A classifier on window features (the forest, the GLM), logged like the networks

@@ -18,12 +18,15 @@ import numpy as np
 import tensorflow as tf
 
 from landslide_ssgan.config import TrainConfig
+from landslide_ssgan.data.patches import PatchSource
 from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.learners import Learner
 from landslide_ssgan.models.networks import Network
-from landslide_ssgan.models.ssgan import SSGAN, predict_probability
+from landslide_ssgan.models.ssgan import SSGAN
+
+Source = WindowSource | PatchSource  # windows for the window networks, patches for segmenters
 
 
 def seed_everything(seed: int) -> None:
@@ -33,11 +36,16 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def training_dataset(learner: Learner, source: WindowSource, batch_size: int,
+def training_dataset(learner: Learner, source: Source, batch_size: int,
                      seed: int) -> tf.data.Dataset:
     """Labelled batches; for a learner of unlabelled windows each is paired with an
     unlabelled batch of the same size, cycling the unlabelled set, so an epoch is one pass
-    over the labelled windows."""
+    over the labelled windows (patches, for a segmenter)."""
+    if isinstance(source, PatchSource):
+        patches = source.dataset(batch_size, seed)
+        if not learner.unlabelled:
+            return patches
+        return tf.data.Dataset.zip((patches, source.dataset(batch_size, seed + 1, False)))
     rows, cols, labels = source.part("train")
     labelled = source.pixels.dataset(rows, cols, labels, batch_size, shuffle=True, seed=seed)
     if not learner.unlabelled:
@@ -69,10 +77,10 @@ class ValidationScores(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        discriminator = self.model.discriminator  # type: ignore[attr-defined]
         if len(self.labels):
             scores, _ = evaluate_probabilities(
-                self.labels, predict_probability(discriminator, self.windows), self.threshold)
+                self.labels, self.model.window_probability(self.windows),  # type: ignore[attr-defined]
+                self.threshold)
             logs.update({f"val_{name}": value for name, value in scores.items()})
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         if self.history_path is not None:
@@ -144,7 +152,7 @@ class TrainedNetwork:
     history: list[dict[str, float]]  # per epoch: losses and, when validated, val_ scores
 
 
-def train_network(learner: Learner, cfg: TrainConfig, source: WindowSource, seed: int, *,
+def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int, *,
                   workdir: Path, epochs: int | None = None, threshold: float | None = None,
                   callbacks: tuple[keras.callbacks.Callback, ...] = (),
                   history_path: Path | None = None) -> TrainedNetwork:
@@ -162,8 +170,9 @@ def train_network(learner: Learner, cfg: TrainConfig, source: WindowSource, seed
     model = learner.build(cfg, source, seed)
     scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path)]
               if threshold is not None else [])
-    data = training_dataset(learner, source, cfg.batch_size, seed)
-    fit(model, data, epochs or cfg.epochs, [*scores, *callbacks], workdir)
+    schedule = cfg.patch if learner.patches else cfg  # a segmenter's batches and epochs
+    data = training_dataset(learner, source, schedule.batch_size, seed)
+    fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir)
     return TrainedNetwork(model, scores[0].history if scores else [])
 
 

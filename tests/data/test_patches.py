@@ -1,0 +1,122 @@
+"""Patches for the segmenters: targets per pixel, patch centres, and the batches they make.
+
+Fast: synthetic grids made here, no `dvc pull`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from landslide_ssgan.config import load_params
+from landslide_ssgan.data import patches
+from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
+from landslide_ssgan.data.sampling import AREA_CODES, Samples
+from landslide_ssgan.data.source import WindowSource
+from landslide_ssgan.data.windows import ImageWindows, normalised_image
+from landslide_ssgan.models import learners
+from landslide_ssgan.training.fit import train_network
+
+
+@pytest.mark.parametrize("size", [4, 5, 8])
+def test_box_sums_count_the_patch_a_window_source_cuts(size: int) -> None:
+    mask = np.random.default_rng(size).random((13, 17)) < 0.3
+    half = size // 2
+    padded = np.pad(mask, size)
+    expected = np.array([[padded[r - half + size:r - half + 2 * size,
+                                 c - half + size:c - half + 2 * size].sum()
+                          for c in range(17)] for r in range(13)])
+    assert np.array_equal(patches.box_sums(mask, size), expected)
+
+
+def test_pixel_targets_know_landslide_negative_unknown_and_outside() -> None:
+    labels = np.full((4, 4), UNKNOWN, np.uint8)
+    labels[0, 0], labels[0, 1] = LANDSLIDE, STABLE
+    negatives = labels == STABLE
+    negatives[3, 3] = True
+    areas = np.full((4, 4), AREA_CODES["train"], np.uint8)
+    areas[:, 2] = AREA_CODES["test"]
+    valid = np.ones((4, 4), bool)
+    valid[3, 3] = False  # nodata is never a negative
+    target = patches.pixel_targets(labels, negatives, areas, valid, "train")
+    assert target[0, 0] == patches.LANDSLIDE and target[0, 1] == patches.NEGATIVE
+    assert target[1, 1] == patches.UNKNOWN and target[3, 3] == patches.UNKNOWN
+    assert (target[:, 2] == patches.OUTSIDE).all()
+
+
+def _target(seed: int = 0) -> np.ndarray:
+    """A 40 x 40 training area (the right quarter outside it) with a few landslides."""
+    rng = np.random.default_rng(seed)
+    target = np.full((40, 40), patches.NEGATIVE, np.uint8)
+    target[:, 30:] = patches.OUTSIDE
+    for r, c in rng.integers(2, 26, size=(3, 2)):
+        target[r:r + 3, c:c + 3] = patches.LANDSLIDE
+    target[rng.random((40, 40)) < 0.1] = patches.UNKNOWN
+    target[:, 30:] = patches.OUTSIDE
+    return target
+
+
+def test_patch_centres_keep_the_area_and_balance_the_labelled_patches() -> None:
+    target = _target()
+    centres = patches.patch_centres(target, 8, 4, min_inside=0.75, negative_ratio=1.0, seed=1)
+    inside = patches.box_sums(target != patches.OUTSIDE, 8)[centres.rows, centres.cols]
+    assert (inside >= 0.75 * 64).all()
+    slides = patches.box_sums(target == patches.LANDSLIDE, 8)[centres.rows, centres.cols]
+    assert np.array_equal(centres.landslide, slides > 0)
+    quiet_labelled = centres.labelled & ~centres.landslide
+    assert quiet_labelled.sum() == min(centres.landslide.sum(), (~centres.landslide).sum())
+    again = patches.patch_centres(target, 8, 4, 0.75, 1.0, seed=1)
+    assert np.array_equal(again.labelled, centres.labelled)  # seeded
+
+
+def _source(target: np.ndarray, size: int) -> patches.PatchSource:
+    """Band 0 is the target itself (so a batch can be checked against its targets), band 1
+    is ones."""
+    data = np.stack([target.astype(np.float32), np.ones(target.shape, np.float32)])
+    mean, std = np.zeros(2), np.ones(2)
+    image = normalised_image(data, [0, 1], mean, std, size)
+    samples = Samples(pd.DataFrame({"row": [5], "col": [5], "label": [1], "split": ["val"],
+                                    "group": [0]}).astype({"split": "category"}))
+    source = WindowSource(ImageWindows(image, size), samples, size, ("t", "one"), mean, std,
+                          (False, False))
+    centres = patches.patch_centres(target, size, 4, 0.5, 1.0, seed=0)
+    return patches.PatchSource.of(source, target, centres)
+
+
+def test_batches_carry_their_targets_and_blank_what_lies_outside_the_area() -> None:
+    target = _target()
+    source = _source(target, 8)
+    x, y = next(iter(source.dataset(batch_size=64, seed=0)))
+    x, y = np.asarray(x), np.asarray(y)
+    assert len(x) == source.centres.labelled.sum()
+    outside = x[..., 1] == 0  # band 1 is ones inside the area (and the grid)
+    assert (y[outside] == patches.IGNORED).all()
+    known = y != patches.IGNORED
+    assert np.array_equal(x[..., 0][known], y[known].astype(np.float32))
+    assert set(np.unique(y)) <= {patches.NEGATIVE, patches.LANDSLIDE, patches.IGNORED}
+    unlabelled = next(iter(source.dataset(batch_size=4, seed=0, labelled=False)))
+    assert unlabelled.shape == (4, 8, 8, 2)
+
+
+def test_training_labels_are_the_known_pixels_of_the_labelled_patches() -> None:
+    source = _source(_target(), 8)
+    labels = source.training_labels()
+    assert set(np.unique(labels)) == {0, 1}
+    assert len(labels) == sum(((t == 0) | (t == 1)).sum() for t in source.labelled_targets())
+
+
+def test_a_segmenter_trains_on_patches_through_the_networks_recipe(tmp_path: Path) -> None:
+    """The learner table's segmenter, built and fitted by training/fit.py like every network:
+    its batches are patches, its validation scores the centre pixels of patch-sized windows."""
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    small = replace(params.train.patch, size=8, depth=2, width=4, epochs=2, batch_size=8)
+    segmenter = next(k for k in learners.KINDS if learners.learner(k).patches)
+    trained = train_network(learners.learner(segmenter), replace(params.train, patch=small),
+                            _source(_target(), 8), 0, workdir=tmp_path / "keras",
+                            threshold=0.5)
+    assert [row["epoch"] for row in trained.history] == [1, 2]
+    assert {"segmentation_loss", "val_f1"} <= set(trained.history[-1])
