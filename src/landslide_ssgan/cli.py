@@ -306,7 +306,7 @@ def tune(
     cfg = _tracked_params(params, ctx)
     paths = cfg.paths
     trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
-                                 cfg.sample.split.method, _training_data(cfg))
+                                 cfg.sample.split.method, _training_data(cfg), cfg.sample)
     summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
                                reports=paths.reports,
                                tuned=f"{paths.models}/{cfg.features.set}/tuned",

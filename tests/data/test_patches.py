@@ -18,7 +18,7 @@ from landslide_ssgan.data.inventory import LANDSLIDE, STABLE, UNKNOWN
 from landslide_ssgan.data.sampling import AREA_CODES, Samples
 from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.data.windows import ImageWindows, normalised_image
-from landslide_ssgan.models import learners
+from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.training.fit import train_network
 
 
@@ -109,14 +109,23 @@ def test_training_labels_are_the_known_pixels_of_the_labelled_patches() -> None:
     assert len(labels) == sum(((t == 0) | (t == 1)).sum() for t in source.labelled_targets())
 
 
-def test_a_segmenter_trains_on_patches_through_the_networks_recipe(tmp_path: Path) -> None:
-    """The learner table's segmenter, built and fitted by training/fit.py like every network:
-    its batches are patches, its validation scores the centre pixels of patch-sized windows."""
+@pytest.mark.parametrize("kind", [k for k in learners.KINDS if learners.learner(k).patches])
+def test_each_segmenter_trains_on_patches_through_the_networks_recipe(
+        kind: str, tmp_path: Path) -> None:
+    """Every segmenter of the learner table, built and fitted by training/fit.py like every
+    network: its batches are patches (paired with unlabelled ones where it learns from them),
+    its validation scores the centre pixels of patch-sized windows; its folder reloads to the
+    same probabilities."""
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     small = replace(params.train.patch, size=8, depth=2, width=4, epochs=2, batch_size=8)
-    segmenter = next(k for k in learners.KINDS if learners.learner(k).patches)
-    trained = train_network(learners.learner(segmenter), replace(params.train, patch=small),
-                            _source(_target(), 8), 0, workdir=tmp_path / "keras",
-                            threshold=0.5)
+    source = _source(_target(), 8)
+    trained = train_network(learners.learner(kind),
+                            replace(params.train, patch=small, latent_dim=8, g_width=8),
+                            source, 0, workdir=tmp_path / "keras", threshold=0.5)
     assert [row["epoch"] for row in trained.history] == [1, 2]
-    assert {"segmentation_loss", "val_f1"} <= set(trained.history[-1])
+    assert "val_f1" in trained.history[-1]
+    assert all(np.isfinite(v) for v in trained.history[-1].values())
+    bundle.save_trained(tmp_path / "model", trained.model, source.normalisation)
+    windows, _ = source.windows("val")
+    assert np.allclose(bundle.load_bundle(tmp_path / "model").probability(windows),
+                       trained.model.window_probability(windows), atol=1e-6)

@@ -31,7 +31,7 @@ from landslide_ssgan.data.inventory import LANDSLIDE as LANDSLIDE_LABEL
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import AREA_CODES, negative_ground
 from landslide_ssgan.data.source import TrainingData, WindowSource
-from landslide_ssgan.data.stack import read_single_band, read_stack_info, stack_parts
+from landslide_ssgan.data.stack import read_single_band, stack_parts, valid_mask
 from landslide_ssgan.errors import InputError
 
 NEGATIVE, LANDSLIDE, UNKNOWN, OUTSIDE = 0, 1, 2, 3  # a pixel's target
@@ -140,6 +140,18 @@ class PatchSource:
         the window protocol, answered from a patch's context (validation scores)."""
         return self.source.windows(split)
 
+    def value_range(self, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band lowest and highest value of the training area's patches (labelled and
+        unlabelled; 0 where they are blanked): the range a generator of patches draws in."""
+        low = np.full(self.channels, np.inf, np.float32)
+        high = np.full(self.channels, -np.inf, np.float32)
+        for start in range(0, len(self.centres.rows), chunk):
+            cut = self.source.pixels.cut(self.centres.rows[start:start + chunk],
+                                         self.centres.cols[start:start + chunk])
+            low = np.minimum(low, cut.min(axis=(0, 1, 2)))
+            high = np.maximum(high, cut.max(axis=(0, 1, 2)))
+        return low, high
+
     def training_labels(self) -> np.ndarray:
         """The known targets (0, 1) of the labelled patches' pixels: the share a segmenter
         learns at, and its class weights."""
@@ -178,16 +190,6 @@ class PatchSource:
         return np.stack(cut) if cut else np.zeros((0, size, size), np.uint8)
 
 
-def valid_pixels(stack: str) -> np.ndarray:
-    """Where every band of the stack has data, read a part at a time."""
-    grid, _ = read_stack_info(stack)
-    valid = np.zeros(grid.shape, bool)
-    for part, values in stack_parts(stack):
-        valid[part.row:part.row + part.rows, part.col:part.col + part.cols] = \
-            np.isfinite(values).all(axis=0)
-    return valid
-
-
 def load_patch_source(data: TrainingData, feature_set: str, patch: PatchConfig,
                       sample: SampleConfig, seed: int) -> PatchSource:
     """The training area's patches of the prepare and sample stages' outputs: targets from
@@ -199,7 +201,8 @@ def load_patch_source(data: TrainingData, feature_set: str, patch: PatchConfig,
         raise InputError(f"{data.split}: its grid differs from {data.labels}'s (re-run the "
                          "sample stage)")
     negatives = negative_ground(labels, sample, grid.resolution)
-    target = pixel_targets(labels, negatives, areas, valid_pixels(data.stack), "train")
+    valid = valid_mask(stack_parts(data.stack), labels.shape)
+    target = pixel_targets(labels, negatives, areas, valid, "train")
     centres = patch_centres(target, patch.size, patch.stride, patch.min_inside,
                             patch.negative_ratio, seed)
     if not centres.labelled.any():

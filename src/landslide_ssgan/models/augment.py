@@ -96,7 +96,13 @@ def strong_view(windows: tf.Tensor, bands: Bands, strong: Strong, seed: tf.Tenso
                 ) -> tf.Tensor:
     """The weak view, then noise on the continuous bands, a cut-out square that never covers
     the centre pixel, and whole bands set to their training mean (0)."""
-    viewed = weak_view(windows, bands, seed)
+    return perturbed(weak_view(windows, bands, seed), bands, strong, seed)
+
+
+def perturbed(viewed: tf.Tensor, bands: Bands, strong: Strong, seed: tf.Tensor) -> tf.Tensor:
+    """The strong view's changes that move no pixel (so a segmenter's pseudo-labels of the
+    same patch still line up): noise on the continuous bands, a cut-out square that never
+    covers the centre pixel, and whole bands set to their training mean (0)."""
     shape = tf.shape(viewed)
     n, side, channels = shape[0], shape[1], shape[3]
     continuous = tf.constant([0.0 if c else 1.0 for c in bands.categorical], viewed.dtype)

@@ -114,7 +114,8 @@ def save_trained(folder: str | Path, model: keras.Model, normalisation: Normalis
     """A trained network (training/fit.py's): the segmenter's U-Net, or the window network's
     discriminator and generator."""
     if isinstance(model, Segmenter):
-        save_network(folder, model.network, normalisation, history=history, name=SEGMENTER)
+        save_network(folder, model.network, normalisation, getattr(model, "generator", None),
+                     history, name=SEGMENTER)
     else:
         save_network(folder, model.discriminator, normalisation,
                      getattr(model, "generator", None), history)

@@ -39,6 +39,8 @@ class Learner:
     unlabelled: bool = False     # learns from the unlabelled windows too
     generator: bool = False      # has a generator (images in MLflow, the realism check)
     patches: bool = False        # a segmenter: trains on whole patches (train.patch)
+    twin: str | None = None      # a semi-supervised learner's supervised twin (the same
+                                 # network on labels alone), which reports compare it with
 
     @property
     def network(self) -> bool:
@@ -67,13 +69,13 @@ def _glm(train: TrainConfig, source: WindowSource, seed: int) -> Any:
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
     Learner("ssgan", "SSGAN", "the paper's semi-supervised GAN: N + 1 outputs, a generator",
             "tab:red", build=networks.build_ssgan, unlabelled=True,
-            generator=True),
+            generator=True, twin="baseline"),
     Learner("baseline", "supervised twin",
             "the SSGAN's supervised twin: the same discriminator, labels only",
             "tab:blue", build=networks.build_supervised),
     Learner("fixmatch", "FixMatch",
             "the twin taught by its confident weak views of unlabelled windows",
-            "tab:purple", build=networks.build_fixmatch, unlabelled=True),
+            "tab:purple", build=networks.build_fixmatch, unlabelled=True, twin="baseline"),
     Learner("forest", "random forest",
             "a random forest on window features (centre, mean, deviation)",
             "tab:green", fit=_forest),
@@ -81,6 +83,14 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
             fit=_glm),
     Learner("unet", "U-Net", "a U-Net segmenting whole patches, labels only", "tab:orange",
             build=networks.build_segmenter, patches=True),
+    Learner("segssgan", "patch SSGAN",
+            "the SSGAN carried to patches: the U-Net with N + 1 outputs per pixel, a generator "
+            "of whole patches", "tab:pink", build=networks.build_segssgan, unlabelled=True,
+            generator=True, patches=True, twin="unet"),
+    Learner("segmatch", "patch FixMatch",
+            "the U-Net taught by its confident weak views of unlabelled patches (CutMix)",
+            "tab:cyan", build=networks.build_segmatch, unlabelled=True, patches=True,
+            twin="unet"),
 )}
 KINDS: tuple[str, ...] = tuple(LEARNERS)
 
@@ -88,7 +98,8 @@ KINDS: tuple[str, ...] = tuple(LEARNERS)
 # reports' differences; pairs whose kinds were not both run are left out.
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("ssgan", "baseline"), ("fixmatch", "baseline"), ("fixmatch", "ssgan"),
-    ("ssgan", "forest"), ("fixmatch", "forest"), ("ssgan", "glm"))
+    ("ssgan", "forest"), ("fixmatch", "forest"), ("ssgan", "glm"),
+    ("segssgan", "unet"), ("segmatch", "unet"), ("unet", "forest"), ("unet", "baseline"))
 PAPER_MODEL = "ssgan"       # the paper's model: the loss curves per feature set, the study
 SUPERVISED_TWIN = "baseline"  # the same network without unlabelled data: mapped beside the
                               # champion for comparison

@@ -1,14 +1,17 @@
 """Builders of the networks from the train settings and a window or patch source: the paper's
 SSGAN (discriminator with N + 1 outputs and a generator), its supervised twin (the same
 discriminator, two outputs, labels only) and FixMatch (the same discriminator, pseudo-labels of
-weak views teaching strong views of the unlabelled windows), and the patch segmenter (a U-Net
-on whole patches, models/unet.py).
+weak views teaching strong views of the unlabelled windows), and the patch segmenters on one
+U-Net (models/unet.py): supervised, consistency-regularised (segmatch.py) and the SSGAN carried
+to patches (segssgan.py).
 
 Each returns a compiled, built Keras model (optimizer moments included), so an interrupted run
 can restore into it before training goes on.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 import keras
 import numpy as np
@@ -21,10 +24,13 @@ from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyT
 from landslide_ssgan.models.discriminator import build_discriminator
 from landslide_ssgan.models.fixmatch import FixMatch
 from landslide_ssgan.models.generator import build_generator
+from landslide_ssgan.models.segmatch import SegMatch
+from landslide_ssgan.models.segssgan import SegSSGAN, build_patch_generator
 from landslide_ssgan.models.ssgan import SSGAN, LossWeights, Supervised
 from landslide_ssgan.models.unet import Segmenter, build_unet
 
 Network = SSGAN | Supervised | FixMatch | Segmenter
+S = TypeVar("S", bound=Segmenter)
 
 
 def build_ssgan(cfg: TrainConfig, source: WindowSource, seed: int) -> SSGAN:
@@ -72,10 +78,47 @@ def build_segmenter(cfg: TrainConfig, source: PatchSource, seed: int) -> Segment
     bands = view_bands(source.source) if patch.augment else None
     model = Segmenter(network, patch.loss, weights_of(cfg, source.training_labels()), bands,
                       seed=seed)
-    optimizer = keras.optimizers.Adam(patch.lr)
-    model.compile(optimizer=optimizer)
+    return _compiled_segmenter(model, keras.optimizers.Adam(patch.lr), source)
+
+
+def build_segmatch(cfg: TrainConfig, source: PatchSource, seed: int) -> SegMatch:
+    """The U-Net taught by its confident weak views of unlabelled patches (train.consistency)."""
+    patch = cfg.patch
+    network = build_unet(source.channels, patch.depth, patch.width, patch.dropout)
+    model = SegMatch(network, view_bands(source.source),
+                     consistency(cfg, cfg.consistency.unlabelled_weight), patch.loss,
+                     weights_of(cfg, source.training_labels()), patch.augment, seed=seed)
+    return _compiled_segmenter(model, keras.optimizers.Adam(patch.lr), source)
+
+
+def build_segssgan(cfg: TrainConfig, source: PatchSource, seed: int) -> SegSSGAN:
+    """The U-Net as a per-pixel N + 1 discriminator against a generator of whole patches."""
+    patch = cfg.patch
+    network = build_unet(source.channels, patch.depth, patch.width, patch.dropout, outputs=3)
+    low, high = source.value_range()
+    generator = build_patch_generator(cfg.latent_dim, source.size, source.channels,
+                                      cfg.g_width, patch.depth + 1, cfg.leaky_slope, low, high)
+    weights = LossWeights(cfg.loss_weights.labelled, cfg.loss_weights.unlabelled,
+                          cfg.loss_weights.generated,
+                          class_weights=weights_of(cfg, source.training_labels()))
+    model = SegSSGAN(network, generator, cfg.latent_dim, weights, patch.loss,
+                     view_bands(source.source) if patch.augment else None, seed=seed)
+    g_opt = _adam(cfg, cfg.lr_g)
+    model = _compiled_segmenter(model, keras.optimizers.Adam(patch.lr, beta_1=cfg.beta1),
+                                source, g_opt)
+    g_opt.build(generator.trainable_variables)
+    return model
+
+
+def _compiled_segmenter(model: S, optimizer: keras.optimizers.Optimizer, source: PatchSource,
+                        g_optimizer: keras.optimizers.Optimizer | None = None) -> S:
+    """Compiled and built, optimizer moments included (so a checkpoint restores into it)."""
+    if g_optimizer is None:
+        model.compile(optimizer=optimizer)
+    else:
+        model.compile(optimizer, g_optimizer)
     model(np.zeros((1, source.size, source.size, source.channels), np.float32))
-    optimizer.build(network.trainable_variables)
+    optimizer.build(model.network.trainable_variables)
     return model
 
 

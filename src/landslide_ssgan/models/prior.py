@@ -66,5 +66,15 @@ def trained_share(labels: np.ndarray, class_weighting: bool = False) -> float:
     return float(np.clip((labels == 1).mean(), 1e-6, 1 - 1e-6))
 
 
+def balanced(probability: np.ndarray, trained: float) -> np.ndarray:
+    """Probabilities at a one-half prior, the balanced windows' (the paper's protocol), from a
+    model trained at `trained`: a segmenter learns at its patches' landslide share (under 1 %),
+    so at 0.5 it would call nothing a landslide on balanced windows. Unchanged (the very same
+    values) for a model trained at one half."""
+    if trained == 0.5:
+        return probability
+    return Prior(trained, 0.5, "balanced windows").correct(probability)
+
+
 def _logit(p: float) -> float:
     return float(np.log(p) - np.log1p(-p))

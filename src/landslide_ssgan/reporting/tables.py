@@ -204,20 +204,24 @@ def study_report(results: pd.DataFrame, study: StudyConfig, feature_set: str, ba
                 f"{row[(m, 'mean')]:.4f} ± {np.nan_to_num(row[(m, 'std')]):.4f}"
                 for m in ("map_auprc", "map_f1", "map_flagged")) + " |")
         for learner in [m for m in SEMI if m in set(spatial.model)]:
-            lines += ["", f"{learner} minus its supervised twin on the map:", "",
-                      *_difference_lines(spatial, learner, TWIN,
-                                         ("map_auprc", "map_f1"))]
-    lines += ["", "## SSGAN minus its supervised twin, paired by seed and budget", "",
-              *_difference_lines(results, PAPER, TWIN, ("f1", "kappa"))]
-    for other in [m for m in SEMI if m != PAPER and m in set(results.model)]:
-        title = LEARNERS[other].title
-        lines += ["", f"## {title} minus its supervised twin, paired by seed and budget", "",
-                  *_difference_lines(results, other, TWIN, ("f1", "kappa")),
-                  "", f"## {title} minus the SSGAN", "",
-                  *_difference_lines(results, other, PAPER, ("map_auprc", "f1"))]
-    for other in [m for m in CLASSIFIERS if m in set(results.model)]:
-        lines += ["", f"## SSGAN minus the {LEARNERS[other].title}", "",
-                  *_difference_lines(results, PAPER, other, ("f1", "kappa"))]
+            twin = str(LEARNERS[learner].twin)
+            if twin in set(spatial.model):
+                lines += ["", f"{learner} minus its supervised twin ({twin}) on the map:", "",
+                          *_difference_lines(spatial, learner, twin,
+                                             ("map_auprc", "map_f1"))]
+    present = set(results.model)
+    for learner in [m for m in SEMI if m in present and LEARNERS[m].twin in present]:
+        twin = str(LEARNERS[learner].twin)
+        lines += ["", f"## {LEARNERS[learner].title} minus its supervised twin ({twin}), "
+                  "paired by seed and budget", "",
+                  *_difference_lines(results, learner, twin, ("f1", "kappa"))]
+    if PAPER in present:
+        for other in [m for m in SEMI if m != PAPER and m in present]:
+            lines += ["", f"## {LEARNERS[other].title} minus the SSGAN", "",
+                      *_difference_lines(results, other, PAPER, ("map_auprc", "f1"))]
+        for other in [m for m in CLASSIFIERS if m in present]:
+            lines += ["", f"## SSGAN minus the {LEARNERS[other].title}", "",
+                      *_difference_lines(results, PAPER, other, ("f1", "kappa"))]
     variants = sorted(m for m in set(results.model) if m.startswith(f"{PAPER}+"))
     if variants:
         lines += ["", "## Improvements: each SSGAN variant minus the plain SSGAN (spatial)", ""]

@@ -25,6 +25,7 @@ from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle, learners
+from landslide_ssgan.models.prior import balanced
 from landslide_ssgan.reporting import plots, tables
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
@@ -59,7 +60,9 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
     """Balanced-window test metrics of every model of `kinds` (and of `segmenters`, on
     `main_set`), to reports/ (metrics.json, evaluation_details.json, evaluation.md for
     `main_set`, feature_sets.md, loss curves) and to each model's MLflow run. A segmenter
-    answers each test window's centre pixel from the patch around it."""
+    answers each test window's centre pixel from the patch around it. Every model is scored
+    at the balanced windows' one-half prior (prior.balanced: a segmenter learns at its
+    patches' landslide share)."""
     results: Results = {}
     sources = load_window_sources(stack, samples, norm, feature_sets, window, windows)
     for feature_set, source in zip(feature_sets, sources, strict=True):
@@ -73,7 +76,9 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
             seen = (test_windows if model.window == window else  # a segmenter: its patch
                     load_window_source(stack, samples, norm, feature_set, model.window,
                                        windows).windows("test")[0])
-            scores, matrix = evaluate_probabilities(labels, model.probability(seen), threshold)
+            trained = model.prior.trained if model.prior is not None else 0.5
+            scores, matrix = evaluate_probabilities(
+                labels, balanced(model.probability(seen), trained), threshold)
             row = {**scores, "confusion_matrix": matrix.tolist(), "test_windows": len(labels)}
             results[feature_set][kind] = row
             _log_test_metrics(bundle.read_run(folder)["run_id"], scores, row)

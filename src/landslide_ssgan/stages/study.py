@@ -12,6 +12,7 @@ data). Not part of the default `dvc repro` (studies/dvc.yaml).
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -25,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, Variant, override
+from landslide_ssgan.data import patches
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
     UNLABELLED,
     Samples,
     draw_samples,
+    negative_ground,
     read_samples,
     training_cover,
     training_statistics,
@@ -42,10 +45,11 @@ from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_text
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.models.prior import balanced
 from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting import plots, tables
-from landslide_ssgan.training.fit import real_and_generated, train_network
+from landslide_ssgan.training.fit import Source, real_and_generated, train_network
 
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
            "generator_realism")
@@ -111,7 +115,7 @@ def _split_samples(data: TrainingData, sample: SampleConfig, seed: int, image: S
     return drawn, Normalisation(image.grid.band_names, mean, std, sample.window)
 
 
-def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, steps: int,
+def _trained(kind: str, train: TrainConfig, source: Source, seed: int, steps: int,
              cfg: StudyConfig) -> tuple[ModelBundle, float]:
     """The trained model and, for a model with a generator, how easily its generated windows
     are told from real ones (realism.py; NaN for the other models)."""
@@ -120,18 +124,39 @@ def _trained(kind: str, train: TrainConfig, source: WindowSource, seed: int, ste
     if learner.fit is not None:
         fitted = learner.fit(replace(train, forest_trees=cfg.forest_trees), source, seed)
         return bundle.classifier_bundle(fitted, norm), float("nan")
-    labelled = len(source.samples.of("train"))
-    epochs = math.ceil(steps / math.ceil(labelled / train.batch_size))
+    if isinstance(source, patches.PatchSource):
+        labelled, batch = int(source.centres.labelled.sum()), train.patch.batch_size
+    else:
+        labelled, batch = len(source.samples.of("train")), train.batch_size
+    epochs = math.ceil(steps / math.ceil(labelled / batch))
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_network(learner, train, source, seed,
                                 workdir=Path(tmp) / "backup", epochs=epochs)
-    realism = (real_vs_generated_auroc(*real_and_generated(
-        trained.model, source, REALISM_WINDOWS, seed), seed=seed)
-        if isinstance(trained.model, SSGAN) else float("nan"))
-    return ModelBundle(norm, discriminator=trained.model.discriminator), realism
+    if isinstance(trained.model, SSGAN) and isinstance(source, WindowSource):
+        realism = real_vs_generated_auroc(*real_and_generated(
+            trained.model, source, REALISM_WINDOWS, seed), seed=seed)
+        return ModelBundle(norm, discriminator=trained.model.discriminator), realism
+    if learner.patches:
+        return ModelBundle(norm, segmenter=trained.model.network), float("nan")
+    return ModelBundle(norm, discriminator=trained.model.discriminator), float("nan")
 
 
-def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: int,
+def _patch_source(image: Stack, samples: Samples, norm: Normalisation, feature_set: str,
+                  train: TrainConfig, target: np.ndarray, ids: np.ndarray, kept: np.ndarray,
+                  seed: int) -> patches.PatchSource:
+    """The budget's patches: the pixels of the training area's landslide polygons outside
+    `kept` are unknown (their labels withheld, as the window budgets withhold their windows),
+    the patches drawn afresh from what is left."""
+    withheld = (target == patches.LANDSLIDE) & ~np.isin(ids, kept)
+    target = np.where(withheld, np.uint8(patches.UNKNOWN), target)
+    patch = train.patch
+    centres = patches.patch_centres(target, patch.size, patch.stride, patch.min_inside,
+                                    patch.negative_ratio, seed)
+    return patches.PatchSource.of(window_source(image, samples, norm, feature_set, patch.size),
+                                  target, centres)
+
+
+def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
                      cfg: StudyConfig, maps: tuple[str, scoring.Ground] | None
                      ) -> dict[str, float]:
     """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
@@ -139,8 +164,9 @@ def _train_and_score(kind: str, variant: Variant, source: WindowSource, seed: in
     train = variant.train
     model, realism = _trained(kind, train, source, seed, variant.steps, cfg)
     test_windows, test_labels = source.windows("test")
-    scores, _ = evaluate_probabilities(test_labels, model.probability(test_windows),
-                                       train.threshold)
+    trained = learners.learner(kind).trained_prior(train, source.training_labels())
+    scores, _ = evaluate_probabilities(
+        test_labels, balanced(model.probability(test_windows), trained), train.threshold)
     nan = float("nan")
     scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan,
                "generator_realism": realism}
@@ -169,6 +195,8 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
     labels, _ = read_single_band(data.labels)
     ids, _ = read_single_band(data.inventory_ids)
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
+    target = patches.pixel_targets(labels, negative_ground(labels, sample, image.grid.resolution),
+                                   ground.areas, image.valid, "train")
     rows: list[dict[str, Any]] = []
     with mlflow.start_run(run_name="label-efficiency"):
         mlflow.set_tags({"stage": "study", "feature_set": feature_set,
@@ -189,20 +217,31 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
                                "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
                     maps = ((data.stack, ground) if split == "spatial" and ground.has_areas
                             else None)
+                    kept = units[masks[budget] & (units > 0)]
+                    patched = functools.cache(functools.partial(  # drawn once, if asked for
+                        _patch_source, image, samples, norm, feature_set, train, target, ids,
+                        kept, run_seed))
                     for name, kind, variant in study_runs(cfg, train, split):
-                        row = _one_run(name, kind, variant, source, cfg, context, maps)
+                        if learners.learner(kind).patches and maps is None:
+                            continue  # patches lie in a split's area: the spatial split only
+                        row = _one_run(name, kind, variant, patched() if learners.learner(
+                            kind).patches else source, cfg, context, maps)
                         rows.append(row)
                         if on_run:
                             on_run(row)
     return pd.DataFrame(rows)
 
 
-def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: StudyConfig,
+def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyConfig,
              context: dict[str, Any], maps: tuple[str, scoring.Ground] | None
              ) -> dict[str, Any]:
     started = time.perf_counter()
-    source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
-                                                  context["seed"]))
+    if isinstance(source, WindowSource):
+        source = replace(source, samples=smaller_pool(source.samples, variant.unlabelled_ratio,
+                                                      context["seed"]))
+        unlabelled = len(source.samples.unlabelled())
+    else:
+        unlabelled = int((~source.centres.labelled).sum())
     with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
                           f"s{context['seed']}", nested=True):
         mlflow.set_tags({"stage": "study", "model": name, "split_method": context["split"],
@@ -210,7 +249,7 @@ def _one_run(name: str, kind: str, variant: Variant, source: WindowSource, cfg: 
         mlflow.log_params({"labelled_windows": context["labelled_windows"],
                            "labelled_polygons": context["labelled_polygons"],
                            "steps": variant.steps,
-                           "unlabelled_windows": len(source.samples.unlabelled()),
+                           "unlabelled_windows": unlabelled,
                            **(tracking.train_params(variant.train)
                               if learners.learner(kind).network else {})})
         scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)

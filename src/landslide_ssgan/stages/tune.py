@@ -21,8 +21,9 @@ import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan.config import TrainConfig, TuneConfig
-from landslide_ssgan.data.source import TrainingData, WindowSource
+from landslide_ssgan.config import SampleConfig, TrainConfig, TuneConfig
+from landslide_ssgan.data.patches import load_patch_source
+from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.files import write_json, write_text
@@ -30,7 +31,7 @@ from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.ops import pyfunc, tracking, tuning
 from landslide_ssgan.ops.urls import redacted
 from landslide_ssgan.reporting import plots
-from landslide_ssgan.training.fit import train_network
+from landslide_ssgan.training.fit import Source, train_network
 
 # part of the study's name: a study begun with another sampling scheme is not resumed with this one
 SAMPLER = "tpe, seeded per trial number, constant liar"
@@ -47,6 +48,7 @@ class Trials:
     window: int
     split_method: str
     data: TrainingData
+    sample: SampleConfig | None = None  # a segmenter's patches need its negatives settings
 
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned: str,
@@ -69,7 +71,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
                                  "--params", str(params_file), "--storage", url,
                                  "--workers", "1", "--parent-run", parent, *settings])
                for _ in range(workers - 1)]
-    source = trials.data.window_source(trials.feature_set, trials.window)
+    source = _source(learners.learner(cfg.model, "tune.model"), trials)
     study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,
                                                                      experiment))
     with mlflow.start_run(run_id=parent):
@@ -152,11 +154,21 @@ def close_stale_run(experiment: str, study: optuna.Study,
         client.set_terminated(run.info.run_id, status="KILLED")
 
 
-def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowSource) -> float:
+def _source(learner: learners.Learner, trials: Trials) -> Source:
+    """What the tuned kind trains on: the windows, or a segmenter's patches."""
+    if not learner.patches:
+        return trials.data.window_source(trials.feature_set, trials.window)
+    if trials.sample is None:
+        raise ValueError("tuning a segmenter needs the sample settings (Trials.sample)")
+    return load_patch_source(trials.data, trials.feature_set, trials.train.patch,
+                             trials.sample, trials.seed)
+
+
+def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source) -> float:
     train = tuning.apply(trials.train, tuning.suggest(trial, cfg.space), cfg.epochs)
     run_id = tracking.new_run(
         cfg.model, trials.feature_set, tracking.model_params(
-            train, trials.seed, trials.feature_set, trials.window, trials.split_method),
+            train, trials.seed, trials.feature_set, source.window, trials.split_method),
         {"stack": trials.data.stack, "samples": trials.data.samples, "norm": trials.data.norm},
         stage="tune", nested=True)
     with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
@@ -166,19 +178,18 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: WindowS
                      tuning.PruneOnValidationF1(trial))
         try:
             trained = train_network(learners.learner(cfg.model, "tune.model"), train, source,
-                                    trials.seed,
-                                    workdir=Path(tmp) / "backup",
-                                    threshold=trials.train.threshold, callbacks=callbacks)
+                                    trials.seed, workdir=Path(tmp) / "backup",
+                                    epochs=cfg.epochs, threshold=trials.train.threshold,
+                                    callbacks=callbacks)
         except optuna.TrialPruned:
             mlflow.set_tag("optuna_state", "pruned")
             raise
-        bundle.save_network(Path(tmp) / "model", trained.model.discriminator,
-                            source.normalisation)
+        bundle.save_trained(Path(tmp) / "model", trained.model, source.normalisation)
         data = trials.data
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
             cfg.model, Path(tmp) / "model", data.stack, ground, train,
-            scoring.model_prior(cfg.model, train, source.part("train")[2], ground)))
+            scoring.model_prior(cfg.model, train, source.training_labels(), ground)))
         uri = pyfunc.log_window_model(Path(tmp) / "model", pyfunc.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))

@@ -24,6 +24,7 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.learners import Learner
 from landslide_ssgan.models.networks import Network
+from landslide_ssgan.models.prior import balanced
 from landslide_ssgan.models.ssgan import SSGAN
 
 Source = WindowSource | PatchSource  # windows for the window networks, patches for segmenters
@@ -63,9 +64,12 @@ class ValidationScores(keras.callbacks.Callback):
     logs (callbacks after this one see them) and keeps the whole history."""
 
     def __init__(self, windows: np.ndarray, labels: np.ndarray, threshold: float,
-                 history_path: Path | None = None) -> None:
+                 history_path: Path | None = None, trained: float = 0.5) -> None:
+        """`trained`: the landslide share the model learns at; its probabilities are scored
+        at the balanced windows' one half (prior.balanced)."""
         super().__init__()
         self.windows, self.labels, self.threshold = windows, labels, threshold
+        self.trained = trained
         self.history_path = history_path
         self.history: list[dict[str, float]] = []
         if history_path is not None and history_path.is_file():  # resuming
@@ -78,9 +82,9 @@ class ValidationScores(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if len(self.labels):
+            probability = self.model.window_probability(self.windows)  # type: ignore[attr-defined]
             scores, _ = evaluate_probabilities(
-                self.labels, self.model.window_probability(self.windows),  # type: ignore[attr-defined]
-                self.threshold)
+                self.labels, balanced(probability, self.trained), self.threshold)
             logs.update({f"val_{name}": value for name, value in scores.items()})
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         if self.history_path is not None:
@@ -168,8 +172,9 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
     if learner.build is None:
         raise ValueError(f"{learner.name} is not a network")
     model = learner.build(cfg, source, seed)
-    scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path)]
-              if threshold is not None else [])
+    trained = learner.trained_prior(cfg, source.training_labels())
+    scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path,
+                                trained=trained)] if threshold is not None else [])
     schedule = cfg.patch if learner.patches else cfg  # a segmenter's batches and epochs
     data = training_dataset(learner, source, schedule.batch_size, seed)
     fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir)

@@ -1,0 +1,111 @@
+"""A consistency-regularised segmenter (FixMatch carried to patches; Sohn et al. 2020, with
+UniMatch's strong views, Yang et al. 2023).
+
+Labelled patches train the U-Net through their targets, as the supervised segmenter does.
+Every unlabelled patch is seen twice under one of the square's symmetries: the weak view goes
+to a teacher (the network itself, or an exponential moving average of its weights), whose
+confident pixels (P >= threshold or <= 1 - threshold) become pseudo-labels; the strong view is
+the same view perturbed without moving a pixel (noise on the continuous bands, a cut-out
+square, dropped bands) and then CutMix-ed with another patch of the batch (a box of the
+other patch's pixels, with its pseudo-labels), and the student learns the pseudo-labels from
+it. Settings: `train.consistency` (weight, threshold, teacher, strong view), as FixMatch's.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from landslide_ssgan.models.augment import Bands, perturbed, pseudo_labels, weak_view
+from landslide_ssgan.models.consistency import ConsistencySettings
+from landslide_ssgan.models.discriminator import REAL_CLASSES
+from landslide_ssgan.models.unet import Segmenter, augmented, pixel_loss
+
+CUTMIX_SHARE = 0.5  # side of the CutMix box, as a share of the patch's side
+
+
+def cutmix(images: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor
+           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Each patch gets a box of the next patch of the batch (its pixels, pseudo-labels and
+    confidence mask), at a random place."""
+    side = tf.shape(images)[1]
+    box = tf.cast(tf.cast(side, tf.float32) * CUTMIX_SHARE, tf.int32)
+    n = tf.shape(images)[0]
+    corner = tf.random.stateless_uniform([n, 2], seed, 0, side - box + 1, dtype=tf.int32)
+    rows = tf.range(side)[None, :, None]
+    cols = tf.range(side)[None, None, :]
+    inside = ((rows >= corner[:, 0, None, None]) & (rows < corner[:, 0, None, None] + box)
+              & (cols >= corner[:, 1, None, None]) & (cols < corner[:, 1, None, None] + box))
+
+    def mixed(x: tf.Tensor) -> tf.Tensor:
+        x = tf.convert_to_tensor(x)
+        where = inside if x.shape.rank == 3 else inside[..., None]
+        return tf.where(where, tf.roll(x, shift=1, axis=0), x)
+
+    return mixed(images), mixed(labels), mixed(mask)
+
+
+class SegMatch(Segmenter):
+    """Trained on ((patches, targets), unlabelled patches) batches."""
+
+    def __init__(self, network: keras.Model, bands: Bands, settings: ConsistencySettings,
+                 loss: str = "cross_entropy", class_weights: tuple[float, float] = (1.0, 1.0),
+                 augment: bool = True, seed: int = 0, **kwargs: object) -> None:
+        super().__init__(network, loss, class_weights, bands if augment else None, seed,
+                         **kwargs)
+        self.view_bands, self.settings, self.seed = bands, settings, seed
+        self.view_step = keras.Variable(0, dtype="int32", trainable=False, name="view_step")
+        self.teacher: keras.Model | None = None
+        if settings.teacher_ema > 0:
+            self.teacher = keras.models.clone_model(network)
+            self.teacher.set_weights(network.get_weights())
+        self.trackers |= {name: keras.metrics.Mean(name=name)
+                          for name in ("consistency_loss", "pseudo_label_share")}
+
+    def _seeds(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        step = self.view_step.value
+        self.view_step.assign_add(1)
+        base = tf.stack([tf.constant(self.seed, tf.int32), step * 3])
+        return base, base + [0, 1], base + [0, 2]
+
+    def _pseudo(self, weak: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        teacher = self.teacher if self.teacher is not None else self.network
+        logits = teacher(weak, training=False)[..., :REAL_CLASSES]
+        probability = ops.stop_gradient(ops.softmax(logits, axis=-1)[..., 1])
+        return pseudo_labels(probability, self.settings.threshold)
+
+    def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
+        (patches, targets), unlabelled = data
+        seed_l, seed_u, seed_s = self._seeds()
+        if self.bands is not None:
+            patches, targets = augmented(patches, targets, self.bands, seed_l)
+        weak = weak_view(unlabelled, self.view_bands, seed_u)
+        pseudo, mask = self._pseudo(weak)
+        strong = perturbed(weak, self.view_bands, self.settings.strong, seed_s)
+        strong, pseudo, mask = cutmix(strong, pseudo, mask, seed_s + [0, 5])
+        with tf.GradientTape() as tape:
+            supervised = pixel_loss(targets, self.network(patches, training=True),
+                                    self.loss_kind, self.class_weights)
+            logits = self.network(strong, training=True)[..., :REAL_CLASSES]
+            per_pixel = keras.losses.sparse_categorical_crossentropy(pseudo, logits,
+                                                                     from_logits=True)
+            consistency = ops.mean(mask * per_pixel)
+            loss = supervised + self.settings.unlabelled_weight * consistency
+        variables = self.network.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                           strict=True))
+        self._update_teacher()
+        for name, value in (("segmentation_loss", supervised), ("consistency_loss", consistency),
+                            ("pseudo_label_share", ops.mean(mask))):
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()
+                if name != "pixel_accuracy"}
+
+    def _update_teacher(self) -> None:
+        if self.teacher is None:
+            return
+        momentum = self.settings.teacher_ema
+        for average, weight in zip(self.teacher.weights, self.network.weights, strict=True):
+            average.assign(momentum * average + (1.0 - momentum) * weight)
+

@@ -1,0 +1,85 @@
+"""The semi-supervised segmenters' parts: CutMix, pseudo-labels of patches, the per-pixel
+N + 1 discriminator and the patch generator.
+
+Fast: tiny networks on synthetic patches.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+from landslide_ssgan.models.augment import Bands, Strong
+from landslide_ssgan.models.consistency import ConsistencySettings
+from landslide_ssgan.models.segmatch import SegMatch, cutmix
+from landslide_ssgan.models.segssgan import SegSSGAN, build_patch_generator, pixel_real_logit
+from landslide_ssgan.models.ssgan import LossWeights
+from landslide_ssgan.models.unet import build_unet
+from landslide_ssgan.training.fit import seed_everything
+
+BANDS = Bands(None, 0.0, 1.0, (False, False))
+
+
+def test_cutmix_moves_the_same_box_of_pixels_labels_and_confidence() -> None:
+    images = np.arange(3, dtype=np.float32)[:, None, None, None] * np.ones((3, 8, 8, 2))
+    labels = np.arange(3, dtype=np.int32)[:, None, None] * np.ones((3, 8, 8), np.int32)
+    mask = labels.astype(np.float32)
+    mixed, mixed_labels, mixed_mask = (np.asarray(t) for t in cutmix(
+        images.astype(np.float32), labels, mask, np.array([1, 2], np.int32)))
+    for i in range(3):
+        moved = mixed[i, ..., 0] != i
+        assert moved.sum() == 16  # a 4 x 4 box: half of each side
+        assert (mixed[i, ..., 0][moved] == (i - 1) % 3).all()
+        assert np.array_equal(mixed_labels[i], mixed[i, ..., 0].astype(np.int32))
+        assert np.array_equal(mixed_mask[i], mixed[i, ..., 0])
+
+
+def _batch(rng: np.random.Generator) -> tuple:
+    patches = rng.normal(size=(4, 16, 16, 2)).astype(np.float32)
+    targets = rng.integers(0, 2, size=(4, 16, 16)).astype(np.uint8)
+    return (patches, targets), rng.normal(size=(4, 16, 16, 2)).astype(np.float32)
+
+
+def _fit_once(model: keras.Model, batch: tuple) -> dict[str, float]:
+    history = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
+    return {name: values[-1] for name, values in history.items()}
+
+
+@pytest.mark.parametrize(("threshold", "share"), [(0.5, 1.0), (1.0, 0.0)])
+def test_segmatch_trains_on_its_confident_pixels_only(threshold: float, share: float) -> None:
+    seed_everything(0)
+    settings = ConsistencySettings(1.0, threshold, 0.0, Strong(0.1, 3, 0.1))
+    model = SegMatch(build_unet(2, depth=2, width=4), BANDS, settings, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = _fit_once(model, _batch(np.random.default_rng(1)))
+    assert logs["pseudo_label_share"] == pytest.approx(share)
+    assert (logs["consistency_loss"] > 0) == (share > 0)
+
+
+def test_the_patch_ssgan_keeps_generated_patches_out_of_the_moving_statistics() -> None:
+    seed_everything(2)
+    rng = np.random.default_rng(2)
+    low, high = -np.ones(2), np.ones(2) * 3
+    generator = build_patch_generator(8, 16, 2, 16, 3, 0.2, low, high)
+    patches = np.asarray(generator(rng.normal(size=(5, 8)).astype(np.float32)))
+    assert patches.shape == (5, 16, 16, 2)
+    assert (patches >= -1 - 1e-5).all() and (patches <= 3 + 1e-5).all()
+    network = build_unet(2, depth=2, width=4, outputs=3)
+    model = SegSSGAN(network, generator, 8, LossWeights(), seed=0)
+    model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    norms = [layer for layer in network.layers if isinstance(layer, layers.BatchNormalization)]
+    before = [np.asarray(n.moving_mean).copy() for n in norms]
+    model._judge_generated(patches)
+    assert all(np.array_equal(b, np.asarray(n.moving_mean)) for b, n in zip(before, norms,
+                                                                            strict=True))
+    logs = _fit_once(model, _batch(rng))
+    assert {"d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss"} <= set(logs)
+
+
+def test_the_real_logit_of_a_pixel_is_log_z() -> None:
+    logits = np.random.default_rng(3).normal(size=(2, 4, 4, 3)).astype(np.float32)
+    z = np.exp(logits[..., 0] - logits[..., 2]) + np.exp(logits[..., 1] - logits[..., 2])
+    assert np.allclose(np.asarray(pixel_real_logit(logits)), np.log(z), atol=1e-5)
