@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -99,8 +100,9 @@ def build_area(folder: Path, size: int, seed: int) -> None:
     optical += 0.01 * rng.normal(size=optical.shape)
     transform = from_origin(400_000, 2_500_000 + size * PIXEL, PIXEL, PIXEL)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data, dtype in (("optical.tif", optical, "float32"), ("dem.tif", dem[None], "float32"),
-                              ("mask.tif", scars[None].astype("uint8"), "uint8")):
+    layers = (("optical.tif", optical, "float32"), ("dem.tif", dem[None], "float32"),
+              ("mask.tif", scars[None].astype("uint8"), "uint8"))
+    for name, data, dtype in layers:
         with rasterio.open(folder / name, "w", driver="GTiff", width=size, height=size,
                            count=len(data), dtype=dtype, crs=CRS, transform=transform) as dst:
             dst.write(data.astype(dtype))
@@ -157,8 +159,7 @@ def main() -> None:
     try:
         build_area(folder, args.size, args.seed)
         params = area_params(folder, models, segmenters)
-        env = {**dict(__import__("os").environ),
-               "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         landslide("prepare", params=params, env=env)
         landslide("sample", params=params, env=env)
         for kind in models:

@@ -137,3 +137,24 @@ def test_a_segmenter_learns_a_shape_that_a_pixel_cannot_tell() -> None:
     probability = segment(model.network, test_x)
     bright = test_x[..., 0] == 3.0  # a pixel's value alone: the scars and the speckle
     assert roc_auc_score(test_y[bright], probability[bright]) > 0.9
+
+
+def test_the_served_segmenter_answers_patches_and_every_pixel(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """The MLflow model of a segmenter: raw patches in, the centre pixel's probability out,
+    or with `per_pixel` every pixel's (what `landslide serve` answers)."""
+    import mlflow
+
+    from landslide_ssgan.ops import pyfunc
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    folder = _segmenter_folder(tmp_path, patch=16)
+    with mlflow.start_run():
+        uri = pyfunc.log_window_model(folder, [])
+    served = mlflow.pyfunc.load_model(uri)
+    patches = np.random.default_rng(7).normal(size=(3, 16, 16, 2)).astype(np.float32)
+    every = np.asarray(served.predict(patches, params={"per_pixel": True}))
+    assert every.shape == (3, 16, 16)
+    assert np.allclose(every, segment(bundle.load_bundle(folder).segmenter, patches), atol=1e-6)
+    assert np.allclose(np.asarray(served.predict(patches)), every[:, 8, 8], atol=1e-6)

@@ -34,7 +34,7 @@ from landslide_ssgan.models import forest as forests
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.models.unet import Segmenter, centre_probability
+from landslide_ssgan.models.unet import Segmenter, centre_probability, segment
 
 DISCRIMINATOR = "discriminator.keras"
 SEGMENTER = "segmenter.keras"
@@ -104,9 +104,18 @@ class ModelBundle:
     def raw_probability(self, windows: np.ndarray) -> np.ndarray:
         """P(landslide) of windows in the stack's own units: normalised here, as in training
         (float32 statistics, as the served model has always used)."""
+        return self.probability(self._normalised(windows))
+
+    def raw_pixel_probability(self, patches: np.ndarray) -> np.ndarray:
+        """A segmenter's P(landslide) of every pixel of patches in the stack's units."""
+        if self.segmenter is None:
+            raise InputError("only a segmenter labels every pixel of a patch")
+        return segment(self.segmenter, self._normalised(patches))
+
+    def _normalised(self, windows: np.ndarray) -> np.ndarray:
         mean = self.normalisation.mean.astype(np.float32)
         std = self.normalisation.std.astype(np.float32)
-        return self.probability((np.asarray(windows, np.float32) - mean) / std)
+        return (np.asarray(windows, np.float32) - mean) / std
 
 
 def save_trained(folder: str | Path, model: keras.Model, normalisation: Normalisation,

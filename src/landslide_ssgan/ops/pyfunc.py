@@ -33,7 +33,9 @@ with contextlib.redirect_stderr(io.StringIO()):
     class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
         P(landslide) per window: as trained, or with the parameter `prior_correction: true` at
-        the area's prevalence recorded in model.json (prior.py)."""
+        the area's prevalence recorded in model.json (prior.py). A segmenter's windows are its
+        patches; with the parameter `per_pixel: true` it returns P(landslide) of every pixel,
+        (N, w, w)."""
 
         def load_context(self, context: Any) -> None:
             self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
@@ -50,7 +52,14 @@ with contextlib.redirect_stderr(io.StringIO()):
             if not np.isfinite(windows).all():
                 raise MlflowException("windows contain NaN or infinite values",
                                       error_code=INVALID_PARAMETER_VALUE)
-            probability = np.asarray(self.model.raw_probability(windows), dtype=np.float32)
+            if (params or {}).get("per_pixel"):
+                if self.model.segmenter is None:
+                    raise MlflowException("per_pixel: only a segmenter labels every pixel; this "
+                                          "model classifies whole windows",
+                                          error_code=INVALID_PARAMETER_VALUE)
+                probability = self.model.raw_pixel_probability(windows)
+            else:
+                probability = np.asarray(self.model.raw_probability(windows), dtype=np.float32)
             if (params or {}).get("prior_correction"):
                 prior = self.model.prior
                 if prior is None:
@@ -70,7 +79,8 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
-        params=ParamSchema([ParamSpec("prior_correction", "boolean", False)]))
+        params=ParamSchema([ParamSpec("prior_correction", "boolean", False),
+                            ParamSpec("per_pixel", "boolean", False)]))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=WindowClassifier(),
         artifacts={path.stem: str(path) for path in (folder / name for name in
