@@ -1,6 +1,6 @@
 """Study areas of other shapes than Chattogram's, each built from Chattogram's own layers
 recast, run end to end through the CLI: prepare -> sample -> train (ssgan, baseline, forest,
-glm; 2 epochs) -> evaluate -> register -> map."""
+glm; 2 epochs) -> segment (a tiny U-Net, 1 epoch) -> evaluate -> register -> map."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from tests.conftest import write_params
 
 runner = CliRunner()
 PIPELINE = (["prepare"], ["sample"], ["train", "ssgan"], ["train", "baseline"],
-            ["train", "fixmatch"], ["train", "forest"], ["train", "glm"], ["evaluate"],
+            ["train", "fixmatch"], ["train", "forest"], ["train", "glm"], ["segment", "unet"],
+            ["evaluate"],
             ["register"], ["map"])
 
 
@@ -31,7 +32,9 @@ def _area(raw: dict[str, Any]) -> dict[str, Any]:
     """The crop's params (outputs in the test's folder, `params_dict`) with tiny networks."""
     raw["train"].update({"epochs": 2, "batch_size": 32, "latent_dim": 8, "d_widths": [4, 8],
                          "d_hidden": 8, "g_width": 8, "forest_trees": 10})
-    raw["evaluate"]["feature_sets"] = [raw["features"]["set"]]
+    raw["train"]["patch"].update({"size": 32, "stride": 16, "depth": 2, "width": 4,
+                                  "epochs": 1, "batch_size": 8})
+    raw["evaluate"].update({"feature_sets": [raw["features"]["set"]], "segmenters": ["unet"]})
     raw["map"].update({"block_size": 100, "preview_size": 100})
     return raw
 

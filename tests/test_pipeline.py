@@ -47,7 +47,10 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "models": "models",
         "maps": "maps", "reports": "reports"}.items()}
     raw["train"].update(TINY | {"forest_trees": 20})
-    raw["evaluate"] = {"feature_sets": ["joint"], "models": base_params["evaluate"]["models"]}
+    raw["train"]["patch"].update({"size": 32, "depth": 2, "width": 4, "epochs": 1,
+                                  "batch_size": 8})
+    raw["evaluate"] = {"feature_sets": ["joint"], "models": base_params["evaluate"]["models"],
+                       "segmenters": ["unet"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
     raw["study"].update({"budgets": [0.5, 1.0], "seeds": [0], "steps": 2, "forest_trees": 10,
                          "models": ["ssgan", "baseline", "fixmatch", "forest"],
@@ -64,7 +67,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
         for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
                         ["train", "baseline"], ["train", "fixmatch"], ["train", "forest"],
-                        ["train", "glm"],
+                        ["train", "glm"], ["segment", "unet"],
                         ["evaluate"], ["tune"], ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
@@ -84,7 +87,7 @@ def test_reports_hold_every_model(pipeline: dict[str, Any]) -> None:
     reports = Path(pipeline["raw"]["paths"]["reports"])
     metrics = json.loads((reports / "metrics.json").read_text())
     assert set(metrics) == {"joint"}
-    assert set(metrics["joint"]) == {"ssgan", "baseline", "fixmatch", "forest", "glm"}
+    assert set(metrics["joint"]) == {"ssgan", "baseline", "fixmatch", "forest", "glm", "unet"}
     for row in metrics["joint"].values():  # headline figures only: dvc metrics show stays short
         assert set(row) == {"f1", "kappa", "miou"}
     details = json.loads((reports / "evaluation_details.json").read_text())
@@ -108,7 +111,7 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
     compact = json.loads((reports / "map_evaluation.json").read_text())
     assert set(compact) == {"val", "test"}
     for area in compact.values():
-        assert set(area) == {"ssgan", "baseline", "fixmatch", "forest", "glm"}
+        assert set(area) == {"ssgan", "baseline", "fixmatch", "forest", "glm", "unet"}
         for row in area.values():
             assert set(row) == {"auprc", "auroc", "f1", "flagged_share", "object_recall",
                                 "object_precision"}
@@ -462,7 +465,8 @@ def test_the_champion_is_the_best_run_of_any_kind(pipeline: dict[str, Any]) -> N
     runs = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id],
         f"tags.feature_set = 'joint' AND tags.data_digest = '{digest}' AND tags.model_uri != ''")
-    assert {run.data.tags["model"] for run in runs} == set(cfg.registry.kinds)
+    trained = set(cfg.evaluate.models) | set(cfg.evaluate.segmenters)
+    assert {run.data.tags["model"] for run in runs} == set(cfg.registry.kinds) & trained
     best = max(runs, key=lambda run: (run.data.metrics.get("val_map_auprc", -1.0),
                                       run.data.metrics.get("val_f1", 0.0), -run.info.start_time))
     found = tracking.best_candidate(experiment, "joint", digest, "auprc", cfg.registry.kinds)
