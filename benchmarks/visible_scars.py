@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/visible_scars.py [--size 320] [--seed 0]
         [--models forest,baseline,glm] [--segmenters unet] [--keep DIR] [--json]
+    .venv/bin/python benchmarks/visible_scars.py --study unet,segmatch,segssgan,forest
+        [--budgets 0.1,1.0] [--keep DIR]
 
 Chattogram cannot answer whether segmenting patches finds landslides better than classifying
 13 x 13 windows: its inventory marks are fixed-size circles and every model there reaches only
 2 to 3 times a random map's AUPRC. This builds a synthetic area (`--size` pixels a side at
 10 m) where scars are visible, then runs the real pipeline on it through the `landslide`
 command (prepare, sample, train, segment, evaluate) and prints each model's test-area map
-scores, every pixel at the real prevalence.
+scores, every pixel at the real prevalence. With `--study KINDS` it runs the label-efficiency
+study instead (`landslide study`: those kinds, `--budgets` of the labelled training
+polygons, the seeds of params.yaml) and prints its paired answers.
 
 The area: smooth hills (a DEM), vegetation in four Sentinel-2-like bands with texture, and
 three kinds of bare ground with one and the same spectrum: landslide scars (tapered bodies
@@ -144,6 +148,27 @@ def landslide(*args: str, params: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"landslide {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
 
 
+def study(args: argparse.Namespace) -> None:
+    """The label-efficiency study on the area; its answer lines and map table."""
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="visible-scars-"))
+    try:
+        build_area(folder, args.size, args.seed)
+        params = area_params(folder, ["forest"], [])  # evaluate's lists: unused here
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        landslide("prepare", params=params, env=env)
+        landslide("sample", params=params, env=env)
+        landslide("study", "--study.models", f"[{args.study}]", "--study.budgets",
+                  f"[{args.budgets}]", "--study.variants", "{}", params=params, env=env)
+        report = (folder / "out" / "reports" / "label_efficiency.md").read_text()
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"visible scars, {args.size} x {args.size} pixels, seed {args.seed}: label efficiency")
+    for section in report.split("\n## ")[1:]:
+        if section.startswith(("The answer", "The map")):
+            print("## " + section.strip() + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=320)
@@ -152,7 +177,12 @@ def main() -> None:
     parser.add_argument("--segmenters", default="unet")
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--study", help="kinds of a label-efficiency study to run instead")
+    parser.add_argument("--budgets", default="0.1,1.0")
     args = parser.parse_args()
+    if args.study:
+        study(args)
+        return
     folder = args.keep or Path(tempfile.mkdtemp(prefix="visible-scars-"))
     models = [m for m in args.models.split(",") if m]
     segmenters = [m for m in args.segmenters.split(",") if m]
