@@ -44,6 +44,8 @@ def _batch(rng: np.random.Generator) -> tuple:
 
 
 def _fit_once(model: keras.Model, batch: tuple) -> dict[str, float]:
+    """One training step, run eagerly (tracing a graph for one step costs seconds)."""
+    model.run_eagerly = True
     history = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
     return {name: values[-1] for name, values in history.items()}
 
