@@ -102,6 +102,20 @@ def test_batches_carry_their_targets_and_blank_what_lies_outside_the_area() -> N
     assert unlabelled.shape == (4, 8, 8, 2)
 
 
+def test_an_area_where_every_patch_is_labelled_lends_them_all_to_the_unlabelled_pool() -> None:
+    """Scars so dense that every patch holds one: the semi-supervised segmenters still get an
+    unlabelled pool (every patch, targets withheld) rather than none, on which they trained
+    nothing (their zipped batches were empty)."""
+    target = np.full((24, 24), patches.LANDSLIDE, np.uint8)
+    target[::2] = patches.NEGATIVE
+    centres = patches.patch_centres(target, 8, 4, 0.5, 1.0, seed=0)
+    assert centres.labelled.all()
+    rows, cols = centres.part(False)
+    assert np.array_equal(rows, centres.rows) and np.array_equal(cols, centres.cols)
+    source = _source(target, 8)
+    assert len(list(source.dataset(4, 0, labelled=False).take(3))) == 3
+
+
 def test_training_labels_are_the_known_pixels_of_the_labelled_patches() -> None:
     source = _source(_target(), 8)
     labels = source.training_labels()

@@ -13,7 +13,7 @@ windows, with the same labels:
   patch sees a pixel of the validation or test areas, not even as unlabelled context;
 - labelled patches are those that hold a landslide pixel, plus patches without one at
   `negative_ratio` per landslide patch; the unlabelled pool is every other patch of the
-  training area (its targets withheld).
+  training area (its targets withheld; every patch of it where none is left over).
 
 The patches are cut from a window source (models train on its normalised image, in memory or
 in a temporary file), so memory holds the targets (one byte a pixel), not the stack.
@@ -74,7 +74,13 @@ class PatchCentres:
     labelled: np.ndarray   # trained on with its targets (else in the unlabelled pool)
 
     def part(self, labelled: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The labelled patches, or the unlabelled pool: the patches left over, or every
+        patch of the area (its targets withheld) where none is left over, as on an area so
+        dense with scars that every patch holds one (a semi-supervised segmenter would
+        otherwise train on nothing)."""
         keep = self.labelled == labelled
+        if not labelled and not keep.any():
+            return self.rows, self.cols
         return self.rows[keep], self.cols[keep]
 
 

@@ -241,7 +241,7 @@ def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyC
                                                       context["seed"]))
         unlabelled = len(source.samples.unlabelled())
     else:
-        unlabelled = int((~source.centres.labelled).sum())
+        unlabelled = len(source.centres.part(False)[0])
     with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
                           f"s{context['seed']}", nested=True):
         mlflow.set_tags({"stage": "study", "model": name, "split_method": context["split"],
