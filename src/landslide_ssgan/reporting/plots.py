@@ -110,7 +110,8 @@ def window_grid(windows: np.ndarray, band_names: tuple[str, ...], rgb: tuple[str
 
 
 def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) -> None:
-    """Per model: the discriminator's loss components and the generator loss by epoch, and
+    """Per model: the discriminator's (or segmenter's) loss components and the generator loss
+    by epoch, and
     the validation F1 of all models in one panel (alone, and empty, without networks)."""
     fig, grid = plt.subplots(1, len(histories) + 1, figsize=(5 * (len(histories) + 1), 3.8),
                              squeeze=False)
@@ -118,7 +119,7 @@ def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) 
     for ax, (name, rows) in zip(axes, histories.items(), strict=False):
         epochs = [row["epoch"] for row in rows]
         for key in ("d_labelled_loss", "d_unlabelled_loss", "d_generated_loss", "g_loss",
-                    "d_consistency_loss"):
+                    "d_consistency_loss", "segmentation_loss", "consistency_loss"):
             if key in rows[0]:
                 ax.plot(epochs, [row[key] for row in rows], label=key)
         ax.set_title(f"{name}: training losses")
