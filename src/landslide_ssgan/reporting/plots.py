@@ -111,8 +111,8 @@ def window_grid(windows: np.ndarray, band_names: tuple[str, ...], rgb: tuple[str
 
 def loss_curves(histories: dict[str, list[dict[str, float]]], path: str | Path) -> None:
     """Per model: the discriminator's (or segmenter's) loss components and the generator loss
-    by epoch, and
-    the validation F1 of all models in one panel (alone, and empty, without networks)."""
+    by epoch, and the validation F1 of all models in one panel (alone, and empty, without
+    networks)."""
     fig, grid = plt.subplots(1, len(histories) + 1, figsize=(5 * (len(histories) + 1), 3.8),
                              squeeze=False)
     axes = grid[0]
