@@ -11,14 +11,16 @@ Run after `dvc repro` (it reads the real stack and the trained joint baseline an
    pixel of it).
 2. Inference: pixels a second of the dense window twin and of the U-Net's tiles on the same
    real blocks (512 x 512 with their context).
-3. Peak memory (max RSS of a fresh process) of a tiled U-Net map of the stack and of a 2 x 2
-   mosaic of it (4x the pixels): inference into the block store plus the COG, then the bodies.
+3. Peak memory (max RSS of a fresh process, measured first) of a tiled U-Net map of the stack
+   and of a 2 x 2 mosaic of it (4x the pixels): inference into the block store plus the COG,
+   then the bodies.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mapping_speed import measured, mosaic  # noqa: E402
+from mapping_speed import measured  # noqa: E402
 
 from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.blocks import blocks_of, read_block, stack_grid  # noqa: E402
@@ -73,12 +75,33 @@ def inference_rates(stack: str, window_folder: Path, unet_folder: Path) -> dict[
     return rates
 
 
+def memory(stack: str, folder: Path, block_size: int) -> None:
+    """Peak memory of the U-Net's map, each in a fresh process started before this one has
+    loaded anything large, the mosaic written by a process of its own (a child started by
+    fork and exec reports its parent's high-water mark when that is higher)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "mosaic.tif"
+        one = measured(stack, folder, block_size)
+        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from mapping_speed import mosaic; mosaic(sys.argv[2], sys.argv[3])",
+                        str(Path(__file__).resolve().parent), stack, str(big)], check=True)
+        four = measured(str(big), folder, block_size)
+    for name, row in (("stack", one), ("4x mosaic", four)):
+        print(f"U-Net map peak memory {name:9s} ({row['pixels']:>10,} px): inference + COG "
+              f"{row['inference_mib']:7.0f} MiB, with bodies {row['with_bodies_mib']:7.0f} MiB"
+              f" ({row['seconds']:.0f} s of inference)")
+    print(f"memory growth for 4x the pixels: inference + COG "
+          f"{four['inference_mib'] / one['inference_mib'] - 1:+.1%}, with bodies "
+          f"{four['with_bodies_mib'] / one['with_bodies_mib'] - 1:+.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     cfg = load_params("params.yaml")
     paths, feature_set = cfg.paths, cfg.features.set
+    memory(paths.stack, Path(paths.models) / feature_set / SEGMENTER, cfg.map.block_size)
     data = TrainingData(paths.stack, paths.samples, paths.norm, paths.labels,
                         paths.inventory_ids, paths.split, cfg.windows)
     patches = load_patch_source(data, feature_set, cfg.train.patch, cfg.sample, cfg.seed)
@@ -101,18 +124,6 @@ def main() -> None:
         print(f"inference {name:18s} {rate:12,.0f} px/s")
     ratio = rates["U-Net tiles"] / rates["dense window twin"]
     print(f"U-Net tiles / dense window twin: {ratio:.2f} x")
-    with tempfile.TemporaryDirectory() as tmp:
-        big = Path(tmp) / "mosaic.tif"
-        mosaic(paths.stack, big)
-        one = measured(paths.stack, folders[SEGMENTER], cfg.map.block_size)
-        four = measured(str(big), folders[SEGMENTER], cfg.map.block_size)
-    for name, row in (("stack", one), ("4x mosaic", four)):
-        print(f"U-Net map peak memory {name:9s} ({row['pixels']:>10,} px): inference + COG "
-              f"{row['inference_mib']:7.0f} MiB, with bodies {row['with_bodies_mib']:7.0f} MiB"
-              f" ({row['seconds']:.0f} s of inference)")
-    print(f"memory growth for 4x the pixels: inference + COG "
-          f"{four['inference_mib'] / one['inference_mib'] - 1:+.1%}, with bodies "
-          f"{four['with_bodies_mib'] / one['with_bodies_mib'] - 1:+.1%}")
 
 
 if __name__ == "__main__":
