@@ -123,6 +123,7 @@ def test_training_labels_are_the_known_pixels_of_the_labelled_patches() -> None:
     assert len(labels) == sum(((t == 0) | (t == 1)).sum() for t in source.labelled_targets())
 
 
+@pytest.mark.slow  # three graph-traced trainings (16 s): the long training tests are slow
 @pytest.mark.parametrize("kind", [k for k in learners.KINDS if learners.learner(k).patches])
 def test_each_segmenter_trains_on_patches_through_the_networks_recipe(
         kind: str, tmp_path: Path) -> None:
