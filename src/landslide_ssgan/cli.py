@@ -50,6 +50,12 @@ class FeatureSetChoice(StrEnum):
     joint = "joint"
 
 
+FeatureSetOption = Annotated[FeatureSetChoice | None, typer.Option(
+    help="Which bands; default: features.set of params.yaml.")]
+RestartOption = Annotated[bool, typer.Option(
+    "--restart", help="Discard an interrupted training's checkpoint and start afresh.")]
+
+
 def stage(func: F) -> F:
     """Turn a user error into one line on stderr and a non-zero exit."""
 
@@ -180,11 +186,8 @@ def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(
         help="The model kind: one of `landslide kinds` (models/learners.py).")],
-    feature_set: Annotated[FeatureSetChoice | None, typer.Option(
-        help="Which bands; default: features.set of params.yaml.")] = None,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Discard an interrupted training's checkpoint and start afresh.")
-    ] = False,
+    feature_set: FeatureSetOption = None,
+    restart: RestartOption = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
@@ -222,11 +225,8 @@ def segment(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(
         help="The segmenter: one of `landslide kinds` marked segmenter.")],
-    feature_set: Annotated[FeatureSetChoice | None, typer.Option(
-        help="Which bands; default: features.set of params.yaml.")] = None,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="Discard an interrupted training's checkpoint and start afresh.")
-    ] = False,
+    feature_set: FeatureSetOption = None,
+    restart: RestartOption = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train a patch segmenter (the U-Net) on whole patches of the training area (train.patch),

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import ops
 
 from landslide_ssgan.models.augment import Bands, perturbed, pseudo_labels, weak_view
-from landslide_ssgan.models.consistency import ConsistencySettings
+from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
 from landslide_ssgan.models.discriminator import REAL_CLASSES
 from landslide_ssgan.models.unet import Segmenter, augmented, pixel_loss
 
@@ -54,20 +54,11 @@ class SegMatch(Segmenter):
                  augment: bool = True, seed: int = 0, **kwargs: object) -> None:
         super().__init__(network, loss, class_weights, bands if augment else None, seed,
                          **kwargs)
-        self.view_bands, self.settings, self.seed = bands, settings, seed
-        self.view_step = keras.Variable(0, dtype="int32", trainable=False, name="view_step")
-        self.teacher: keras.Model | None = None
-        if settings.teacher_ema > 0:
-            self.teacher = keras.models.clone_model(network)
-            self.teacher.set_weights(network.get_weights())
+        self.view_bands, self.settings = bands, settings
+        self.term = ConsistencyTerm(network, bands, settings, seed)  # seeds, teacher
+        self.view_step, self.teacher = self.term.step, self.term.teacher  # in checkpoints
         self.trackers |= {name: keras.metrics.Mean(name=name)
                           for name in ("consistency_loss", "pseudo_label_share")}
-
-    def _seeds(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        step = self.view_step.value
-        self.view_step.assign_add(1)
-        base = tf.stack([tf.constant(self.seed, tf.int32), step * 3])
-        return base, base + [0, 1], base + [0, 2]
 
     def _pseudo(self, weak: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         teacher = self.teacher if self.teacher is not None else self.network
@@ -77,7 +68,7 @@ class SegMatch(Segmenter):
 
     def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
         (patches, targets), unlabelled = data
-        seed_l, seed_u, seed_s = self._seeds()
+        seed_l, seed_u, seed_s = self.term.seeds()
         if self.bands is not None:
             patches, targets = augmented(patches, targets, self.bands, seed_l)
         weak = weak_view(unlabelled, self.view_bands, seed_u)
@@ -95,17 +86,9 @@ class SegMatch(Segmenter):
         variables = self.network.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
                                            strict=True))
-        self._update_teacher()
+        self.term.update_teacher()
         for name, value in (("segmentation_loss", supervised), ("consistency_loss", consistency),
                             ("pseudo_label_share", ops.mean(mask))):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()
                 if name != "pixel_accuracy"}
-
-    def _update_teacher(self) -> None:
-        if self.teacher is None:
-            return
-        momentum = self.settings.teacher_ema
-        for average, weight in zip(self.teacher.weights, self.network.weights, strict=True):
-            average.assign(momentum * average + (1.0 - momentum) * weight)
-

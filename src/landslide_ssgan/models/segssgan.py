@@ -19,7 +19,7 @@ from keras import layers, ops
 
 from landslide_ssgan.models.augment import Bands
 from landslide_ssgan.models.discriminator import REAL_CLASSES
-from landslide_ssgan.models.ssgan import LossWeights
+from landslide_ssgan.models.ssgan import LossWeights, judged_generated
 from landslide_ssgan.models.unet import Segmenter, augmented, pixel_loss
 
 
@@ -73,16 +73,7 @@ class SegSSGAN(Segmenter):
         return keras.random.normal((batch, self.latent_dim), seed=self.noise)
 
     def _judge_generated(self, fake: tf.Tensor) -> tf.Tensor:
-        """The discriminator on generated patches in training mode, without letting them into
-        its batch-normalisation moving statistics (which serve real patches at inference)."""
-        moving = [v for layer in self.network.layers
-                  if isinstance(layer, layers.BatchNormalization)
-                  for v in (layer.moving_mean, layer.moving_variance)]
-        saved = [tf.identity(v) for v in moving]
-        logits = self.network(fake, training=True)
-        for variable, value in zip(moving, saved, strict=True):
-            variable.assign(value)
-        return logits
+        return judged_generated(self.network, fake)
 
     def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
         (patches, targets), unlabelled = data

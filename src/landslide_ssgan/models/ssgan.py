@@ -61,6 +61,19 @@ class AveragedWeights:
             target.assign(average)
 
 
+def judged_generated(network: keras.Model, fake: tf.Tensor) -> tf.Tensor:
+    """The discriminator on generated inputs, in training mode, but without letting them into
+    its batch-normalisation moving statistics: those serve inference on real inputs, and
+    generated ones would skew them."""
+    moving = [v for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
+              for v in (layer.moving_mean, layer.moving_variance)]
+    saved = [tf.identity(v) for v in moving]
+    judged = network(fake, training=True)
+    for variable, value in zip(moving, saved, strict=True):
+        variable.assign(value)
+    return judged
+
+
 def class_loss(labels: tf.Tensor, logits: tf.Tensor,
                 weights: tuple[float, float] = (1.0, 1.0)) -> tf.Tensor:
     """Cross-entropy over the real classes, each window weighted by its class's weight."""
@@ -145,16 +158,7 @@ class SSGAN(DiscriminatorTrainer):
         self.g_optimizer = g_optimizer
 
     def _judge_generated(self, fake: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The discriminator on generated windows, in training mode, but without letting
-        them into the batch-normalisation moving statistics: those serve inference on real
-        windows, and generated ones would skew them."""
-        moving = [v for layer in self.discriminator.layers
-                  if isinstance(layer, keras.layers.BatchNormalization)
-                  for v in (layer.moving_mean, layer.moving_variance)]
-        saved = [tf.identity(v) for v in moving]
-        logits, features = self.discriminator(fake, training=True)
-        for variable, value in zip(moving, saved, strict=True):
-            variable.assign(value)
+        logits, features = judged_generated(self.discriminator, fake)
         return logits, features
 
     def _noise(self, batch: int) -> tf.Tensor:
