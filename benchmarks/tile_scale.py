@@ -201,7 +201,8 @@ def measure(side: int, work: Path, model: str, stages: tuple[str, ...],
     raw["paths"] = {k: str(folder / "out" / v) for k, v in {
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
         "samples": "samples.csv", "norm": "norm.json", "split": "split.tif",
-        "models": "models", "maps": "maps", "reports": "reports"}.items()}
+        "trained": "trained", "models": "models", "maps": "maps",
+        "reports": "reports"}.items()}
     raw["map"].update({"compare_baseline": False, "score_areas": False})
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     return _run_stages(side, folder, params, model, stages, keep)

@@ -88,6 +88,7 @@ def params_dict(base_params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
         "samples": str(tmp_path / "samples" / "samples.csv"),
         "norm": str(tmp_path / "samples" / "norm.json"),
         "split": str(tmp_path / "samples" / "split.tif"),
+        "trained": str(tmp_path / "trained"),
         "models": str(tmp_path / "models"),
         "maps": str(tmp_path / "maps"),
         "reports": str(tmp_path / "reports"),
@@ -103,7 +104,7 @@ def write_params(raw: dict[str, Any], path: Path) -> Path:
 @pytest.fixture(scope="session")
 def crop_params(base_params: dict[str, Any]) -> Params:
     return parse_params(base_params | {"paths": {k: f"unused/{k}" for k in (
-        "stack", "labels", "inventory_ids", "samples", "norm", "split", "models", "maps",
+        "stack", "labels", "inventory_ids", "samples", "norm", "split", "trained", "models", "maps",
         "reports")}})
 
 

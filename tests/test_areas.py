@@ -24,8 +24,7 @@ from tests.conftest import write_params
 runner = CliRunner()
 PIPELINE = (["prepare"], ["sample"], ["train", "ssgan"], ["train", "baseline"],
             ["train", "fixmatch"], ["train", "forest"], ["train", "glm"], ["segment", "unet"],
-            ["evaluate"],
-            ["register"], ["map"])
+            ["calibrate"], ["evaluate"], ["register"], ["map"])
 
 
 def _area(raw: dict[str, Any]) -> dict[str, Any]:
@@ -139,11 +138,12 @@ def test_a_point_inventory_runs_end_to_end(params_dict: dict[str, Any], tmp_path
         slide_pixels = int((src.read(1) == LANDSLIDE).sum())
     assert sum(counts[s]["landslide"] for s in counts) <= slide_pixels  # a window per point
     validation = out["sample"]["landslide_groups_per_split"]["val"]
-    result = runner.invoke(app, ["train", "forest", "--params", out["params"],
+    result = runner.invoke(app, ["calibrate", "forest", "--params", out["params"],
                                  "--min_val_landslides", str(validation + 100)])
     assert result.exit_code == 0, result.output
     assert ("map threshold 0.5 (0.5, the model's own: the validation area holds" in result.output
-            and f"fewer than train.min_val_landslides ({validation + 100})" in result.output)
+            and f"fewer than calibrate.min_val_landslides ({validation + 100})"
+            in result.output)
 
 
 def test_a_128_pixel_area_runs_end_to_end_with_every_split(

@@ -35,7 +35,8 @@ def _paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     raw["paths"] = {k: str(root / v) for k, v in {
         "stack": "prepared/stack.tif", "labels": "prepared/labels.tif",
         "inventory_ids": "prepared/ids.tif", "samples": "samples/samples.csv",
-        "norm": "samples/norm.json", "split": "samples/split.tif", "models": "models",
+        "norm": "samples/norm.json", "split": "samples/split.tif", "trained": "trained",
+        "models": "models",
         "maps": "maps", "reports": "reports"}.items()}
     return raw
 
@@ -178,6 +179,8 @@ CASES: dict[str, tuple[str, Case, str]] = {  # name: (command, set-up, expected 
     "bad value on the command line": ("train", _args("--epochs", "lots"), "train.epochs"),
     "unknown setting on the command line": ("train", _args("--epocs", "2"),
                                             "train.epocs is not a setting"),
+    "nothing trained to calibrate": ("calibrate", _args("glm"),
+                                     "trained/joint/glm: not found; train it first"),
     "setting out of range": ("map", _edit(lambda r: r["map"].update(block_size=4)),
                              "map.block_size"),
     "model that does not exist": ("map", _args("--model-uri", "models:/nothing@champion"),

@@ -42,7 +42,7 @@ def test_the_committed_params_are_valid() -> None:
     (("sample", "negative_buffer_m"), -5, "sample.negative_buffer_m: -5.0 is out of range"),
     (("sample", "unlabelled_ratio"), 5000, "sample.unlabelled_ratio: 5000.0 is out of range"),
     (("sample", "unlabelled_from"), "test", "sample.unlabelled_from: 'test' is not one of"),
-    (("train", "prevalence"), 0, "train.prevalence: 0"),
+    (("calibrate", "prevalence"), 0, "calibrate.prevalence: 0"),
     (("study", "variants", "long"), {"steps": 0}, "study.variants.long.steps: expected an "
                                                   "integer >= 1, got 0"),
     (("study", "variants", "pool"), {"unlabelled_ratio": "big"},

@@ -44,7 +44,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw = json.loads(json.dumps(base_params))
     raw["paths"] = {k: str(root / v) for k, v in {
         "stack": "stack.tif", "labels": "labels.tif", "inventory_ids": "ids.tif",
-        "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "models": "models",
+        "samples": "samples.csv", "norm": "norm.json", "split": "split.tif", "trained": "trained",
+        "models": "models",
         "maps": "maps", "reports": "reports"}.items()}
     raw["train"].update(TINY | {"forest_trees": 20})
     raw["train"]["patch"].update({"size": 32, "depth": 2, "width": 4, "epochs": 1,
@@ -67,8 +68,8 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
         for command in (["prepare"], ["sample"], ["factors"], ["train", "ssgan"],
                         ["train", "baseline"], ["train", "fixmatch"], ["train", "forest"],
-                        ["train", "glm"], ["segment", "unet"],
-                        ["evaluate"], ["tune"], ["register"], ["map"]):
+                        ["train", "glm"], ["segment", "unet"], ["tune"], ["calibrate"],
+                        ["evaluate"], ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
     mlflow.set_tracking_uri(store)
@@ -178,10 +179,10 @@ def test_a_checkpoint_of_other_settings_is_refused_until_restart(pipeline: dict[
     one-line error naming the setting and `--restart`, which discards the checkpoint."""
     raw = json.loads(json.dumps(pipeline["raw"]))
     root = Path(pipeline["root"])
-    raw["paths"]["models"] = str(root / "models_restart")
+    raw["paths"]["trained"] = str(root / "trained_restart")
     raw["train"]["epochs"] = 3
     params = write_params(raw, root / "params_restart.yaml")
-    backup = Path(raw["paths"]["models"]) / "joint" / ".baseline.backup"
+    backup = Path(raw["paths"]["trained"]) / "joint" / ".baseline.backup"
     with pytest.MonkeyPatch.context() as patch:  # a training killed after its first epoch
         patch.setattr("landslide_ssgan.stages.train._train_logged", _killed_after_a_run)
         assert _invoke(pipeline, ["train", "baseline", "--params", str(params)]).exit_code != 0
@@ -215,13 +216,13 @@ def test_a_training_that_failed_is_never_resumed(pipeline: dict[str, Any]) -> No
     root = Path(pipeline["root"])
     samples = pd.read_csv(raw["paths"]["samples"])
     samples[samples.label >= 0].to_csv(root / "samples_no_pool.csv", index=False)
-    raw["paths"]["models"] = str(root / "models_failed")
+    raw["paths"]["trained"] = str(root / "trained_failed")
     bad = json.loads(json.dumps(raw))
     bad["paths"]["samples"] = str(root / "samples_no_pool.csv")
     result = _invoke(pipeline, ["train", "ssgan", "--params",
                                 str(write_params(bad, root / "params_bad.yaml"))])
     assert result.exit_code == 2 and "unlabelled" in result.stderr, result.output
-    assert not (Path(raw["paths"]["models"]) / "joint" / ".ssgan.backup").exists()
+    assert not (Path(raw["paths"]["trained"]) / "joint" / ".ssgan.backup").exists()
     client = MlflowClient(pipeline["store"])
     experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
     failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED' "
@@ -230,7 +231,7 @@ def test_a_training_that_failed_is_never_resumed(pipeline: dict[str, Any]) -> No
     result = _invoke(pipeline, ["train", "ssgan", "--params",
                                 str(write_params(raw, root / "params_good.yaml"))])
     assert result.exit_code == 0, result.output
-    run_id = json.loads((Path(raw["paths"]["models"]) / "joint" / "ssgan" / "run.json"
+    run_id = json.loads((Path(raw["paths"]["trained"]) / "joint" / "ssgan" / "run.json"
                          ).read_text())["run_id"]
     assert run_id not in {r.info.run_id for r in failed}
 
@@ -354,7 +355,7 @@ def test_tune_tunes_fixmatch_on_its_consistency_settings(pipeline: dict[str, Any
 
     raw = json.loads(json.dumps(pipeline["raw"]))
     raw["paths"]["reports"] = str(tmp_path / "reports")
-    raw["paths"]["models"] = str(tmp_path / "models")
+    raw["paths"]["trained"] = str(tmp_path / "trained")
     raw["tune"].update({"model": "fixmatch", "trials": 2, "study": "fm",
                         "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
                         "space": {"consistency.threshold": {"low": 0.6, "high": 0.99}}})
@@ -945,7 +946,7 @@ def test_mlflow_run_of_an_entry_point_logs_into_the_run_it_opened(pipeline: dict
     from tests.conftest import ROOT
 
     raw = json.loads(json.dumps(pipeline["raw"]))
-    raw["paths"]["models"] = str(tmp_path / "models")
+    raw["paths"]["trained"] = str(tmp_path / "trained")
     params = write_params(raw, tmp_path / "params.yaml")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     bin_dir = str(Path(sys.executable).parent)
@@ -966,5 +967,5 @@ def test_mlflow_run_of_an_entry_point_logs_into_the_run_it_opened(pipeline: dict
     assert run.data.tags["model"] == "baseline" and run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1"
     assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 1
-    saved = json.loads((tmp_path / "models" / "joint" / "baseline" / "run.json").read_text())
+    saved = json.loads((tmp_path / "trained" / "joint" / "baseline" / "run.json").read_text())
     assert saved["run_id"] == run.info.run_id

@@ -29,7 +29,7 @@ def test_a_validation_area_with_too_few_landslides_chooses_no_threshold() -> Non
     assert map_metrics.landslides_in(ground.truth, ground.area("val")).size == 3
     threshold, source = scoring.validation_threshold(probability, ground, None, 5)
     assert threshold == 0.5
-    assert "holds 3 landslides, fewer than train.min_val_landslides (5)" in source
+    assert "holds 3 landslides, fewer than calibrate.min_val_landslides (5)" in source
 
 
 def test_enough_validation_landslides_choose_the_best_f1_threshold() -> None:

@@ -72,7 +72,8 @@ def test_a_study_is_tied_to_its_data_and_settings(crop_params: Params, tmp_path)
     samples.write_text("row,col\n1,2\n")
     stack.write_bytes(b"stack")
     data = TrainingData(str(stack), str(samples), "norm.json", "l.tif", "i.tif", "s.tif")
-    trials = Trials(crop_params.seed, crop_params.train, "joint", 13, "spatial", data)
+    trials = Trials(crop_params.seed, crop_params.train, "joint", 13, "spatial", data,
+                    crop_params.calibrate)
     tune = crop_params.tune
     name = study_name(tune, trials)
     assert name.startswith(tune.study + "-")

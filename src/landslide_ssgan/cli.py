@@ -23,7 +23,6 @@ from landslide_ssgan.quiet import filter_native_logs, quiet_environment
 
 if TYPE_CHECKING:
     from landslide_ssgan.config import Params
-    from landslide_ssgan.data.source import TrainingData
 
 quiet_environment()  # before TensorFlow, absl or MLflow are imported by any command
 # GDAL's block cache defaults to 5 % of the machine's memory and grows with what a stage
@@ -119,14 +118,6 @@ def _tracked_params(path: Path, ctx: typer.Context | None = None) -> Params:
     return replace(cfg, tracking=replace(cfg.tracking, experiment=experiment))
 
 
-def _training_data(cfg: Params) -> TrainingData:
-    from landslide_ssgan.data.source import TrainingData
-
-    paths = cfg.paths
-    return TrainingData(paths.stack, paths.samples, paths.norm, paths.labels,
-                        paths.inventory_ids, paths.split, cfg.windows)
-
-
 @app.command(context_settings=OVERRIDES)
 @stage
 def prepare(
@@ -137,12 +128,10 @@ def prepare(
     from landslide_ssgan.stages import prepare as stage_module
 
     cfg = _params(params, ctx)
-    paths = cfg.paths
-    summary = stage_module.run(cfg.prepare, stack=paths.stack, labels=paths.labels,
-                               inventory_ids=paths.inventory_ids, reports=paths.reports)
+    summary = stage_module.main(cfg)
     grid = summary["grid"]
     typer.echo(f"stack {len(summary['bands'])} bands x {grid['height']} x {grid['width']}, "
-               f"{summary['valid_fraction']:.1%} valid -> {paths.stack}")
+               f"{summary['valid_fraction']:.1%} valid -> {cfg.paths.stack}")
 
 
 @app.command(context_settings=OVERRIDES)
@@ -155,12 +144,9 @@ def sample(
     from landslide_ssgan.stages import sample as stage_module
 
     cfg = _params(params, ctx)
-    paths = cfg.paths
-    summary = stage_module.run(cfg.sample, seed=cfg.seed, stack=paths.stack, labels=paths.labels,
-                               inventory_ids=paths.inventory_ids, samples=paths.samples,
-                               norm=paths.norm, split=paths.split, reports=paths.reports)
+    summary = stage_module.main(cfg)
     typer.echo(f"{summary['windows']} windows; test/train shared pixels: "
-               f"{summary['shared_window_pixels']['test_train']} -> {paths.samples}")
+               f"{summary['shared_window_pixels']['test_train']} -> {cfg.paths.samples}")
 
 
 @app.command(context_settings=OVERRIDES)
@@ -173,9 +159,7 @@ def factors(
     and logs them to an MLflow run."""
     from landslide_ssgan.stages import factors as stage_module
 
-    cfg = _tracked_params(params, ctx)
-    summary = stage_module.run(cfg.factors, seed=cfg.seed, stack=cfg.paths.stack,
-                               samples=cfg.paths.samples, reports=cfg.paths.reports)
+    summary = stage_module.main(_tracked_params(params, ctx))
     top = ", ".join(summary["ranking"][:3])
     typer.echo(f"most important: {top}; collinear (VIF > 10): {summary['collinear'] or 'none'}")
 
@@ -195,28 +179,18 @@ def train(
     FixMatch (the same discriminator, labels plus pseudo-labels of confident weak views
     teaching strong views of the unlabelled windows), the random forest on window features
     or the GLM (logistic regression on the centre pixel);
-    choose its map threshold on the validation area; log the run to MLflow (params, data
-    hashes, per-epoch loss components and validation scores, generator images, the model,
-    the threshold and validation map scores) and save it under
-    `models/<feature set>/<model>/`. An interrupted network training resumes from its last
-    finished epoch (weights, optimizer state and random streams: it ends where an
-    uninterrupted run would) if the settings and data are unchanged; `--restart` discards
-    it."""
-    from landslide_ssgan.models import bundle, learners
+    log the run to MLflow (params, data hashes, per-epoch loss components and balanced
+    validation scores, generator images) and save it under `trained/<feature set>/<model>/`;
+    `landslide calibrate` then gives it its map threshold. An interrupted network training
+    resumes from its last finished epoch (weights, optimizer state and random streams: it
+    ends where an uninterrupted run would) if the settings and data are unchanged;
+    `--restart` discards it."""
     from landslide_ssgan.stages import train as stage_module
 
-    learners.check_kinds((model,), "MODEL", patches=False)
-    cfg = _tracked_params(params, ctx)
-    chosen = feature_set.value if feature_set else cfg.features.set
-    data = _training_data(cfg)
-    out = stage_module.run(learners.learner(model), chosen, data,
-                           data.window_source(chosen, cfg.sample.window), seed=cfg.seed,
-                           train=cfg.train, rgb=cfg.features.rgb,
-                           split_method=cfg.sample.split.method, models=cfg.paths.models,
-                           restart=restart)
-    info = bundle.read_info(out)
-    typer.echo(f"{model} on {chosen} trained -> {out}; map threshold "
-               f"{info['threshold']:.3g} ({info['threshold_source']})")
+    out = stage_module.main(_tracked_params(params, ctx), model,
+                            feature_set.value if feature_set else None, restart)
+    typer.echo(f"{model} on {out.parent.name} trained -> {out}; next: landslide calibrate "
+               f"{model} --feature-set {out.parent.name}")
 
 
 @app.command(context_settings=OVERRIDES)
@@ -230,20 +204,40 @@ def segment(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train a patch segmenter (the U-Net) on whole patches of the training area (train.patch),
-    then, as `landslide train` does, choose its map threshold on the validation area, log the
-    run and the model to MLflow and save it under `models/<feature set>/<model>/`."""
-    from landslide_ssgan.models import bundle, learners
+    log the run to MLflow as `landslide train` does and save it under
+    `trained/<feature set>/<model>/`; `landslide calibrate` then gives it its map threshold."""
     from landslide_ssgan.stages import segment as stage_module
 
-    learners.check_kinds((model,), "MODEL", patches=True)
+    out = stage_module.main(_tracked_params(params, ctx), model,
+                            feature_set.value if feature_set else None, restart)
+    typer.echo(f"{model} on {out.parent.name} trained -> {out}; next: landslide calibrate "
+               f"{model} --feature-set {out.parent.name}")
+
+
+@app.command(context_settings=OVERRIDES)
+@stage
+def calibrate(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Argument(
+        help="One model kind; default: every model params.yaml trains, and the tuned one.")
+    ] = None,
+    feature_set: FeatureSetOption = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Give each trained model (`trained/<feature set>/<model>/`) what its map needs, from
+    its map of the validation area: the map threshold (best F1 there, or
+    calibrate.target_recall), the validation map scores, the prior that moves its
+    probabilities to the area's prevalence and, for the SSGAN, the realism check. Save it under
+    `models/<feature set>/<model>/` and log all of it, with the model the registry and
+    `landslide serve` take, to the model's MLflow training run."""
+    from landslide_ssgan.stages import calibrate as stage_module
+
     cfg = _tracked_params(params, ctx)
-    chosen = feature_set.value if feature_set else cfg.features.set
-    out = stage_module.run(learners.learner(model), chosen, _training_data(cfg), seed=cfg.seed,
-                           train=cfg.train, sample=cfg.sample, rgb=cfg.features.rgb,
-                           models=cfg.paths.models, restart=restart)
-    info = bundle.read_info(out)
-    typer.echo(f"{model} on {chosen} trained -> {out}; map threshold "
-               f"{info['threshold']:.3g} ({info['threshold_source']})")
+    for target, info in stage_module.main(cfg, model,
+                                          feature_set.value if feature_set else None):
+        typer.echo(f"{target.name} on {target.feature_set}: map threshold "
+                   f"{info['threshold']:.3g} ({info['threshold_source']}) -> "
+                   f"{cfg.paths.models}/{target.feature_set}/{target.name}")
 
 
 @app.command()
@@ -271,7 +265,7 @@ def evaluate(
     each model's MLflow run."""
     from landslide_ssgan.stages import evaluate as stage_module
 
-    results, maps = stage_module.run_all(_tracked_params(params, ctx))
+    results, maps = stage_module.main(_tracked_params(params, ctx))
     for feature_set, rows in results.items():
         for kind, row in rows.items():
             typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
@@ -299,20 +293,12 @@ def tune(
     epoch. Every trial is an MLflow run nested under the study's run; a stopped study
     resumes, and workers (here or on other machines with the same --storage) share its trial
     budget. Writes reports/best_params.yaml, tune.json and Optuna's history and importance
-    plots, and the best trial's model folder (`models/<set>/tuned`); never rewrites
+    plots, and the best trial's model folder (`trained/<set>/tuned`); never rewrites
     params.yaml."""
     from landslide_ssgan.stages import tune as stage_module
 
-    cfg = _tracked_params(params, ctx)
-    paths = cfg.paths
-    trials = stage_module.Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
-                                 cfg.sample.split.method, _training_data(cfg), cfg.sample)
-    summary = stage_module.run(cfg.tune, trials, experiment=cfg.tracking.experiment,
-                               reports=paths.reports,
-                               tuned=f"{paths.models}/{cfg.features.set}/tuned",
-                               params_file=params, storage=storage,
-                               workers=workers, parent_run=parent_run,
-                               overrides=_overrides(ctx))
+    summary = stage_module.main(_tracked_params(params, ctx), params, _overrides(ctx),
+                                storage=storage, workers=workers, parent_run=parent_run)
     if summary is not None:
         failed = summary["failed_workers"]
         typer.echo(f"best trial {summary['best_trial']}: validation F1 "
@@ -330,17 +316,9 @@ def register(
     balanced validation windows) as `landslide-ssgan`, tagged with its kind, and move the
     `champion` alias to it only if it beats the current
     champion on the same validation data. Writes reports/champion.json."""
-    from landslide_ssgan.evaluation import scoring
     from landslide_ssgan.stages import register as stage_module
 
-    cfg = _tracked_params(params, ctx)
-    paths = cfg.paths
-    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
-    summary = stage_module.run(cfg.registry, feature_set=cfg.features.set,
-                               threshold=cfg.train.threshold, window=cfg.sample.window,
-                               experiment=cfg.tracking.experiment, stack=paths.stack,
-                               samples=paths.samples, norm=paths.norm, ground=ground,
-                               reports=paths.reports, windows=cfg.windows)
+    summary = stage_module.main(_tracked_params(params, ctx))
     verdict = "promoted to" if summary["promoted"] else "kept as"
     typer.echo(f"{summary['name']} version {summary['version']} ({summary['kind']}) {verdict} "
                f"@{summary['alias']} ({summary['score']}: candidate "
@@ -368,18 +346,11 @@ def map_area(
     landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
     minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
     run resumes at the first block it had not finished."""
-    from landslide_ssgan.evaluation import scoring
     from landslide_ssgan.stages import map as stage_module
 
     cfg = _tracked_params(params, ctx)
-    paths = cfg.paths
-    ground = (scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
-              if cfg.map.score_areas else None)
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
-        summary = stage_module.run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
-                                   rgb=cfg.features.rgb, stack=paths.stack, models=paths.models,
-                                   maps=paths.maps, reports=paths.reports, ground=ground,
-                                   model_uri=model_uri, client=client, on_block=on_block)
+        summary = stage_module.main(cfg, model_uri, client, on_block)
     for name in stage_module.PREFIX:
         if name in summary:
             row = summary[name]
@@ -402,12 +373,7 @@ def study(
     MLflow run nested under one parent. Not part of `dvc repro` (see studies/dvc.yaml)."""
     from landslide_ssgan.stages import study as stage_module
 
-    cfg = _tracked_params(params, ctx)
-    paths = cfg.paths
-    data = _training_data(cfg)
-    results, path = stage_module.run(
-        cfg.study, data, seed=cfg.seed, sample=cfg.sample, feature_set=cfg.features.set,
-        train=cfg.train, reports=paths.reports, on_run=lambda row: typer.echo(
+    results, path = stage_module.main(_tracked_params(params, ctx), on_run=lambda row: typer.echo(
             f"{row['split']:7s} seed {row['seed']} budget {row['budget']:<5g} "
             f"{row['model']:24s} F1 {row['f1']:.3f} kappa {row['kappa']:.3f} "
             f"map AUPRC {row['map_auprc']:.4f} ({row['seconds']:.0f} s)"))

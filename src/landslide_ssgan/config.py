@@ -233,13 +233,20 @@ class TrainConfig:
     ema: float = setting(low=0.0, high=0.9999, tunable=True)
     consistency: ConsistencyConfig = setting()
     threshold: float = setting(low=0.0, high=1.0)  # on balanced windows (the paper's protocol)
-    target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
-    min_val_landslides: int = setting(5, low=1)  # fewer in the validation area: no choosing
     image_every: int = setting(low=1)
     forest_trees: int = setting(low=1)
+    patch: PatchConfig = setting(PatchConfig())     # the patch segmenters
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrateConfig:
+    """What a trained model's map is given on the validation area (stages/calibrate.py): its
+    threshold and the prior that moves its probabilities to the area's prevalence."""
+
+    target_recall: float | None = setting(None, low=0.0, low_open=True, high=1.0)
+    min_val_landslides: int = setting(5, low=1)  # fewer in the validation area: no choosing
     prevalence: Literal["auto"] | float = setting(  # the area's landslide share the model's
         "auto", low=0.0, low_open=True, high=1.0)   # probabilities are corrected to on request
-    patch: PatchConfig = setting(PatchConfig())     # the patch segmenters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -402,6 +409,7 @@ class PathsConfig:
     samples: str
     norm: str
     split: str
+    trained: str
     models: str
     maps: str
     reports: str
@@ -415,6 +423,7 @@ class Params:
     sample: SampleConfig
     features: FeaturesConfig
     train: TrainConfig
+    calibrate: CalibrateConfig
     evaluate: EvaluateConfig
     factors: FactorsConfig
     tune: TuneConfig

@@ -163,7 +163,7 @@ def test_a_multi_band_factor_raster_gives_named_factor_bands(base_params: dict,
 
     raw = copy.deepcopy(base_params)
     raw["paths"] = {k: str(tmp_path / k) for k in (
-        "stack", "labels", "inventory_ids", "samples", "norm", "split", "models", "maps",
+        "stack", "labels", "inventory_ids", "samples", "norm", "split", "trained", "models", "maps",
         "reports")}
     dem = raw["prepare"]["layers"]["elevation"]["path"]
     raster = _three_factor_raster(dem, tmp_path / "terrain.tif")
@@ -202,7 +202,7 @@ def test_an_area_without_optical_bands(base_params: dict, tmp_path: Path) -> Non
 
     raw = copy.deepcopy(base_params)
     raw["paths"] = {k: str(tmp_path / k) for k in (
-        "stack", "labels", "inventory_ids", "samples", "norm", "split", "models", "maps",
+        "stack", "labels", "inventory_ids", "samples", "norm", "split", "trained", "models", "maps",
         "reports")}
     layers = raw["prepare"]["layers"]
     for name in ("sentinel2", "ndvi"):

@@ -100,9 +100,11 @@ def test_each_kind_learns_at_the_prior_of_its_loss(kind: str) -> None:
     which weighs its loss too, the windows' share."""
     labels = np.array([1, 0, 0, 0])
     weighted = replace(PARAMS.train, class_weighting=True)
-    prior = scoring.model_prior(kind, weighted, labels, _ground())
-    assert prior.trained == (0.5 if learners.learner(kind).network else 0.25)
-    assert scoring.model_prior(kind, PARAMS.train, labels, _ground()).trained == 0.25
+    learner = learners.learner(kind)
+    assert learner.trained_prior(weighted, labels) == (0.5 if learner.network else 0.25)
+    assert learner.trained_prior(PARAMS.train, labels) == 0.25
+    prior = scoring.model_prior(learner.trained_prior(weighted, labels), PARAMS.calibrate,
+                                _ground())
     assert prior.area == pytest.approx(4 / 400)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landslide_ssgan.config import WindowsConfig
+from landslide_ssgan.config import Params, WindowsConfig
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import UNLABELLED, Samples, read_samples
 from landslide_ssgan.data.stack import (
@@ -115,6 +115,13 @@ class TrainingData:
     inventory_ids: str
     split: str
     windows: WindowsConfig = WindowsConfig()
+
+    @classmethod
+    def of(cls, cfg: Params) -> TrainingData:
+        """The files params.yaml names."""
+        paths = cfg.paths
+        return cls(paths.stack, paths.samples, paths.norm, paths.labels, paths.inventory_ids,
+                   paths.split, cfg.windows)
 
     def window_source(self, feature_set: str, window: int) -> WindowSource:
         return load_window_source(self.stack, self.samples, self.norm, feature_set, window,

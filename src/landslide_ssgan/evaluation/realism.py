@@ -8,17 +8,32 @@ tells real from generated windows almost perfectly, the discriminator's real-vs-
 easy and teaches it little about landslides. Cross-validated AUROC: 0.5 = indistinguishable,
 1.0 = every generated window is recognised.
 
-Pure numpy / scikit-learn.
+Pure numpy / scikit-learn (and the generator it is handed).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.models.forest import window_features
+
+
+def real_and_generated(generator: Any, latent_dim: int, source: WindowSource, n: int,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` real windows from the unlabelled pool and `n` of the generator's (a Keras model
+    from noise to normalised windows), for the check below."""
+    rng = np.random.default_rng(seed)
+    rows, cols, _ = source.unlabelled_part()
+    pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    real = source.pixels.cut(rows[pick], cols[pick])
+    noise = rng.normal(size=(len(pick), latent_dim)).astype(np.float32)
+    return real, np.asarray(generator.predict(noise, verbose=0))
 
 
 def real_vs_generated_auroc(real: np.ndarray, generated: np.ndarray, seed: int,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from landslide_ssgan.config import MapConfig, TrainConfig
+from landslide_ssgan.config import CalibrateConfig, MapConfig
 from landslide_ssgan.data.inventory import LANDSLIDE
 from landslide_ssgan.data.sampling import AREA_CODES
 from landslide_ssgan.data.stack import read_single_band
@@ -21,8 +21,7 @@ from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics
 from landslide_ssgan.inference import bodies
 from landslide_ssgan.inference.mapping import WindowModel, probability_map
-from landslide_ssgan.models import learners
-from landslide_ssgan.models.bundle import ModelBundle, load_bundle, save_info
+from landslide_ssgan.models.bundle import ModelBundle, load_bundle, read_info, save_info
 from landslide_ssgan.models.prior import Prior
 
 SCORED_AREAS = ("val", "test")
@@ -54,11 +53,11 @@ def read_ground(labels: str, inventory_ids: str, split: str) -> Ground:
 
 
 def area_prevalence(ground: Ground, setting: float | str = "auto") -> tuple[float, str]:
-    """The landslide share the map's probabilities are corrected to: train.prevalence, or with
+    """The landslide share the map's probabilities are corrected to: calibrate.prevalence, or with
     `auto` the inventory's share of the training area's valid pixels (the test area is never
     looked at; with the random split, which has no areas, the share of the whole grid)."""
     if setting != "auto":
-        return float(setting), "train.prevalence in params.yaml"
+        return float(setting), "calibrate.prevalence in params.yaml"
     slides = ground.truth.labels == LANDSLIDE
     if ground.area("train").any():
         share = float(slides[ground.area("train")].mean())
@@ -68,16 +67,14 @@ def area_prevalence(ground: Ground, setting: float | str = "auto") -> tuple[floa
         source = "inventory landslide share of the whole grid (no training area)"
     if not 0.0 < share < 1.0:
         raise InputError(f"the training area's landslide share is {share:g}: set "
-                         "train.prevalence in params.yaml")
+                         "calibrate.prevalence in params.yaml")
     return share, source
 
 
-def model_prior(kind: str, train: TrainConfig, labels: np.ndarray, ground: Ground) -> Prior:
-    """The landslide prior a model learnt from its labelled training windows (`labels`; one
-    half where its learner weighs the classes by train.class_weighting) and the area's
-    (train.prevalence)."""
-    trained = learners.learner(kind).trained_prior(train, labels)
-    return Prior(trained, *area_prevalence(ground, train.prevalence))
+def model_prior(trained: float, calibrate: CalibrateConfig, ground: Ground) -> Prior:
+    """The landslide prior a model learnt at (its folder's `trained_prior`, written when it
+    was trained) and the area's (calibrate.prevalence)."""
+    return Prior(trained, *area_prevalence(ground, calibrate.prevalence))
 
 
 def model_map(stack: str, model: ModelBundle, ground: Ground, areas: tuple[str, ...],
@@ -101,7 +98,7 @@ def validation_threshold(probability: np.ndarray, ground: Ground, target_recall:
     found = map_metrics.landslides_in(ground.truth, ground.area("val")).size
     if found < min_landslides:
         return 0.5, (f"0.5, the model's own: the validation area holds {found} landslides, "
-                     f"fewer than train.min_val_landslides ({min_landslides}), too few to "
+                     f"fewer than calibrate.min_val_landslides ({min_landslides}), too few to "
                      "choose a threshold by")
     is_landslide, values = map_metrics.scored_pixels(probability, ground.truth,
                                                      ground.area("val"), "all")
@@ -127,14 +124,14 @@ def score_areas(probability: np.ndarray, ground: Ground, threshold: float,
     return result
 
 
-def model_info(kind: str, probability: np.ndarray, ground: Ground, train: TrainConfig,
+def model_info(kind: str, probability: np.ndarray, ground: Ground, calibrate: CalibrateConfig,
                prior: Prior | None = None) -> dict[str, Any]:
     """What a model folder records about its map (model.json): the threshold (on the model's
     own, uncorrected probabilities), where it came from, the validation area's pixel scores at
     it (AUPRC chooses the champion), and the prior that corrects its probabilities to the
     area's prevalence."""
-    threshold, source = validation_threshold(probability, ground, train.target_recall,
-                                             train.min_val_landslides)
+    threshold, source = validation_threshold(probability, ground, calibrate.target_recall,
+                                             calibrate.min_val_landslides)
     validation = None
     if ground.has_areas:
         found = map_metrics.pixel_scores(*map_metrics.scored_pixels(
@@ -145,11 +142,11 @@ def model_info(kind: str, probability: np.ndarray, ground: Ground, train: TrainC
             "validation_map": validation, "prior": prior.as_dict() if prior else None}
 
 
-def record_threshold(kind: str, folder: Path, stack: str, ground: Ground, train: TrainConfig,
-                     prior: Prior | None = None) -> dict[str, Any]:
+def record_threshold(kind: str, folder: Path, stack: str, ground: Ground,
+                     calibrate: CalibrateConfig, prior: Prior | None = None) -> dict[str, Any]:
     """The model in `folder` maps the stack; its threshold, where it came from, its
     validation map scores and its prior go to the folder's model.json (and are returned)."""
     info = model_info(kind, model_map(stack, load_bundle(folder), ground, ("val",)), ground,
-                      train, prior)
-    save_info(folder, info)
+                      calibrate, prior)
+    save_info(folder, {**read_info(folder), **info})
     return info

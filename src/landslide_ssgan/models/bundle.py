@@ -1,14 +1,17 @@
 """A trained model's folder, saved by train and opened by evaluate, map, serving and the pyfunc.
 
-models/<feature set>/<model>/ (and the artifacts of every logged MLflow model) hold:
+trained/<feature set>/<model>/ (the train and segment stages'), models/<feature set>/<model>/
+(the calibrate stage's: the same, calibrated) and the artifacts of every logged MLflow model
+hold:
 
 - `discriminator.keras` (the window networks), `segmenter.keras` (the patch segmenters),
   `forest.joblib` (random forest) or `glm.joblib` (logistic regression): the classifier;
 - `normalisation.json`: the bands it sees, their training mean and std, the window size (for
   a segmenter, the patch size: the context a map gives each tile on every side is half of it);
-- `model.json`: the model's kind and its map threshold, chosen on the validation area;
-- `generator.weights.h5` (SSGAN) and `history.csv` (networks): for inspection and plots;
-- `run.json`: the MLflow run and logged model it came from.
+- `model.json`: the model's kind and the landslide share it was trained at (train); its map
+  threshold and validation map scores, chosen on the validation area, and its prior (calibrate);
+- `generator.keras` (the SSGANs) and `history.csv` (networks): for the realism check and plots;
+- `run.json`: the MLflow run it was trained in, and (once calibrated) the model logged there.
 
 This module is the only place that knows those names, so a model folder is written and read
 in one way everywhere.
@@ -43,9 +46,10 @@ GLM = "glm.joblib"
 NORMALISATION = "normalisation.json"
 INFO = "model.json"
 COEFFICIENTS = "coefficients.csv"  # the GLM's estimates, standard errors and p-values
-GENERATOR = "generator.weights.h5"
+GENERATOR = "generator.keras"
 HISTORY = "history.csv"
 RUN = "run.json"
+TUNED = "tuned"  # <set>/tuned: the tune stage's best trial, beside the kinds' folders
 CLASSIFIERS = (DISCRIMINATOR, SEGMENTER, FOREST, GLM)
 INFERENCE_FILES = (*CLASSIFIERS, NORMALISATION, INFO)  # what inference needs, where present
 
@@ -138,7 +142,7 @@ def save_network(folder: str | Path, discriminator: keras.Model, normalisation: 
     folder.mkdir(parents=True, exist_ok=True)
     discriminator.save(folder / name)
     if generator is not None:
-        generator.save_weights(folder / GENERATOR)
+        generator.save(folder / GENERATOR)
     normalisation.save(folder / NORMALISATION)
     if history is not None:
         write_history(folder / HISTORY, history)
@@ -165,8 +169,15 @@ def save_info(folder: str | Path, info: dict[str, Any]) -> None:
     write_json(Path(folder) / INFO, info)
 
 
-def save_run(folder: str | Path, run_id: str, model_uri: str) -> None:
+def save_run(folder: str | Path, run_id: str, model_uri: str | None = None) -> None:
+    """run.json: the run a model was trained in, and the model logged there once calibrated."""
     write_json(Path(folder) / RUN, {"run_id": run_id, "model_uri": model_uri})
+
+
+def load_generator(folder: str | Path) -> keras.Model | None:
+    """The generator an SSGAN was trained with (None where the folder holds none)."""
+    path = Path(folder) / GENERATOR
+    return keras.saving.load_model(path, compile=False) if path.is_file() else None
 
 
 def read_info(folder: str | Path) -> dict[str, Any]:
@@ -197,8 +208,8 @@ def load_bundle(folder: str | Path) -> ModelBundle:
     folder = Path(folder)
     if not (folder / NORMALISATION).is_file():
         raise InputError(f"{folder / NORMALISATION}: not found; a model folder holds "
-                         f"{DISCRIMINATOR} or {FOREST} and {NORMALISATION} (run `dvc repro` "
-                         "or `landslide train`)")
+                         f"{DISCRIMINATOR} or {FOREST} and {NORMALISATION} (run `dvc repro`, "
+                         "or `landslide train` then `landslide calibrate`)")
     normalisation = Normalisation.load(folder / NORMALISATION)
     info = read_info(folder)
     if (folder / DISCRIMINATOR).is_file():
@@ -212,7 +223,7 @@ def load_bundle(folder: str | Path) -> ModelBundle:
     if (folder / GLM).is_file():
         return ModelBundle(normalisation, glm=joblib.load(folder / GLM), info=info)
     raise InputError(f"{folder}: no trained model ({', '.join(CLASSIFIERS)}); run "
-                     "`dvc repro` or `landslide train`")
+                     "`dvc repro`, or `landslide train` then `landslide calibrate`")
 
 
 def _inference_files(folder: str | Path) -> list[Path]:

@@ -3,7 +3,7 @@
 1. The paper's protocol: every model of every feature set on the balanced test windows.
 2. The map: every model of the main feature set maps the whole stack, and each map is scored
    on the validation and test areas, every pixel at the real prevalence (map_metrics), at the
-   model's own threshold (chosen on the validation area when it was trained).
+   model's own threshold (chosen on the validation area by the calibrate stage).
 """
 
 from __future__ import annotations
@@ -199,3 +199,8 @@ def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],
     plots.map_preview(image, {k: small(v) for k, v in maps.items()}, thresholds,
                       {k: k for k in maps}, path, area=small(ground.area("test")),
                       landslides=small(ground.truth.ids > 0))
+
+
+def main(cfg: Params) -> tuple[Results, MapResults]:
+    """The stage as `landslide evaluate` and dvc.yaml run it: params.yaml's settings."""
+    return run_all(cfg)

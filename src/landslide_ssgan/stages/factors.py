@@ -7,7 +7,7 @@ from typing import Any
 
 import mlflow
 
-from landslide_ssgan.config import FactorsConfig
+from landslide_ssgan.config import FactorsConfig, Params
 from landslide_ssgan.data.sampling import read_samples
 from landslide_ssgan.data.stack import band_indices, read_stack_info, stack_parts, values_at
 from landslide_ssgan.errors import InputError
@@ -73,3 +73,9 @@ def _log(summary: dict[str, Any], importance: Any, vif: Any, trees: int, seed: i
             mlflow.log_metric(f"vif_{factor}", row["vif"])
         for name in ("factors.json", "factor_importance.png", "factor_vif.png"):
             mlflow.log_artifact(str(reports / name))
+
+
+def main(cfg: Params) -> dict[str, Any]:
+    """The stage as `landslide factors` and dvc.yaml run it: params.yaml's settings."""
+    return run(cfg.factors, seed=cfg.seed, stack=cfg.paths.stack, samples=cfg.paths.samples,
+               reports=cfg.paths.reports)

@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 from affine import Affine
 
-from landslide_ssgan.config import MapConfig, RegistryConfig
+from landslide_ssgan.config import MapConfig, Params, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
     add_body_parts,
@@ -89,7 +89,7 @@ def model_threshold(setting: float | str, folder: Path) -> tuple[float, str]:
         return float(setting), "map.threshold in params.yaml"
     info = bundle.read_info(folder)
     if info.get("threshold") is None:
-        return 0.5, "0.5: the model records no threshold (trained before thresholds were)"
+        return 0.5, "0.5: the model records no threshold (not calibrated: `landslide calibrate`)"
     return float(info["threshold"]), f"the model's own: {info['threshold_source']}"
 
 
@@ -100,8 +100,8 @@ def model_prior(correction: bool, folder: Path) -> Prior | None:
         return None
     prior = bundle.load_info_prior(folder)
     if prior is None:
-        raise InputError(f"{folder}: the model records no prior (trained before priors were); "
-                         "set map.prior_correction: false or retrain it")
+        raise InputError(f"{folder}: the model records no prior (not calibrated); run "
+                         "`landslide calibrate` or set map.prior_correction: false")
     return prior
 
 
@@ -202,3 +202,15 @@ def _log(summary: dict[str, Any], reports: Path) -> None:
                                         for k, v in scores.items() if v == v})
         mlflow.log_artifact(str(reports / "map_summary.json"))
         mlflow.log_artifact(str(reports / "map_preview.png"))
+
+
+def main(cfg: Params, model_uri: str | None = None, client: Any = None,
+         on_block: OnBlock | None = None) -> dict[str, Any]:
+    """The stage as `landslide map` and dvc.yaml run it: params.yaml's settings."""
+    paths = cfg.paths
+    ground = (scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+              if cfg.map.score_areas else None)
+    return run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
+               rgb=cfg.features.rgb, stack=paths.stack, models=paths.models, maps=paths.maps,
+               reports=paths.reports, ground=ground, model_uri=model_uri, client=client,
+               on_block=on_block)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from landslide_ssgan.config import PrepareConfig
+from landslide_ssgan.config import Params, PrepareConfig
 from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.data.inventory import (
     LANDSLIDE,
@@ -142,3 +142,10 @@ class Preview:
         cols = slice(-(-part.col // self.step), -(-(part.col + part.cols) // self.step))
         self.data[:, rows, cols] = data[:, top::self.step, left::self.step]
         self.labels[rows, cols] = labels[top::self.step, left::self.step]
+
+
+def main(cfg: Params) -> dict[str, Any]:
+    """The stage as `landslide prepare` and dvc.yaml run it: params.yaml's settings."""
+    paths = cfg.paths
+    return run(cfg.prepare, stack=paths.stack, labels=paths.labels,
+               inventory_ids=paths.inventory_ids, reports=paths.reports)

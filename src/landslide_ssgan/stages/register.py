@@ -16,7 +16,7 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan.config import RegistryConfig, WindowsConfig
+from landslide_ssgan.config import Params, RegistryConfig, WindowsConfig
 from landslide_ssgan.data.source import load_window_source
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
@@ -93,3 +93,13 @@ def _validation_auprc(model_uri: str, stack: str, ground: scoring.Ground) -> flo
         probability = scoring.model_map(stack, bundle.load_bundle(folder), ground, ("val",))
     return float(map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("val"), "all"), 0.5)["auprc"])
+
+
+def main(cfg: Params) -> dict[str, Any]:
+    """The stage as `landslide register` and dvc.yaml run it: params.yaml's settings."""
+    paths = cfg.paths
+    ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
+    return run(cfg.registry, feature_set=cfg.features.set, threshold=cfg.train.threshold,
+               window=cfg.sample.window, experiment=cfg.tracking.experiment, stack=paths.stack,
+               samples=paths.samples, norm=paths.norm, ground=ground, reports=paths.reports,
+               windows=cfg.windows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from landslide_ssgan.config import SampleConfig
+from landslide_ssgan.config import Params, SampleConfig
 from landslide_ssgan.data.inventory import STABLE
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -103,3 +103,11 @@ def protocol_summary(samples: Samples, layers: Layers, cfg: SampleConfig) -> dic
             "negatives_on_stable_polygons": {
                 split: int(on_stable[(negatives.split == split).to_numpy()].sum())
                 for split in SPLITS}}
+
+
+def main(cfg: Params) -> dict[str, Any]:
+    """The stage as `landslide sample` and dvc.yaml run it: params.yaml's settings."""
+    paths = cfg.paths
+    return run(cfg.sample, seed=cfg.seed, stack=paths.stack, labels=paths.labels,
+               inventory_ids=paths.inventory_ids, samples=paths.samples, norm=paths.norm,
+               split=paths.split, reports=paths.reports)

@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan.config import SampleConfig, StudyConfig, TrainConfig, Variant, override
+from landslide_ssgan.config import Params, SampleConfig, StudyConfig, TrainConfig, Variant, override
 from landslide_ssgan.data import patches
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -41,7 +41,7 @@ from landslide_ssgan.data.source import TrainingData, WindowSource, window_sourc
 from landslide_ssgan.data.stack import Stack, read_single_band, read_stack
 from landslide_ssgan.evaluation import budgets, map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
-from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
+from landslide_ssgan.evaluation.realism import real_and_generated, real_vs_generated_auroc
 from landslide_ssgan.files import write_text
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.bundle import ModelBundle
@@ -49,21 +49,23 @@ from landslide_ssgan.models.prior import balanced
 from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting import plots, tables
-from landslide_ssgan.training.fit import Source, real_and_generated, train_network
+from landslide_ssgan.training.fit import Source, train_network
 
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
            "generator_realism")
 REALISM_WINDOWS = 500
+Maps = tuple[str, scoring.Ground, int]  # the stack, the ground, calibrate.min_val_landslides
 
 
 def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig, feature_set: str,
-        train: TrainConfig, reports: str,
+        train: TrainConfig, reports: str, min_val_landslides: int = 5,
         on_run: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Every run, then reports/label_efficiency.md, .png and .csv."""
     learners.check_kinds(cfg.models, "study.models")
     started = time.perf_counter()
     results = label_efficiency(cfg, data, seed=seed, sample=sample, feature_set=feature_set,
-                               train=train, on_run=on_run)
+                               train=train, min_val_landslides=min_val_landslides,
+                               on_run=on_run)
     folder = Path(reports)
     write_text(folder / "label_efficiency.csv", results.to_csv(index=False))
     plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png",
@@ -133,8 +135,9 @@ def _trained(kind: str, train: TrainConfig, source: Source, seed: int, steps: in
         trained = train_network(learner, train, source, seed,
                                 workdir=Path(tmp) / "backup", epochs=epochs)
     if isinstance(trained.model, SSGAN) and isinstance(source, WindowSource):
+        gan = trained.model
         realism = real_vs_generated_auroc(*real_and_generated(
-            trained.model, source, REALISM_WINDOWS, seed), seed=seed)
+            gan.generator, gan.latent_dim, source, REALISM_WINDOWS, seed), seed=seed)
         return ModelBundle(norm, discriminator=trained.model.discriminator), realism
     if learner.patches:
         return ModelBundle(norm, segmenter=trained.model.network), float("nan")
@@ -157,7 +160,7 @@ def _patch_source(image: Stack, samples: Samples, norm: Normalisation, feature_s
 
 
 def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
-                     cfg: StudyConfig, maps: tuple[str, scoring.Ground] | None
+                     cfg: StudyConfig, maps: Maps | None
                      ) -> dict[str, float]:
     """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
     scores at the real prevalence."""
@@ -171,7 +174,7 @@ def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
     scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan,
                "generator_realism": realism}
     if maps is not None:
-        scores |= _map_scores(model, *maps, train.min_val_landslides)
+        scores |= _map_scores(model, *maps)
     return scores
 
 
@@ -188,7 +191,7 @@ def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground,
 
 
 def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig,
-                     feature_set: str, train: TrainConfig,
+                     feature_set: str, train: TrainConfig, min_val_landslides: int = 5,
                      on_run: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Every (split, seed, budget, model) run, logged under one MLflow parent run."""
     image = read_stack(data.stack)
@@ -215,8 +218,8 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
                     context = {"split": split, "seed": run_seed, "budget": budget,
                                "labelled_windows": int(masks[budget].sum()),
                                "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
-                    maps = ((data.stack, ground) if split == "spatial" and ground.has_areas
-                            else None)
+                    maps = ((data.stack, ground, min_val_landslides)
+                            if split == "spatial" and ground.has_areas else None)
                     kept = units[masks[budget] & (units > 0)]
                     patched = functools.cache(functools.partial(  # drawn once, if asked for
                         _patch_source, image, samples, norm, feature_set, train, target, ids,
@@ -233,7 +236,7 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
 
 
 def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyConfig,
-             context: dict[str, Any], maps: tuple[str, scoring.Ground] | None
+             context: dict[str, Any], maps: Maps | None
              ) -> dict[str, Any]:
     started = time.perf_counter()
     if isinstance(source, WindowSource):
@@ -256,3 +259,11 @@ def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyC
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+def main(cfg: Params, on_run: Callable[[dict[str, Any]], None] | None = None
+         ) -> tuple[pd.DataFrame, Path]:
+    """The stage as `landslide study` runs it: params.yaml's settings."""
+    return run(cfg.study, TrainingData.of(cfg), seed=cfg.seed, sample=cfg.sample,
+               feature_set=cfg.features.set, train=cfg.train, reports=cfg.paths.reports,
+               min_val_landslides=cfg.calibrate.min_val_landslides, on_run=on_run)

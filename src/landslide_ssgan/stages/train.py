@@ -1,16 +1,18 @@
 """train: one window model (SSGAN, supervised baseline, FixMatch, random forest or GLM) on one
 feature set; the segment stage trains the patch segmenters through `run` here too.
 
-Every model then maps the validation area, and its map threshold (best F1 there, or a target
-recall) and validation map scores go into its folder's model.json and its MLflow run. The
-model folder models/<set>/<model>/ is written under a temporary name and renamed when
-complete; an interrupted network training resumes its MLflow run and its last finished epoch.
+This stage only trains: params, data hashes, per-epoch losses and balanced validation scores,
+generator images and the GLM's coefficients go to the model's MLflow run; the model goes to
+trained/<set>/<model>/ with the landslide share it learnt at. Its map threshold, prior,
+validation map scores, realism check and the logged MLflow model are the calibrate stage's
+(stages/calibrate.py), which reruns without retraining. The folder is written under a
+temporary name and renamed when complete; an interrupted network training resumes its MLflow
+run and its last finished epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -20,59 +22,46 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from landslide_ssgan.config import TrainConfig
-from landslide_ssgan.data.source import TrainingData, WindowSource
+from landslide_ssgan.config import Params, TrainConfig
+from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.errors import ConfigError
-from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
-from landslide_ssgan.evaluation.realism import real_vs_generated_auroc
 from landslide_ssgan.files import write_json
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.glm import CentreLogit
-from landslide_ssgan.models.ssgan import SSGAN
-from landslide_ssgan.ops import pyfunc, tracking
-from landslide_ssgan.reporting import plots
-from landslide_ssgan.training.fit import Source, real_and_generated, train_network
+from landslide_ssgan.ops import tracking
+from landslide_ssgan.reporting.grids import window_grid
+from landslide_ssgan.training.fit import Source, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
-REALISM_WINDOWS = 1000  # real and generated windows each for the real-vs-generated check
 
 
 def run(learner: learners.Learner, feature_set: str, data: TrainingData, source: Source, *,
-        seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, models: str,
+        seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, trained: str,
         restart: bool = False) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
-    scores, generator images, the map threshold, the model) and write models/<set>/<kind>/.
-    An interrupted network training resumes only with the same settings and data; `restart`
-    discards it."""
+    scores, generator images) and write trained/<set>/<kind>/. An interrupted network
+    training resumes only with the same settings and data; `restart` discards it."""
     kind = learner.name
-    out = bundle.model_dir(models, feature_set, kind)
+    out = bundle.model_dir(trained, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, source.window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
-    mapper = functools.partial(map_threshold, kind, data, train, source)
     if not learner.network:
-        _train_classifier(learner, source, seed, train, staging,
-                          tracking.new_run(kind, feature_set, params, inputs), mapper)
+        run_id = tracking.new_run(kind, feature_set, params, inputs)
+        _train_classifier(learner, source, seed, train, staging, run_id)
     else:
         backup = out.with_name(f".{kind}.backup")
         recipe = {"params": params, "data": tracking.data_digest(data.samples, data.stack)}
         run_id = _resumable_run(backup, recipe, restart, kind, lambda: tracking.new_run(
             kind, feature_set, params, inputs))
-        _train_network(learner, source, seed, train, rgb, staging, backup, run_id, mapper)
+        _train_network(learner, source, seed, train, rgb, staging, backup, run_id)
+    bundle.save_info(staging, {"kind": kind, "trained_prior": learner.trained_prior(
+        train, source.training_labels())})
+    bundle.save_run(staging, run_id)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
-
-
-def map_threshold(kind: str, data: TrainingData, train: TrainConfig, source: Source,
-                  folder: Path) -> None:
-    """The model in `folder` maps the stack; its threshold, validation map scores and prior
-    go to model.json and to the active MLflow run."""
-    ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
-    prior = scoring.model_prior(kind, train, source.training_labels(), ground)
-    tracking.log_model_info(scoring.record_threshold(kind, folder, data.stack, ground, train,
-                                                     prior))
 
 
 def _fresh(folder: Path) -> Path:
@@ -123,10 +112,9 @@ def _close_run(backup: Path, status: str) -> None:
 
 
 def _train_network(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
-                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
-                   mapper: Callable[[Path], None]) -> None:
+                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
     try:
-        _train_logged(learner, source, seed, train, rgb, staging, backup, run_id, mapper)
+        _train_logged(learner, source, seed, train, rgb, staging, backup, run_id)
     except Exception:
         shutil.rmtree(backup, ignore_errors=True)  # a failed run is never resumed
         raise
@@ -134,8 +122,7 @@ def _train_network(learner: learners.Learner, source: Source, seed: int, train: 
 
 
 def _train_logged(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
-                  rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
-                  mapper: Callable[[Path], None]) -> None:
+                  rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
     """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
     with mlflow.start_run(run_id=run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
@@ -145,21 +132,6 @@ def _train_logged(learner: learners.Learner, source: Source, seed: int, train: T
                                 threshold=train.threshold, callbacks=(logger,),
                                 history_path=backup / "history.json")
         bundle.save_trained(staging, trained.model, source.normalisation, trained.history)
-        mapper(staging)
-        if isinstance(trained.model, SSGAN) and isinstance(source, WindowSource):
-            _record_realism(trained.model, source, seed, staging)
-        model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
-        mlflow.set_tag("model_uri", model_uri)
-        bundle.save_run(staging, run_id, model_uri)
-
-
-def _record_realism(gan: SSGAN, source: WindowSource, seed: int, staging: Path) -> None:
-    """How easily a forest tells the generator's windows from real ones (AUROC; 0.5 =
-    plausible), to model.json and the run."""
-    auroc = real_vs_generated_auroc(*real_and_generated(gan, source, REALISM_WINDOWS, seed),
-                                    seed=seed)
-    mlflow.log_metric("generator_realism_auroc", auroc)
-    bundle.save_info(staging, {**bundle.read_info(staging), "generator_realism_auroc": auroc})
 
 
 def _generator_image(source: Source, rgb: tuple[str, ...], latent_dim: int,
@@ -170,33 +142,27 @@ def _generator_image(source: Source, rgb: tuple[str, ...], latent_dim: int,
 
     def make(model: Any) -> np.ndarray:
         windows = model.generator(noise, training=False)
-        return plots.window_grid(np.asarray(windows), source.bands, rgb)
+        return window_grid(np.asarray(windows), source.bands, rgb)
 
     return make
 
 
 def _train_classifier(learner: learners.Learner, source: Source, seed: int,
-                      train: TrainConfig, staging: Path, run_id: str,
-                      mapper: Callable[[Path], None]) -> None:
+                      train: TrainConfig, staging: Path, run_id: str) -> None:
     """A classifier on window features (the forest, the GLM), logged like the networks
-    (validation scores, map threshold, a model in MLflow)."""
+    (balanced validation scores; the GLM's coefficients)."""
     assert learner.fit is not None
     model = learner.fit(train, source, seed)
     bundle.save_classifier(staging, model, source.normalisation)
-    fitted = bundle.load_bundle(staging)
     with mlflow.start_run(run_id=run_id):
         val_windows, val_labels = source.windows("val")
         if len(val_labels):
+            fitted = bundle.classifier_bundle(model, source.normalisation)
             scores, _ = evaluate_probabilities(val_labels, fitted.probability(val_windows),
                                                train.threshold)
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
-        mapper(staging)
         if isinstance(model, CentreLogit):
             _log_coefficients(model, staging)
-        # the window model, like the networks': the registry and `landslide serve` take any
-        model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
-        mlflow.set_tag("model_uri", model_uri)
-    bundle.save_run(staging, run_id, model_uri)
 
 
 def _log_coefficients(model: CentreLogit, staging: Path) -> None:
@@ -207,3 +173,14 @@ def _log_coefficients(model: CentreLogit, staging: Path) -> None:
         mlflow.log_metric(f"coef_{term}", float(row["estimate"]))
 
 
+def main(cfg: Params, kind: str, feature_set: str | None = None,
+         restart: bool = False) -> Path:
+    """The stage as `landslide train KIND` and dvc.yaml run it: params.yaml's settings, the
+    sample stage's windows of `feature_set` (default features.set)."""
+    learners.check_kinds((kind,), "MODEL", patches=False)
+    chosen = feature_set or cfg.features.set
+    data = TrainingData.of(cfg)
+    return run(learners.learner(kind), chosen, data, data.window_source(chosen, cfg.sample.window),
+               seed=cfg.seed, train=cfg.train, rgb=cfg.features.rgb,
+               split_method=cfg.sample.split.method, trained=cfg.paths.trained,
+               restart=restart)

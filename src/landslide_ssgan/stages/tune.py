@@ -21,7 +21,7 @@ import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
-from landslide_ssgan.config import SampleConfig, TrainConfig, TuneConfig
+from landslide_ssgan.config import CalibrateConfig, Params, SampleConfig, TrainConfig, TuneConfig
 from landslide_ssgan.data.patches import load_patch_source
 from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.errors import InputError
@@ -48,6 +48,7 @@ class Trials:
     window: int
     split_method: str
     data: TrainingData
+    calibrate: CalibrateConfig           # each trial's map threshold, as calibrate gives one
     sample: SampleConfig | None = None  # a segmenter's patches need its negatives settings
 
 
@@ -184,13 +185,15 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source)
         except optuna.TrialPruned:
             mlflow.set_tag("optuna_state", "pruned")
             raise
-        bundle.save_trained(Path(tmp) / "model", trained.model, source.normalisation)
-        data = trials.data
+        folder, data = Path(tmp) / "model", trials.data
+        bundle.save_trained(folder, trained.model, source.normalisation)
+        share = learners.learner(cfg.model).trained_prior(train, source.training_labels())
+        bundle.save_info(folder, {"kind": cfg.model, "trained_prior": share})
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
-            cfg.model, Path(tmp) / "model", data.stack, ground, train,
-            scoring.model_prior(cfg.model, train, source.training_labels(), ground)))
-        uri = pyfunc.log_window_model(Path(tmp) / "model", pyfunc.pinned_requirements())
+            cfg.model, folder, data.stack, ground, trials.calibrate,
+            scoring.model_prior(share, trials.calibrate, ground)))
+        uri = pyfunc.log_window_model(folder, pyfunc.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
         return float(trained.history[-1].get("val_f1", 0.0))
 
@@ -222,3 +225,16 @@ def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
     write_json(reports / "tune.json", summary)
     return summary
 
+
+def main(cfg: Params, params_file: Path, overrides: dict[str, str], *,
+         storage: str | None = None, workers: int = 1,
+         parent_run: str | None = None) -> dict[str, Any] | None:
+    """The stage as `landslide tune` and dvc.yaml run it: params.yaml's settings (the
+    helper workers read `params_file` again, with the command line's `overrides`)."""
+    paths = cfg.paths
+    trials = Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
+                    cfg.sample.split.method, TrainingData.of(cfg), cfg.calibrate, cfg.sample)
+    return run(cfg.tune, trials, experiment=cfg.tracking.experiment, reports=paths.reports,
+               tuned=str(bundle.model_dir(paths.trained, cfg.features.set, bundle.TUNED)),
+               params_file=params_file, storage=storage, workers=workers,
+               parent_run=parent_run, overrides=overrides)

@@ -25,7 +25,6 @@ from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.learners import Learner
 from landslide_ssgan.models.networks import Network
 from landslide_ssgan.models.prior import balanced
-from landslide_ssgan.models.ssgan import SSGAN
 
 Source = WindowSource | PatchSource  # windows for the window networks, patches for segmenters
 
@@ -179,16 +178,3 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
     data = training_dataset(learner, source, schedule.batch_size, seed)
     fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir)
     return TrainedNetwork(model, scores[0].history if scores else [])
-
-
-def real_and_generated(gan: SSGAN, source: WindowSource, n: int,
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` real windows from the unlabelled pool and `n` of the generator's (normalised
-    units both), for the real-vs-generated check (realism.py)."""
-    rng = np.random.default_rng(seed)
-    rows, cols, _ = source.unlabelled_part()
-    pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
-    real = source.pixels.cut(rows[pick], cols[pick])
-    noise = rng.normal(size=(len(pick), gan.latent_dim)).astype(np.float32)
-    return real, np.asarray(gan.generator.predict(noise, verbose=0))
-
