@@ -42,11 +42,8 @@ from landslide_ssgan.data.blocks import (  # noqa: E402
     stack_grid,
     write_cog_from_blocks,
 )
-from landslide_ssgan.inference.mapping import (  # noqa: E402
-    WindowModel,
-    dense_discriminator,
-    map_probability,
-)
+from landslide_ssgan.inference.mapping import WindowModel, map_probability  # noqa: E402
+from landslide_ssgan.models.dense import dense_discriminator  # noqa: E402
 from landslide_ssgan.stages.map import bodies_by_blocks, model_threshold  # noqa: E402
 
 PAPER_PIXELS = 4314 * 7210
@@ -58,7 +55,7 @@ def rss_mib() -> float:
 
 def dense_versus_per_window(stack: str, folder: Path) -> tuple[float, float]:
     model = WindowModel.load(folder)
-    slow = dataclasses.replace(model, dense=None)
+    slow = WindowModel.load(folder, dense=False)  # one window at a time
     grid = stack_grid(stack)
     bands = model.band_indices(grid, stack)
     halo = model.window // 2
@@ -105,8 +102,10 @@ def machine_gflops(repeats: int = 5) -> float:
 
 def folding_versus_not(stack: str, folder: Path) -> None:
     folded = WindowModel.load(folder)
-    apart = dataclasses.replace(folded, dense=dense_discriminator(folded.discriminator,
-                                                                 fold=False))
+    network = folded.bundle.predictor
+    apart = dataclasses.replace(folded, bundle=dataclasses.replace(
+        folded.bundle, predictor=dataclasses.replace(
+            network, twin=dense_discriminator(network.discriminator, fold=False))))
     grid = stack_grid(stack)
     bands = folded.band_indices(grid, stack)
     raws = [read_block(stack, b, bands, folded.window // 2) for b in blocks_of(grid, 512)]
@@ -120,7 +119,7 @@ def folding_versus_not(stack: str, folder: Path) -> None:
         rates[name] = (pixels / (time.perf_counter() - start), values)
     gap = max(float(np.nanmax(np.abs(a - b))) for a, b in
               zip(rates["folded"][1], rates["apart"][1], strict=True))
-    flops = conv_flops_per_pixel(folded.dense)
+    flops = conv_flops_per_pixel(network.twin)
     machine = machine_gflops()
     print(f"batch norm folded   {rates['folded'][0]:12,.0f} px/s")
     print(f"batch norm apart    {rates['apart'][0]:12,.0f} px/s")

@@ -27,7 +27,6 @@ from landslide_ssgan.data.sampling import draw_samples, training_statistics
 from landslide_ssgan.data.source import window_source
 from landslide_ssgan.data.stack import read_single_band, read_stack
 from landslide_ssgan.evaluation import map_metrics, scoring
-from landslide_ssgan.models import forest, glm
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.models.learners import learner
 from landslide_ssgan.training.fit import train_network
@@ -93,18 +92,14 @@ def main() -> None:
 
 
 def _trained(kind: str, params: Any, source: Any) -> ModelBundle:
-    windows, labels = source.windows("train")
-    half = source.window // 2
-    if kind == "forest":
-        return ModelBundle(source.normalisation, forest=forest.fit_forest(
-            windows, labels, params.train.forest_trees, params.seed))
-    if kind == "glm":
-        return ModelBundle(source.normalisation, glm=glm.fit_glm(
-            windows[:, half, half, :], labels, source.bands))
+    chosen = learner(kind)
+    if chosen.fit is not None:
+        fitted = chosen.fit(params.train, source, params.seed)
+        return ModelBundle(source.normalisation, chosen.predictor(fitted))
     with tempfile.TemporaryDirectory() as tmp:
-        trained = train_network(learner(kind), params.train, source, params.seed,
+        trained = train_network(chosen, params.train, source, params.seed,
                                 workdir=Path(tmp) / "backup")
-    return ModelBundle(source.normalisation, discriminator=trained.model.discriminator)
+    return ModelBundle(source.normalisation, chosen.predictor(trained.model))
 
 
 def _scores(model: ModelBundle, stack: str, ground: scoring.Ground,

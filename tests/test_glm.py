@@ -14,6 +14,7 @@ from landslide_ssgan.inference.mapping import WindowModel
 from landslide_ssgan.models import forest
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.models.glm import fit_glm, independent_columns
+from landslide_ssgan.models.predictors import Forest, Glm
 
 
 def test_the_fit_recovers_known_coefficients() -> None:
@@ -58,11 +59,11 @@ def test_dense_maps_of_forest_and_glm_equal_per_window_predictions(
     windows = cut_windows(image, rows, cols, 13)
     labels = (windows[:, 6, 6, 4] > np.median(windows[:, 6, 6, 4])).astype(int)
     if kind == "forest":
-        model = ModelBundle(norm, forest=RandomForestClassifier(20, random_state=0).fit(
-            forest.window_features(windows), labels))
+        model = ModelBundle(norm, Forest(RandomForestClassifier(20, random_state=0).fit(
+            forest.window_features(windows), labels)))
     else:
-        model = ModelBundle(norm, glm=fit_glm(windows[:, 6, 6, :], labels,
-                                              crop_stack.grid.band_names))
+        model = ModelBundle(norm, Glm(fit_glm(windows[:, 6, 6, :], labels,
+                                              crop_stack.grid.band_names)))
     mapper = WindowModel.from_bundle(model)
     raw = np.pad(data, ((0, 0), (6, 6), (6, 6)), constant_values=np.nan)  # the block + halo
     dense = mapper.block_probability(raw)

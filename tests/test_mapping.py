@@ -17,11 +17,11 @@ import pytest
 from landslide_ssgan.data.blocks import Block
 from landslide_ssgan.data.stack import Stack, write_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image
-from landslide_ssgan.inference.mapping import (
+from landslide_ssgan.inference.mapping import map_probability
+from landslide_ssgan.models.dense import (
     dense_discriminator,
     dense_logits,
     exact_dense_twin,
-    map_probability,
     probability_of,
 )
 from landslide_ssgan.models.discriminator import build_discriminator

@@ -486,6 +486,7 @@ def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
     landslide."""
     from landslide_ssgan.models import bundle
     from landslide_ssgan.models.discriminator import build_discriminator
+    from landslide_ssgan.models.predictors import WindowNetwork
 
     model = build_discriminator(13, len(source.bands), (2, 2), 2, 0.0, 0.2, outputs=3)
     head = model.get_layer("logits")
@@ -493,7 +494,7 @@ def _constant_model(tmp: Path, source: WindowSource, landslide: bool) -> Path:
     head.set_weights([np.zeros_like(kernel), np.array([-5.0, 5.0, 0.0] if landslide
                                                       else [5.0, -5.0, 0.0], "float32")])
     folder = tmp / f"{'slide' if landslide else 'stable'}"
-    bundle.save_network(folder, model, source.normalisation)
+    bundle.save_model(folder, WindowNetwork(model), source.normalisation)
     return folder
 
 

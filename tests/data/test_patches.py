@@ -140,7 +140,8 @@ def test_each_segmenter_trains_on_patches_through_the_networks_recipe(
     assert [row["epoch"] for row in trained.history] == [1, 2]
     assert "val_f1" in trained.history[-1]
     assert all(np.isfinite(v) for v in trained.history[-1].values())
-    bundle.save_trained(tmp_path / "model", trained.model, source.normalisation)
+    bundle.save_model(tmp_path / "model", learners.learner(kind).predictor(trained.model),
+                      source.normalisation)
     windows, _ = source.windows("val")
     assert np.allclose(bundle.load_bundle(tmp_path / "model").probability(windows),
                        trained.model.window_probability(windows), atol=1e-6)

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from landslide_ssgan.data.windows import cut_windows
-from landslide_ssgan.inference.mapping import dense_logits, exact_dense_twin, probability_of
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
+from landslide_ssgan.models.dense import dense_logits, exact_dense_twin, probability_of
 from landslide_ssgan.models.discriminator import build_discriminator
 from landslide_ssgan.models.fixmatch import FixMatch
 from landslide_ssgan.models.generator import build_generator

@@ -23,7 +23,7 @@ from landslide_ssgan.data.windows import ImageWindows
 from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.models import learners
-from landslide_ssgan.models.bundle import classifier_bundle
+from landslide_ssgan.models.bundle import ModelBundle
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "landslide_ssgan"
@@ -130,6 +130,7 @@ def test_each_classifier_fits_from_the_table_and_separates_bright_centres(kind: 
     source = _tiny_source()
     fitted = learners.learner(kind).fit(replace(PARAMS.train, forest_trees=10), source, 0)
     windows, labels = source.windows("test")
-    probability = classifier_bundle(fitted, source.normalisation).probability(windows)
+    probability = ModelBundle(source.normalisation, learners.learner(kind).predictor(fitted)
+                              ).probability(windows)
     assert probability.shape == labels.shape
     assert probability[labels == 1].mean() > probability[labels == 0].mean() + 0.3

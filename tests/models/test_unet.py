@@ -18,6 +18,7 @@ from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.inference.mapping import WindowModel, probability_map
 from landslide_ssgan.models import bundle
 from landslide_ssgan.models.augment import Bands
+from landslide_ssgan.models.predictors import PatchNetwork
 from landslide_ssgan.models.unet import (
     IGNORED,
     Segmenter,
@@ -87,7 +88,7 @@ def _segmenter_folder(tmp_path: Path, patch: int) -> Path:
     network = build_unet(2, depth=2, width=4)
     folder = tmp_path / "model"
     norm = Normalisation(("a", "b"), np.zeros(2), np.ones(2), patch)
-    bundle.save_network(folder, network, norm, name=bundle.SEGMENTER)
+    bundle.save_model(folder, PatchNetwork(network), norm)
     return folder
 
 
@@ -107,7 +108,7 @@ def test_a_tiled_map_is_the_same_at_two_tile_sizes_with_edges_and_nodata(tmp_pat
 def test_the_window_protocol_reads_a_segmenter_folder(tmp_path: Path) -> None:
     folder = _segmenter_folder(tmp_path, patch=64)
     loaded = bundle.load_bundle(folder)
-    assert loaded.segmenter is not None and loaded.window == 64
+    assert loaded.per_pixel and loaded.window == 64
     windows = np.random.default_rng(5).normal(size=(3, 64, 64, 2)).astype(np.float32)
     assert loaded.probability(windows).shape == (3,)
 
@@ -156,5 +157,6 @@ def test_the_served_segmenter_answers_patches_and_every_pixel(tmp_path: Path,
     patches = np.random.default_rng(7).normal(size=(3, 16, 16, 2)).astype(np.float32)
     every = np.asarray(served.predict(patches, params={"per_pixel": True}))
     assert every.shape == (3, 16, 16)
-    assert np.allclose(every, segment(bundle.load_bundle(folder).segmenter, patches), atol=1e-6)
+    assert np.allclose(every, segment(bundle.load_bundle(folder).predictor.segmenter, patches),
+                       atol=1e-6)
     assert np.allclose(np.asarray(served.predict(patches)), every[:, 8, 8], atol=1e-6)

@@ -4,11 +4,9 @@
 patch of context on every side, segmented as one overlapping tile, and only the block kept:
 every pixel comes from the one tile in which it lies at least half a patch from an edge.)
 
-Classifying every pixel by its own window one window at a time repeats almost all of the
-convolution work (169 times for 13 x 13 windows). The dense twin runs over a whole block
-instead and gives, at each pixel, exactly what the window model gives for that pixel's window:
-convolutions before the pool are unchanged, the pool keeps its size with stride 1, every layer
-after it is dilated by the pool's stride, and the dense layers become 1 x 1 convolutions.
+A window network maps through its exact dense twin (models/dense.py), which classifies every
+pixel of a block by its own window in one pass; each model kind's predictor
+(models/predictors.py) says how it answers a block.
 
 A map is computed block by block (a block of output pixels plus the half-window halo its
 windows reach into), each finished block saved on its own, so memory does not grow with the
@@ -24,15 +22,12 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
-from keras import layers
 
 from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
@@ -44,140 +39,19 @@ from landslide_ssgan.models.bundle import (
     model_bytes,
     model_digest,
 )
-from landslide_ssgan.models.discriminator import landslide_probability
-from landslide_ssgan.models.forest import dense_window_features, probability_of_features
-from landslide_ssgan.models.unet import segment
-
-EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
-
-
-def dense_discriminator(model: keras.Model, fold: bool = True) -> keras.Model:
-    """A model that maps a block (rows, cols, C) to logits (rows - w + 1, cols - w + 1, K) and
-    features, position (i, j) holding the window model's output for the window whose top-left
-    pixel is (i, j). Dropout is left out: this is for inference only. Each batch
-    normalisation that follows a convolution is folded into that convolution's kernel and
-    bias: one pass over the block fewer per layer, the same values to float rounding
-    (`fold=False` keeps them apart, for benchmarks/mapping_speed.py to compare)."""
-    channels = model.input_shape[-1]
-    inputs = keras.Input((None, None, channels), name="block")
-    x, dilation, outputs = inputs, 1, {}
-    chain = model.layers[1:]
-    folded: set[int] = set()
-    for i, layer in enumerate(chain):
-        if i in folded:
-            continue
-        if isinstance(layer, layers.Conv2D):
-            follows = chain[i + 1] if i + 1 < len(chain) else None
-            norm = (follows if fold and isinstance(follows, layers.BatchNormalization)
-                    else None)
-            if norm is not None:
-                folded.add(i + 1)
-            config = layer.get_config() | {"dilation_rate": dilation, "name": None,
-                                           "use_bias": True}
-            twin = layers.Conv2D.from_config(config)
-            x = twin(x)
-            twin.set_weights(list(folded_conv(layer, norm)))
-        elif isinstance(layer, layers.MaxPooling2D):
-            x = layers.MaxPooling2D(pool_size=layer.pool_size, strides=1)(x)
-            dilation *= layer.strides[0]
-        elif isinstance(layer, layers.Dense):
-            kernel, bias = layer.get_weights()
-            twin = layers.Conv2D(kernel.shape[1], 1, name=f"dense_{layer.name}")
-            x = twin(x)
-            twin.set_weights([kernel[None, None], bias])
-            outputs[layer.name] = x
-        elif isinstance(layer, layers.Flatten | layers.Dropout):
-            continue  # the map is 1 x 1 per window here; dropout is off at inference
-        else:  # batch normalisation not after a convolution, activations: per pixel
-            twin = layer.__class__.from_config(layer.get_config() | {"name": None})
-            x = twin(x)
-            if layer.weights:
-                twin.set_weights(layer.get_weights())
-    return keras.Model(inputs, [outputs["logits"], outputs["features"]], name="dense_" +
-                       model.name)
-
-
-def folded_conv(conv: layers.Conv2D, norm: layers.BatchNormalization | None,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel and bias of `conv` followed by inference-mode `norm` (gamma (x - mean) /
-    sqrt(var + eps) + beta per output channel), computed in float64."""
-    weights = conv.get_weights()
-    kernel = weights[0].astype(np.float64)
-    bias = weights[1].astype(np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
-    if norm is None:
-        return kernel.astype(np.float32), bias.astype(np.float32)
-    if norm.axis not in (-1, [-1], 3, [3]):
-        raise ValueError(f"{norm.name}: batch normalisation over axis {norm.axis}, not the "
-                         "channels")
-    mean = np.asarray(norm.moving_mean, np.float64)
-    variance = np.asarray(norm.moving_variance, np.float64)
-    gamma = np.asarray(norm.gamma, np.float64) if norm.scale else np.ones_like(mean)
-    beta = np.asarray(norm.beta, np.float64) if norm.center else np.zeros_like(mean)
-    scale = gamma / np.sqrt(variance + norm.epsilon)
-    return ((kernel * scale).astype(np.float32),
-            ((bias - mean) * scale + beta).astype(np.float32))
-
-
-def dense_logits(dense: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Logits for every window centre of a padded image block (rows + w - 1, cols + w - 1, C)."""
-    return np.asarray(dense(image[None].astype("float32"), training=False)[0][0])
-
-
-def per_window_logits(model: keras.Model, image: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """The slow, always-correct path: every window cut out and classified on its own."""
-    window = model.input_shape[1]
-    views = np.lib.stride_tricks.sliding_window_view(image, (window, window), axis=(0, 1))
-    rows, cols = views.shape[:2]
-    flat = views.reshape(rows * cols, *views.shape[2:])  # (N, C, w, w)
-    out = [np.asarray(model(np.moveaxis(flat[i:i + batch], 1, -1), training=False)[0])
-           for i in range(0, len(flat), batch)]
-    return np.concatenate(out).reshape(rows, cols, -1)
-
-
-def exact_dense_twin(model: keras.Model, seed: int = 0) -> keras.Model | None:
-    """The dense twin if it reproduces the window model on a random block, else None with a
-    warning (an architecture this module does not know, e.g. a layer mixing positions)."""
-    try:
-        dense = dense_discriminator(model)
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        warnings.warn(f"model {model.name} has no exact dense form ({exc}); mapping falls "
-                      "back to per-window inference, which is much slower", stacklevel=2)
-        return None
-    window, channels = model.input_shape[1], model.input_shape[-1]
-    probe = np.random.default_rng(seed).normal(size=(window + 7, window + 9, channels))
-    probe = probe.astype(np.float32)
-    gap = np.abs(dense_logits(dense, probe) - per_window_logits(model, probe)).max()
-    if not gap < EXACT:
-        warnings.warn(f"model {model.name}: dense inference differs from per-window inference "
-                      f"by {gap:.2g}; mapping falls back to per-window inference", stacklevel=2)
-        return None
-    return dense
-
-
-def probability_of(logits: np.ndarray) -> np.ndarray:
-    """P(landslide | real) from logits of any leading shape (..., K): the model's own
-    `landslide_probability`, applied to a map of logits."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    return np.asarray(landslide_probability(flat), np.float32).reshape(logits.shape[:-1])
-
 
 # --- a trained model, ready to map ------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class WindowModel:
-    """A trained model with the normalisation it was trained with and, for a network, its
-    exact dense twin. A forest or GLM maps densely by itself: its window features (centre
-    pixel, window mean and standard deviation) are box filters of the block."""
+    """A trained model ready to map: its predictor prepared for whole blocks (a window
+    network's exact dense twin; models/predictors.py) and the normalisation it was trained
+    with."""
 
     bundle: ModelBundle
     mean: np.ndarray
     std: np.ndarray
-    dense: keras.Model | None
-
-    @property
-    def discriminator(self) -> keras.Model | None:
-        return self.bundle.discriminator
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -187,12 +61,17 @@ class WindowModel:
     def window(self) -> int:
         return self.bundle.window
 
+    @property
+    def one_pass(self) -> bool:
+        """Maps a block in one pass (see Predictor.one_pass)."""
+        return self.bundle.predictor.one_pass
+
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, dense: bool = True) -> WindowModel:
+        """`dense=False` keeps a window network one window at a time (for comparisons)."""
         norm = bundle.normalisation
-        twin = (exact_dense_twin(bundle.discriminator)
-                if dense and bundle.discriminator is not None else None)
-        return cls(bundle, norm.mean.astype(np.float32), norm.std.astype(np.float32), twin)
+        ready = replace(bundle, predictor=bundle.predictor.for_maps()) if dense else bundle
+        return cls(ready, norm.mean.astype(np.float32), norm.std.astype(np.float32))
 
     @classmethod
     def load(cls, folder: str | Path, dense: bool = True) -> WindowModel:
@@ -217,29 +96,8 @@ class WindowModel:
             return np.full(valid.shape, np.nan, np.float32)
         image = (np.moveaxis(raw, 0, -1) - self.mean) / self.std
         image = np.nan_to_num(image, nan=0.0).astype(np.float32)
-        if self.bundle.segmenter is not None:
-            rows, cols = valid.shape
-            probability = segment(self.bundle.segmenter, image[None])[0][
-                half:half + rows, half:half + cols]
-        elif self.discriminator is None:
-            probability = self._feature_probability(image, valid)
-        else:
-            logits = (dense_logits(self.dense, image) if self.dense is not None
-                      else per_window_logits(self.discriminator, image))
-            probability = probability_of(logits)
+        probability = self.bundle.predictor.block_probability(image, valid, self.window)
         return np.where(valid, probability, np.float32(np.nan))
-
-    def _feature_probability(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """A forest or GLM on the valid centres of the block only (they cost per pixel)."""
-        half = self.window // 2
-        out = np.full(valid.shape, np.nan, np.float32)
-        if self.bundle.glm is not None:
-            centres = image[half:image.shape[0] - half, half:image.shape[1] - half]
-            out[valid] = self.bundle.glm.probability(centres[valid])
-        else:
-            features = dense_window_features(image, self.window)
-            out[valid] = probability_of_features(self.bundle.forest, features[valid])
-        return out
 
 
 # --- block store: finished blocks on disk, for resumption -------------------------------
@@ -380,7 +238,7 @@ def map_probability(stack: str | Path, model_folder: str | Path, store_folder: P
             on_block(block, True, grid.width * grid.height)
     started = time.perf_counter()
     results = (local_blocks(model, stack, bands, todo) if client is None else
-               dask_blocks(client, model_payload(model_folder, model.dense is not None),
+               dask_blocks(client, model_payload(model_folder, model.one_pass),
                            stack, bands, todo))
     for block, values in results:
         store.save(block, values)
@@ -388,7 +246,7 @@ def map_probability(stack: str | Path, model_folder: str | Path, store_folder: P
             on_block(block, False, grid.width * grid.height)
     seconds = time.perf_counter() - started
     run = MapRun(grid, len(blocks), len(done), sum(b.height * b.width for b in todo), seconds,
-                 model.dense is not None or model.discriminator is None)
+                 model.one_pass)
     return run, store, blocks
 
 

@@ -26,23 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import keras
 import numpy as np
 
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import atomic_path, file_digest, write_json
-from landslide_ssgan.models import forest as forests
-from landslide_ssgan.models.glm import CentreLogit
+from landslide_ssgan.models.predictors import (
+    FILES,
+    Forest,
+    Glm,
+    PatchNetwork,
+    Predictor,
+    WindowNetwork,
+    family_of,
+)
 from landslide_ssgan.models.prior import Prior
-from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.models.unet import Segmenter, centre_probability, segment
 
-DISCRIMINATOR = "discriminator.keras"
-SEGMENTER = "segmenter.keras"
-FOREST = "forest.joblib"
-GLM = "glm.joblib"
+DISCRIMINATOR, SEGMENTER = WindowNetwork.file, PatchNetwork.file
+FOREST, GLM = Forest.file, Glm.file
 NORMALISATION = "normalisation.json"
 INFO = "model.json"
 COEFFICIENTS = "coefficients.csv"  # the GLM's estimates, standard errors and p-values
@@ -50,7 +52,7 @@ GENERATOR = "generator.keras"
 HISTORY = "history.csv"
 RUN = "run.json"
 TUNED = "tuned"  # <set>/tuned: the tune stage's best trial, beside the kinds' folders
-CLASSIFIERS = (DISCRIMINATOR, SEGMENTER, FOREST, GLM)
+CLASSIFIERS = FILES  # one per family of predictors.py
 INFERENCE_FILES = (*CLASSIFIERS, NORMALISATION, INFO)  # what inference needs, where present
 
 
@@ -61,26 +63,22 @@ def model_dir(models: str | Path, feature_set: str, kind: str) -> Path:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model folder: a discriminator, a segmenter, a forest or a GLM, with its
-    normalisation and what it knows about itself (model.json: kind, threshold and where it
-    came from)."""
+    """A loaded model folder: the model's predictor (predictors.py), its normalisation and
+    what it knows about itself (model.json: kind, threshold and where it came from)."""
 
     normalisation: Normalisation
-    discriminator: keras.Model | None = None
-    segmenter: keras.Model | None = None
-    forest: Any = None
-    glm: CentreLogit | None = None
+    predictor: Predictor
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def threshold(self) -> float | None:
-        """The map threshold chosen on the validation area (None for models saved before)."""
+        """The map threshold chosen on the validation area (None before calibration)."""
         value = self.info.get("threshold")
         return None if value is None else float(value)
 
     @property
     def prior(self) -> Prior | None:
-        """The trained and the area's landslide prior (None for models saved before)."""
+        """The trained and the area's landslide prior (None before calibration)."""
         return _prior(self.info)
 
     @property
@@ -89,21 +87,19 @@ class ModelBundle:
 
     @property
     def window(self) -> int:
-        if self.discriminator is not None:
-            return int(self.discriminator.input_shape[1])
-        if self.normalisation.window is None:
+        window = self.predictor.window or self.normalisation.window
+        if window is None:
             raise InputError("the model's normalisation.json does not say its window size")
-        return self.normalisation.window
+        return window
+
+    @property
+    def per_pixel(self) -> bool:
+        """A segmenter: it answers every pixel of a patch."""
+        return self.predictor.per_pixel
 
     def probability(self, windows: np.ndarray) -> np.ndarray:
         """P(landslide) of normalised windows (N, w, w, C)."""
-        if self.discriminator is not None:
-            return predict_probability(self.discriminator, windows)
-        if self.segmenter is not None:
-            return centre_probability(self.segmenter, windows)
-        if self.glm is not None:
-            return self.glm.window_probability(windows)
-        return np.asarray(forests.forest_probability(self.forest, windows))
+        return self.predictor.probability(windows)
 
     def raw_probability(self, windows: np.ndarray) -> np.ndarray:
         """P(landslide) of windows in the stack's own units: normalised here, as in training
@@ -112,9 +108,9 @@ class ModelBundle:
 
     def raw_pixel_probability(self, patches: np.ndarray) -> np.ndarray:
         """A segmenter's P(landslide) of every pixel of patches in the stack's units."""
-        if self.segmenter is None:
+        if not isinstance(self.predictor, PatchNetwork):
             raise InputError("only a segmenter labels every pixel of a patch")
-        return segment(self.segmenter, self._normalised(patches))
+        return self.predictor.pixel_probability(self._normalised(patches))
 
     def _normalised(self, windows: np.ndarray) -> np.ndarray:
         mean = self.normalisation.mean.astype(np.float32)
@@ -122,46 +118,19 @@ class ModelBundle:
         return (np.asarray(windows, np.float32) - mean) / std
 
 
-def save_trained(folder: str | Path, model: keras.Model, normalisation: Normalisation,
-                 history: list[dict[str, float]] | None = None) -> None:
-    """A trained network (training/fit.py's): the segmenter's U-Net, or the window network's
-    discriminator and generator."""
-    if isinstance(model, Segmenter):
-        save_network(folder, model.network, normalisation, getattr(model, "generator", None),
-                     history, name=SEGMENTER)
-    else:
-        save_network(folder, model.discriminator, normalisation,
-                     getattr(model, "generator", None), history)
-
-
-def save_network(folder: str | Path, discriminator: keras.Model, normalisation: Normalisation,
-                 generator: keras.Model | None = None,
-                 history: list[dict[str, float]] | None = None,
-                 name: str = DISCRIMINATOR) -> None:
+def save_model(folder: str | Path, predictor: Predictor, normalisation: Normalisation,
+               history: list[dict[str, float]] | None = None,
+               generator: keras.Model | None = None) -> None:
+    """A trained model (the learner's predictor of it), its normalisation and, for networks,
+    the per-epoch history and the generator it was trained with."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    discriminator.save(folder / name)
+    predictor.save(folder)
     if generator is not None:
         generator.save(folder / GENERATOR)
     normalisation.save(folder / NORMALISATION)
     if history is not None:
         write_history(folder / HISTORY, history)
-
-
-def classifier_bundle(model: Any, normalisation: Normalisation) -> ModelBundle:
-    """A fitted random forest or GLM (by its type) as a bundle, without a folder."""
-    if isinstance(model, CentreLogit):
-        return ModelBundle(normalisation, glm=model)
-    return ModelBundle(normalisation, forest=model)
-
-
-def save_classifier(folder: str | Path, model: Any, normalisation: Normalisation) -> None:
-    """A random forest or a GLM (by its type), with its normalisation."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / (GLM if isinstance(model, CentreLogit) else FOREST)) as tmp:
-        joblib.dump(model, tmp)
-    normalisation.save(folder / NORMALISATION)
 
 
 def save_info(folder: str | Path, info: dict[str, Any]) -> None:
@@ -208,22 +177,14 @@ def load_bundle(folder: str | Path) -> ModelBundle:
     folder = Path(folder)
     if not (folder / NORMALISATION).is_file():
         raise InputError(f"{folder / NORMALISATION}: not found; a model folder holds "
-                         f"{DISCRIMINATOR} or {FOREST} and {NORMALISATION} (run `dvc repro`, "
+                         f"{' or '.join(CLASSIFIERS)} and {NORMALISATION} (run `dvc repro`, "
                          "or `landslide train` then `landslide calibrate`)")
-    normalisation = Normalisation.load(folder / NORMALISATION)
-    info = read_info(folder)
-    if (folder / DISCRIMINATOR).is_file():
-        return ModelBundle(normalisation, discriminator=keras.saving.load_model(
-            folder / DISCRIMINATOR, compile=False), info=info)
-    if (folder / SEGMENTER).is_file():
-        return ModelBundle(normalisation, segmenter=keras.saving.load_model(
-            folder / SEGMENTER, compile=False), info=info)
-    if (folder / FOREST).is_file():
-        return ModelBundle(normalisation, forest=joblib.load(folder / FOREST), info=info)
-    if (folder / GLM).is_file():
-        return ModelBundle(normalisation, glm=joblib.load(folder / GLM), info=info)
-    raise InputError(f"{folder}: no trained model ({', '.join(CLASSIFIERS)}); run "
-                     "`dvc repro`, or `landslide train` then `landslide calibrate`")
+    family = family_of(folder)
+    if family is None:
+        raise InputError(f"{folder}: no trained model ({', '.join(CLASSIFIERS)}); run "
+                         "`dvc repro`, or `landslide train` then `landslide calibrate`")
+    return ModelBundle(Normalisation.load(folder / NORMALISATION), family.load(folder),
+                       read_info(folder))
 
 
 def _inference_files(folder: str | Path) -> list[Path]:

@@ -1,8 +1,10 @@
 """The model kinds: one learner each, in one table.
 
 A learner says how its model is made from the train settings and a window source (a network
-is built here and trained by training/fit.py's recipe; a classifier is fitted at once), whether
-it learns from unlabelled windows, and how it is drawn in plots. The stages, the study,
+is built here and trained by training/fit.py's recipe; a classifier is fitted at once), what
+the trained model becomes for inference (its predictor: how it answers windows and whole map
+blocks, and how it is saved and loaded; predictors.py), the prior it learns at, whether it
+learns from unlabelled windows, and how it is drawn in plots. The stages, the study,
 scoring, tuning, the registry and the reports ask this table; params.yaml's `evaluate.models`
 (dvc.yaml's train matrix), `registry.kinds`, `study.models` and `tune.model` are checked
 against it. The kinds' names are written here and nowhere else in the code: a new kind is one
@@ -23,9 +25,18 @@ from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.models import networks
 from landslide_ssgan.models.forest import fit_forest
 from landslide_ssgan.models.glm import fit_glm
+from landslide_ssgan.models.predictors import Forest, Glm, PatchNetwork, Predictor, WindowNetwork
 from landslide_ssgan.models.prior import trained_share
 
 Build = Callable[[TrainConfig, Any, int], Any]  # (settings, window or patch source, seed)
+
+
+def _window_network(model: Any) -> Predictor:
+    return WindowNetwork(model.discriminator)
+
+
+def _patch_network(model: Any) -> Predictor:
+    return PatchNetwork(model.network)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class Learner:
     title: str                   # in reports' prose
     summary: str                 # one line: what the model is
     colour: str                  # its colour in every plot
+    predictor: Callable[[Any], Predictor]  # the trained (or fitted) model, for inference
     build: Build | None = None   # a network: the compiled Keras model, trained by epochs
     fit: Build | None = None     # a classifier: the fitted model, at once
     unlabelled: bool = False     # learns from the unlabelled windows too
@@ -68,29 +80,30 @@ def _glm(train: TrainConfig, source: WindowSource, seed: int) -> Any:
 
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
     Learner("ssgan", "SSGAN", "the paper's semi-supervised GAN: N + 1 outputs, a generator",
-            "tab:red", build=networks.build_ssgan, unlabelled=True,
+            "tab:red", _window_network, build=networks.build_ssgan, unlabelled=True,
             generator=True, twin="baseline"),
     Learner("baseline", "supervised twin",
             "the SSGAN's supervised twin: the same discriminator, labels only",
-            "tab:blue", build=networks.build_supervised),
+            "tab:blue", _window_network, build=networks.build_supervised),
     Learner("fixmatch", "FixMatch",
             "the twin taught by its confident weak views of unlabelled windows",
-            "tab:purple", build=networks.build_fixmatch, unlabelled=True, twin="baseline"),
+            "tab:purple", _window_network, build=networks.build_fixmatch, unlabelled=True,
+            twin="baseline"),
     Learner("forest", "random forest",
             "a random forest on window features (centre, mean, deviation)",
-            "tab:green", fit=_forest),
+            "tab:green", Forest, fit=_forest),
     Learner("glm", "GLM", "a logistic regression on the centre pixel's bands", "tab:brown",
-            fit=_glm),
+            Glm, fit=_glm),
     Learner("unet", "U-Net", "a U-Net segmenting whole patches, labels only", "tab:orange",
-            build=networks.build_segmenter, patches=True),
+            _patch_network, build=networks.build_segmenter, patches=True),
     Learner("segssgan", "patch SSGAN",
             "the SSGAN carried to patches: the U-Net with N + 1 outputs per pixel, a generator "
-            "of whole patches", "tab:pink", build=networks.build_segssgan, unlabelled=True,
-            generator=True, patches=True, twin="unet"),
+            "of whole patches", "tab:pink", _patch_network, build=networks.build_segssgan,
+            unlabelled=True, generator=True, patches=True, twin="unet"),
     Learner("segmatch", "patch FixMatch",
             "the U-Net taught by its confident weak views of unlabelled patches (CutMix)",
-            "tab:cyan", build=networks.build_segmatch, unlabelled=True, patches=True,
-            twin="unet"),
+            "tab:cyan", _patch_network, build=networks.build_segmatch, unlabelled=True,
+            patches=True, twin="unet"),
 )}
 KINDS: tuple[str, ...] = tuple(LEARNERS)
 

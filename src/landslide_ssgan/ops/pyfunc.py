@@ -53,7 +53,7 @@ with contextlib.redirect_stderr(io.StringIO()):
                 raise MlflowException("windows contain NaN or infinite values",
                                       error_code=INVALID_PARAMETER_VALUE)
             if (params or {}).get("per_pixel"):
-                if self.model.segmenter is None:
+                if not self.model.per_pixel:
                     raise MlflowException("per_pixel: only a segmenter labels every pixel; this "
                                           "model classifies whole windows",
                                           error_code=INVALID_PARAMETER_VALUE)

@@ -162,7 +162,7 @@ def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig
                 ids = found.ids(block, local)
                 counts["mapped"] += int((local >= 0).sum())
                 counts["flagged"] += int((ids > 0).sum())
-                add_body_parts(parts, ids, grid.transform * Affine.translation(block.col,
+                add_body_parts(parts, ids, grid.transform @ Affine.translation(block.col,
                                                                                block.row))
                 yield block, bodies.class_raster(ids, local >= 0)
 

@@ -43,10 +43,9 @@ from landslide_ssgan.evaluation import budgets, map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.evaluation.realism import real_and_generated, real_vs_generated_auroc
 from landslide_ssgan.files import write_text
-from landslide_ssgan.models import bundle, learners
+from landslide_ssgan.models import learners
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.models.prior import balanced
-from landslide_ssgan.models.ssgan import SSGAN
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting import plots, tables
 from landslide_ssgan.training.fit import Source, train_network
@@ -125,7 +124,7 @@ def _trained(kind: str, train: TrainConfig, source: Source, seed: int, steps: in
     norm = source.normalisation
     if learner.fit is not None:
         fitted = learner.fit(replace(train, forest_trees=cfg.forest_trees), source, seed)
-        return bundle.classifier_bundle(fitted, norm), float("nan")
+        return ModelBundle(norm, learner.predictor(fitted)), float("nan")
     if isinstance(source, patches.PatchSource):
         labelled, batch = int(source.centres.labelled.sum()), train.patch.batch_size
     else:
@@ -134,14 +133,12 @@ def _trained(kind: str, train: TrainConfig, source: Source, seed: int, steps: in
     with tempfile.TemporaryDirectory() as tmp:
         trained = train_network(learner, train, source, seed,
                                 workdir=Path(tmp) / "backup", epochs=epochs)
-    if isinstance(trained.model, SSGAN) and isinstance(source, WindowSource):
+    realism = float("nan")
+    if learner.generator and isinstance(source, WindowSource):
         gan = trained.model
         realism = real_vs_generated_auroc(*real_and_generated(
             gan.generator, gan.latent_dim, source, REALISM_WINDOWS, seed), seed=seed)
-        return ModelBundle(norm, discriminator=trained.model.discriminator), realism
-    if learner.patches:
-        return ModelBundle(norm, segmenter=trained.model.network), float("nan")
-    return ModelBundle(norm, discriminator=trained.model.discriminator), float("nan")
+    return ModelBundle(norm, learner.predictor(trained.model)), realism
 
 
 def _patch_source(image: Stack, samples: Samples, norm: Normalisation, feature_set: str,

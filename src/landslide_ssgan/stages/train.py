@@ -131,7 +131,8 @@ def _train_logged(learner: learners.Learner, source: Source, seed: int, train: T
         trained = train_network(learner, train, source, seed, workdir=backup / "keras",
                                 threshold=train.threshold, callbacks=(logger,),
                                 history_path=backup / "history.json")
-        bundle.save_trained(staging, trained.model, source.normalisation, trained.history)
+        bundle.save_model(staging, learner.predictor(trained.model), source.normalisation,
+                          trained.history, getattr(trained.model, "generator", None))
 
 
 def _generator_image(source: Source, rgb: tuple[str, ...], latent_dim: int,
@@ -153,12 +154,12 @@ def _train_classifier(learner: learners.Learner, source: Source, seed: int,
     (balanced validation scores; the GLM's coefficients)."""
     assert learner.fit is not None
     model = learner.fit(train, source, seed)
-    bundle.save_classifier(staging, model, source.normalisation)
+    predictor = learner.predictor(model)
+    bundle.save_model(staging, predictor, source.normalisation)
     with mlflow.start_run(run_id=run_id):
         val_windows, val_labels = source.windows("val")
         if len(val_labels):
-            fitted = bundle.classifier_bundle(model, source.normalisation)
-            scores, _ = evaluate_probabilities(val_labels, fitted.probability(val_windows),
+            scores, _ = evaluate_probabilities(val_labels, predictor.probability(val_windows),
                                                train.threshold)
             mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
         if isinstance(model, CentreLogit):

@@ -186,8 +186,9 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source)
             mlflow.set_tag("optuna_state", "pruned")
             raise
         folder, data = Path(tmp) / "model", trials.data
-        bundle.save_trained(folder, trained.model, source.normalisation)
-        share = learners.learner(cfg.model).trained_prior(train, source.training_labels())
+        learner = learners.learner(cfg.model)
+        bundle.save_model(folder, learner.predictor(trained.model), source.normalisation)
+        share = learner.trained_prior(train, source.training_labels())
         bundle.save_info(folder, {"kind": cfg.model, "trained_prior": share})
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
         tracking.log_model_info(scoring.record_threshold(
