@@ -22,7 +22,9 @@ import threading
 ABSL_LINE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|"
                        rb"[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR",
-             "MLFLOW_LOGGING_LEVEL": "WARNING"}
+             "MLFLOW_LOGGING_LEVEL": "WARNING",
+             # MLflow draws a progress bar for every artifact it reads back, even one file
+             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def quiet_environment() -> None:
