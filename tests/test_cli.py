@@ -184,3 +184,26 @@ def test_an_error_is_the_only_line_the_command_prints(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing.yaml'}: file not found"]
+
+
+def test_the_command_says_its_version() -> None:
+    from landslide_ssgan import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"landslide-ssgan {__version__}\n"
+
+
+def test_optuna_says_each_trial_but_not_its_study_bookkeeping() -> None:
+    """A `dvc repro` used to print "A new study created" and then "Using an existing study"
+    for the one study tune runs; the trial lines stay."""
+    import logging
+
+    from landslide_ssgan.quiet import STUDY_BOOKKEEPING, _study_bookkeeping
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord(STUDY_BOOKKEEPING[0], logging.INFO, __file__, 1, message,
+                                 None, None)
+
+    assert not _study_bookkeeping(record("A new study created in RDB with name: s"))
+    assert not _study_bookkeeping(record("Using an existing study with `study_name='s'`"))
+    assert _study_bookkeeping(record("Trial 0 finished with value: 0.5"))

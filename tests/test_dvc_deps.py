@@ -137,8 +137,8 @@ def test_the_analysis_sees_transitive_imports() -> None:
 
 # what cli.py itself may use of the project: reading params.yaml, the tracking store the
 # stage logs into, and turning errors into one line; nothing a stage's outputs depend on
-CLI_MODULES = {f"{PACKAGE}.config", f"{PACKAGE}.ops.tracking", f"{PACKAGE}.errors",
-               f"{PACKAGE}.quiet"}
+CLI_MODULES = {PACKAGE, f"{PACKAGE}.config", f"{PACKAGE}.ops.tracking", f"{PACKAGE}.errors",
+               f"{PACKAGE}.quiet"}  # PACKAGE: its __version__
 
 
 def test_cli_only_hands_params_to_the_stage_modules() -> None:

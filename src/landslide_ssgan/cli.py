@@ -40,6 +40,21 @@ app = typer.Typer(
 )
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from landslide_ssgan import __version__
+
+        typer.echo(f"landslide-ssgan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Landslide identification with a semi-supervised GAN: the pipeline's stages."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -34,6 +34,21 @@ def quiet_environment() -> None:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    # Keras' predict retraces for each new batch shape and says so on TensorFlow's logger
+    # ("5 out of the last 5 calls ... triggered tf.function retracing"): advice, not news
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for name in STUDY_BOOKKEEPING:  # Optuna's "A new study created" then "Using an existing
+        logging.getLogger(name).addFilter(_study_bookkeeping)  # study": one study, two lines
+
+
+STUDY_BOOKKEEPING = ("optuna.storages._rdb.storage", "optuna.storages._in_memory",
+                     "optuna.storages.journal._storage", "optuna.study.study")
+
+
+def _study_bookkeeping(record: logging.LogRecord) -> bool:
+    """Drops Optuna's lines about creating or reusing a study; its trial lines stay."""
+    message = record.getMessage()
+    return not message.startswith(("A new study created", "Using an existing study"))
 
 
 def filter_native_logs() -> None:

@@ -25,6 +25,7 @@ from landslide_ssgan.errors import InputError, first_line
 from landslide_ssgan.models import bundle
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+SERVED = PACKAGE_DIR / "served.py"  # the code MLflow runs to load the model
 
 
 # MLflow advises type hints on predict when the class is created, inside its own warning
@@ -70,8 +71,10 @@ with contextlib.redirect_stderr(io.StringIO()):
 
 
 def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
-    """Log a model folder (network or GLM, with its normalisation and model.json) as the
-    MLflow pyfunc model `model` of the active run; returns its model URI."""
+    """Log a model folder (any kind, with its normalisation and model.json) as the MLflow
+    pyfunc model `model` of the active run; returns its model URI. Its input example is the
+    training mean's window (an average window of the area, in the stack's units), which MLflow
+    checks the model answers."""
     norm = Normalisation.load(folder / bundle.NORMALISATION)
     if norm.window is None:
         raise InputError(f"{folder / bundle.NORMALISATION}: does not say the window size")
@@ -81,8 +84,9 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
         params=ParamSchema([ParamSpec("prior_correction", "boolean", False),
                             ParamSpec("per_pixel", "boolean", False)]))
+    example = np.broadcast_to(norm.mean.astype(np.float32), (1, window, window, channels))
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=WindowClassifier(),
+        name="model", python_model=str(SERVED), input_example=example.copy(),
         artifacts={path.stem: str(path) for path in (folder / name for name in
                                                      bundle.INFERENCE_FILES) if path.is_file()},
         code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements)
