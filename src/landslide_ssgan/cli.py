@@ -335,10 +335,11 @@ def register(
 
     summary = stage_module.main(_tracked_params(params, ctx))
     verdict = "promoted to" if summary["promoted"] else "kept as"
+    previous = summary["previous_champion_score"]
     typer.echo(f"{summary['name']} version {summary['version']} ({summary['kind']}) {verdict} "
                f"@{summary['alias']} ({summary['score']}: candidate "
-               f"{summary['candidate']['score']:.4f}, previous "
-               f"{summary['previous_champion_score']})")
+               f"{summary['candidate']['score']:.4g}, previous "
+               f"{'none' if previous is None else format(previous, '.4g')})")
 
 
 @app.command("map", context_settings=OVERRIDES)
@@ -372,7 +373,7 @@ def map_area(
             test = row["areas"].get("test", {})
             typer.echo(f"{name:9s} {row['count']} landslides, {row['total_area_km2']:.3f} km2 "
                        f"({row['flagged_share']:.1%} of the area) at threshold "
-                       f"{row['threshold']:.3f}; test area AUPRC {test.get('auprc', 'n/a')}, "
+                       f"{row['threshold']:.3g}; test area AUPRC {test.get('auprc', 'n/a')}, "
                        f"F1 {test.get('f1', 'n/a')}; {row['pixels_per_second']:,} px/s -> "
                        f"{row['outputs']['polygons']}")
 
