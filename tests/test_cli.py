@@ -173,6 +173,7 @@ def test_an_unknown_model_or_feature_set_is_refused_by_the_command_line(
         assert result.exit_code == 2 and says in result.output, result.output
 
 
+@pytest.mark.slow  # fresh Python processes, each importing TensorFlow or Optuna
 def test_an_error_is_the_only_line_the_command_prints(tmp_path: Path) -> None:
     """The real `landslide` process: TensorFlow's absl lines, MLflow's logs and warnings used
     to come first (about eight lines before the error)."""

@@ -183,6 +183,7 @@ print(hashlib.md5(open(sys.argv[1] + "/importance.png", "rb").read()).hexdigest(
 """
 
 
+@pytest.mark.slow  # fresh Python processes, each importing TensorFlow or Optuna
 def test_the_importance_figure_does_not_depend_on_string_hashing(tmp_path) -> None:
     """Parameters of equal importance came in the order of a set of names, which Python's
     string hashing reorders from one process to the next."""
