@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -417,7 +418,7 @@ class PathsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Params:
-    seed: int
+    seed: int = setting(low=0, high=2**32 - 1)  # numpy's and TensorFlow's seed range
     paths: PathsConfig
     prepare: PrepareConfig
     sample: SampleConfig
@@ -501,6 +502,8 @@ def _scalar(kind: type, value: Any, key: str) -> Any:
         return float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {_shown(value)}")
+    if kind is float and not math.isfinite(value):  # NaN passes every range check
+        raise ConfigError(f"{key}: {value} is not a finite number")
     return value
 
 
