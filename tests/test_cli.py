@@ -208,3 +208,24 @@ def test_optuna_says_each_trial_but_not_its_study_bookkeeping() -> None:
     assert not _study_bookkeeping(record("A new study created in RDB with name: s"))
     assert not _study_bookkeeping(record("Using an existing study with `study_name='s'`"))
     assert _study_bookkeeping(record("Trial 0 finished with value: 0.5"))
+
+
+def test_the_ui_is_announced_at_the_experiments_runs(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3 opens on its GenAI overview; the URL `landslide ui` prints asks for the
+    runs of the project's experiment (or the root while the store has none)."""
+    import mlflow
+
+    from landslide_ssgan.ops.urls import runs_url
+
+    assert runs_url("http://127.0.0.1:5000", None) == "http://127.0.0.1:5000/"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = mlflow.MlflowClient(store).create_experiment("landslide-ssgan")
+    assert runs_url("http://127.0.0.1:5000", experiment) == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment}/runs"
+        "?workflowType=machine_learning")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setattr("landslide_ssgan.ops.server.run_group", lambda *args: 0)
+    result = runner.invoke(app, ["ui", "--port", "5999"])
+    assert result.exit_code == 0, result.output
+    assert f"/#/experiments/{experiment}/runs?workflowType=machine_learning" in result.output

@@ -970,3 +970,20 @@ def test_mlflow_run_of_an_entry_point_logs_into_the_run_it_opened(pipeline: dict
     assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 1
     saved = json.loads((tmp_path / "trained" / "joint" / "baseline" / "run.json").read_text())
     assert saved["run_id"] == run.info.run_id
+
+
+def test_the_registered_version_carries_its_model_card(pipeline: dict[str, Any]) -> None:
+    """The registry version explains itself: kind, bands in order, window, threshold on both
+    scales, the prior and the validation map scores; reports/model_card.md is the champion's."""
+    raw = pipeline["raw"]
+    champion = json.loads((Path(raw["paths"]["reports"]) / "champion.json").read_text())
+    version = MlflowClient(pipeline["store"]).get_model_version(
+        raw["registry"]["model_name"], champion["version"])
+    card = version.description
+    assert card == (Path(raw["paths"]["reports"]) / "model_card.md").read_text()
+    norm = json.loads((Path(raw["paths"]["models"]) / "joint" / champion["kind"]
+                       / "normalisation.json").read_text())
+    assert f"({champion['kind']})" in card and "## Threshold" in card
+    assert "at the area's prevalence" in card and "- auprc: " in card
+    assert ", ".join(f"{i}: {b}" for i, b in enumerate(norm["bands"])) in card
+    assert f"{norm['window']} x {norm['window']} pixels" in card

@@ -430,10 +430,15 @@ def ui(
     stops it and every process it started."""
     import sys
 
-    from landslide_ssgan.ops import server, tracking
+    from mlflow.tracking import MlflowClient
 
-    uri = tracking.tracking_uri(_params(params).tracking.default_uri)
-    typer.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port}")
+    from landslide_ssgan.ops import server, tracking, urls
+
+    cfg = _params(params)
+    uri = tracking.tracking_uri(cfg.tracking.default_uri)
+    found = MlflowClient(uri).get_experiment_by_name(cfg.tracking.experiment)
+    page = urls.runs_url(f"http://127.0.0.1:{port}", found.experiment_id if found else None)
+    typer.echo(f"MLflow UI for {uri}: the runs of {cfg.tracking.experiment} at {page}")
     raise typer.Exit(server.run_group(
         [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", uri],

@@ -502,7 +502,7 @@ def _scalar(kind: type, value: Any, key: str) -> Any:
         return float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {_shown(value)}")
-    if kind is float and not math.isfinite(value):  # NaN passes every range check
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check
         raise ConfigError(f"{key}: {value} is not a finite number")
     return value
 

@@ -21,9 +21,10 @@ from landslide_ssgan.data.source import load_window_source
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
-from landslide_ssgan.files import write_json
+from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.ops import pyfunc, tracking
+from landslide_ssgan.reporting.cards import model_card
 
 
 def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
@@ -55,6 +56,8 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         "data_digest": digest,
         f"val_{cfg.score}": f"{candidate_score:.6f}", "stage": run.data.tags.get("stage", ""),
         "map_threshold": str(run.data.metrics.get("map_threshold", ""))})
+    card = _card(run, feature_set, digest)
+    MlflowClient().update_model_version(cfg.model_name, version.version, description=card)
     current = tracking.alias_version(cfg.model_name, cfg.alias)
     current_score = (validation_score(f"models:/{cfg.model_name}/{current.version}")
                      if current else None)
@@ -70,7 +73,22 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
                              "kind": _kind(version), "score": candidate_score},
                "previous_champion_score": current_score, "data_digest": digest}
     write_json(Path(reports) / "champion.json", summary)
+    write_text(Path(reports) / "model_card.md",  # the champion's, as the registry holds it
+               (current.description if current is not None and not promoted else None) or card)
     return summary
+
+
+def _card(run: Any, feature_set: str, digest: str) -> str:
+    """The candidate's model card (reporting/cards.py), from its logged model's files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pyfunc.window_model_folder(run.data.tags["model_uri"], Path(tmp))
+        model = bundle.load_bundle(folder)
+    kind = str(model.info.get("kind") or run.data.tags.get("model", "unknown kind"))
+    learner = learners.LEARNERS.get(kind)
+    return model_card({"kind": kind, **model.info}, model.bands, model.window,
+                      title=learner.title if learner else kind,
+                      summary=learner.summary if learner else "a landslide model",
+                      feature_set=feature_set, data_digest=digest, run_id=run.info.run_id)
 
 
 def _kind(version: Any) -> str:
