@@ -210,15 +210,23 @@ def test_optuna_says_each_trial_but_not_its_study_bookkeeping() -> None:
     assert _study_bookkeeping(record("Trial 0 finished with value: 0.5"))
 
 
+def test_the_runs_page_asks_for_the_machine_learning_view() -> None:
+    """MLflow 3 opens on its GenAI overview unless the page asks for the runs."""
+    from landslide_ssgan.ops.urls import runs_url
+
+    assert runs_url("http://127.0.0.1:5000", None) == "http://127.0.0.1:5000/"
+    assert runs_url("http://127.0.0.1:5000", "3") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning")
+
+
+@pytest.mark.slow  # creates a tracking store (MLflow's schema migrations take seconds)
 def test_the_ui_is_announced_at_the_experiments_runs(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """MLflow 3 opens on its GenAI overview; the URL `landslide ui` prints asks for the
-    runs of the project's experiment (or the root while the store has none)."""
+    """The URL `landslide ui` prints asks for the runs of the project's experiment."""
     import mlflow
 
     from landslide_ssgan.ops.urls import runs_url
 
-    assert runs_url("http://127.0.0.1:5000", None) == "http://127.0.0.1:5000/"
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = mlflow.MlflowClient(store).create_experiment("landslide-ssgan")
     assert runs_url("http://127.0.0.1:5000", experiment) == (
