@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -987,3 +988,26 @@ def test_the_registered_version_carries_its_model_card(pipeline: dict[str, Any])
     assert "at the area's prevalence" in card and "- auprc: " in card
     assert ", ".join(f"{i}: {b}" for i, b in enumerate(norm["bands"])) in card
     assert f"{norm['window']} x {norm['window']} pixels" in card
+
+
+def test_the_quickstart_script_asks_the_champion_about_pixels(
+        pipeline: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/quickstart.py, as the README's user runs it after `dvc repro`: the registered
+    champion, loaded through MLflow, answers windows read with rasterio."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "scripts" / "quickstart.py")
+    assert spec is not None and spec.loader is not None
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", pipeline["store"])
+    raw = pipeline["raw"]
+    uri = f"models:/{raw['registry']['model_name']}@{raw['registry']['alias']}"
+    assert quickstart.main(["--model-uri", uri, "--stack", raw["paths"]["stack"]]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"on windows of (\d+) x \1 pixels; a landslide at P >= ", out), out
+    answers = [line for line in out.splitlines() if line.startswith("pixel (")]
+    assert answers and all("as trained" in line for line in answers)
