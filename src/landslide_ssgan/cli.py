@@ -202,10 +202,8 @@ def train(
     `--restart` discards it."""
     from landslide_ssgan.stages import train as stage_module
 
-    out = stage_module.main(_tracked_params(params, ctx), model,
-                            feature_set.value if feature_set else None, restart)
-    typer.echo(f"{model} on {out.parent.name} trained -> {out}; next: landslide calibrate "
-               f"{model} --feature-set {out.parent.name}")
+    _say_trained(model, stage_module.main(_tracked_params(params, ctx), model,
+                                          feature_set.value if feature_set else None, restart))
 
 
 @app.command(context_settings=OVERRIDES)
@@ -223,8 +221,11 @@ def segment(
     `trained/<feature set>/<model>/`; `landslide calibrate` then gives it its map threshold."""
     from landslide_ssgan.stages import segment as stage_module
 
-    out = stage_module.main(_tracked_params(params, ctx), model,
-                            feature_set.value if feature_set else None, restart)
+    _say_trained(model, stage_module.main(_tracked_params(params, ctx), model,
+                                          feature_set.value if feature_set else None, restart))
+
+
+def _say_trained(model: str, out: Path) -> None:
     typer.echo(f"{model} on {out.parent.name} trained -> {out}; next: landslide calibrate "
                f"{model} --feature-set {out.parent.name}")
 

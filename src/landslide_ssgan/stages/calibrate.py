@@ -83,8 +83,8 @@ def calibrate(source: Path, out: Path, feature_set: str, data: TrainingData,
     with mlflow.start_run(run_id=run_id):
         found = scoring.record_threshold(info["kind"], staging, data.stack, ground, cfg, prior)
         tracking.log_model_info(found)
-        if learners.learner(info["kind"]).generator and not learners.learner(
-                info["kind"]).patches:
+        learner = learners.learner(info["kind"])
+        if learner.generator and not learner.patches:
             _record_realism(staging, feature_set, data, seed)
         model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())
         mlflow.set_tag("model_uri", model_uri)
@@ -113,8 +113,7 @@ def _record_realism(folder: Path, feature_set: str, data: TrainingData, seed: in
     generator = bundle.load_generator(folder)
     if generator is None:
         return
-    model = bundle.load_bundle(folder)
-    source = data.window_source(feature_set, model.window)
+    source = data.window_source(feature_set, int(generator.output_shape[1]))  # its window
     real, generated = real_and_generated(generator, int(generator.input_shape[1]), source,
                                          REALISM_WINDOWS, seed)
     auroc = real_vs_generated_auroc(real, generated, seed=seed)
