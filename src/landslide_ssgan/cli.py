@@ -9,16 +9,20 @@ stack trace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer._click import exceptions as usage  # typer's own click (pinned with typer)
+from typer.core import TyperGroup
 
-from landslide_ssgan.errors import LandslideError
+from landslide_ssgan.errors import LandslideError, first_line
 from landslide_ssgan.quiet import filter_native_logs, quiet_environment
 
 if TYPE_CHECKING:
@@ -31,7 +35,40 @@ quiet_environment()  # before TensorFlow, absl or MLflow are imported by any com
 # keeps memory flat.
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
+
+
+class OneLineErrors(TyperGroup):
+    """Typer's own usage errors (a choice that is not one, a missing argument, a number out
+    of range) in the project's form: one `error:` line on stderr and exit 2, not a box."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        run = functools.partial(super().main, args, prog_name, complete_var,
+                                windows_expand_args=windows_expand_args, **extra)
+        if not standalone_mode:
+            return run(standalone_mode=False)
+        try:
+            code = run(standalone_mode=False)
+        except usage.NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(exc.exit_code)
+        except usage.UsageError as exc:
+            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+            message = exc.format_message().replace("Value error, ", "").rstrip(".")
+            typer.echo(f"error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except usage.ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Landslide identification with a semi-supervised GAN: the pipeline's stages.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -81,8 +118,34 @@ def stage(func: F) -> F:
         except LandslideError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
+        except OSError as exc:
+            if exc.errno not in FILE_SYSTEM_ERRORS and not _is_gdal_write_error(exc):
+                raise
+            typer.echo(f"error: {_file_system_message(exc)}", err=True)
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# what the file system refuses: a read-only or unwritable folder, a full disk, a file-size limit
+FILE_SYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG,
+                      errno.EDQUOT}
+
+
+def _is_gdal_write_error(exc: OSError) -> bool:
+    """GDAL reports a refused write as its own error, without an errno."""
+    text = str(exc)
+    return exc.errno is None and any(word in text for word in (
+        "Permission denied", "No space left", "Read-only file system", "File too large",
+        "Disk quota exceeded"))
+
+
+def _file_system_message(exc: OSError) -> str:
+    """One line naming the path and what the file system said, and what to check."""
+    reason = exc.strerror or first_line(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return (f"{where}{reason}; nothing was replaced (check that the folder exists, is "
+            "writable and has free space)")
 
 
 # a stage takes settings after its options, as `mlflow run -P name=value` passes them:
@@ -356,18 +419,25 @@ def map_area(
         help="Address of a running Dask scheduler (tcp://host:8786); its workers must be "
              "able to read the stack's path.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster.")] = 2,
+    stack: Annotated[Path | None, typer.Option(
+        help="New imagery: a stack built by `landslide prepare` from your own layers; mapped "
+             "alone, unscored, into --out.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where --stack's map goes; default: maps/<the stack's name>/.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Map the whole study area with the champion: every pixel classified by its own window
-    (exact dense inference, block by block), probability and class Cloud Optimized GeoTIFFs,
-    landslide bodies as polygons (GeoPackage) after threshold, opening / closing and a
-    minimum area; the baseline is mapped too, for reports/map_summary.json. An interrupted
-    run resumes at the first block it had not finished."""
+    (exact dense inference, block by block), probability and class Cloud Optimized GeoTIFFs
+    with QGIS styles beside them, landslide bodies as polygons (GeoPackage) after threshold,
+    opening / closing and a minimum area; the baseline is mapped too, for
+    reports/map_summary.json. An interrupted run resumes at the first block it had not
+    finished. With --stack, new imagery: `landslide map --stack other/stack.tif --out
+    maps/other`."""
     from landslide_ssgan.stages import map as stage_module
 
     cfg = _tracked_params(params, ctx)
     with _dask_client(dask, scheduler, workers) as client, _block_progress() as on_block:
-        summary = stage_module.main(cfg, model_uri, client, on_block)
+        summary = stage_module.main(cfg, model_uri, client, on_block, stack, out)
     for name in stage_module.PREFIX:
         if name in summary:
             row = summary[name]

@@ -320,6 +320,7 @@ class MapConfig:
     connectivity: Literal[4, 8]
     preview_size: int = setting(low=64, high=8192)  # longest side of the PNG preview
     score_areas: bool = True  # score each map on the split's areas (holds the map in memory)
+    attribution: str = ""     # the input data's attribution, written into the maps' tags
 
 
 def _variants(raw: Any, where: str) -> Mapping[str, Mapping[str, Any]]:

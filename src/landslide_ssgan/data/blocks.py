@@ -109,9 +109,20 @@ def preview_image(path: str | Path, max_side: int, rgb: tuple[str, ...]) -> np.n
     return read_decimated(path, max_side, names)
 
 
+@dataclass(frozen=True)
+class RasterMetadata:
+    """What a GIS shows about a map raster: dataset tags (model, threshold, date, ...), the
+    band's unit and tags (category names), and a colour table for a class raster."""
+
+    tags: dict[str, str]
+    unit: str = ""
+    band_tags: dict[str, str] | None = None
+    colours: dict[int, tuple[int, int, int, int]] | None = None
+
+
 def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[Block,
                           np.ndarray]], dtype: str, nodata: float | int,
-                          description: str) -> None:
+                          description: str, metadata: RasterMetadata | None = None) -> None:
     """A Cloud Optimized GeoTIFF (tiled, deflate, overviews) written block by block: a tiled,
     uncompressed GeoTIFF first (read once, so compressing it would be wasted), then GDAL's COG
     driver compressing on every core (the same bytes as on one); the final name appears only
@@ -126,6 +137,8 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
                 dst.write(bit_stable(values.astype(dtype)), 1, window=Window(
                     block.col, block.row, block.width, block.height))  # type: ignore[call-arg]
             dst.set_band_description(1, description)
+            if metadata is not None:
+                _describe(dst, metadata)
         with atomic_path(path) as tmp:
             rasterio.shutil.copy(staging, tmp, driver="COG", compress="deflate",
                                  overview_resampling="average" if dtype.startswith("float")
@@ -133,6 +146,16 @@ def write_cog_from_blocks(path: str | Path, grid: Grid, blocks: Iterator[tuple[B
                                  num_threads="ALL_CPUS")
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _describe(dst: rasterio.io.DatasetWriter, metadata: RasterMetadata) -> None:
+    dst.update_tags(**metadata.tags)
+    if metadata.unit:
+        dst.set_band_unit(1, metadata.unit)
+    if metadata.band_tags:
+        dst.update_tags(1, **metadata.band_tags)
+    if metadata.colours:
+        dst.write_colormap(1, metadata.colours)
 
 
 def is_cog(path: str | Path) -> bool:
@@ -175,7 +198,28 @@ def _valid(geometry: BaseGeometry) -> BaseGeometry:
     return unary_union(polygons) if len(polygons) != 1 else polygons[0]
 
 
-def write_geopackage(frame: gpd.GeoDataFrame, path: str | Path, layer: str) -> None:
+def write_geopackage(frame: gpd.GeoDataFrame, path: str | Path, layer: str,
+                     style: str | None = None) -> None:
+    """The polygons as a GeoPackage layer; with `style` (QML), QGIS's default style too."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+        # GeoPackage 1.2: what GDAL 3.6 (Debian 12's QGIS) reads without a warning
+        frame.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio",
+                      dataset_options={"VERSION": "1.2"})
+        if style is not None:
+            _add_layer_style(tmp, layer, style)
+
+
+def _add_layer_style(path: Path, layer: str, qml: str) -> None:
+    """The QGIS `layer_styles` table, which QGIS applies as the layer's default style (it
+    finds the row by the layer's table and geometry column names)."""
+    import pandas as pd
+    import pyogrio
+
+    geometry = pyogrio.read_info(path, layer=layer)["geometry_name"] or "geom"
+    row = {"f_table_catalog": "", "f_table_schema": "", "f_table_name": layer,
+           "f_geometry_column": geometry, "styleName": layer, "styleQML": qml, "styleSLD": "",
+           "useAsDefault": True, "description": "landslide-ssgan default style", "owner": "",
+           "ui": "", "update_time": pd.Timestamp.now(tz="UTC").floor("s").isoformat()}
+    pyogrio.write_dataframe(pd.DataFrame([row]), path, layer="layer_styles", driver="GPKG",
+                            append=True)

@@ -3,9 +3,11 @@ probability and class Cloud Optimized GeoTIFFs, landslide bodies as polygons, a 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,11 @@ import mlflow
 import numpy as np
 from affine import Affine
 
+from landslide_ssgan import __version__
 from landslide_ssgan.config import MapConfig, Params, RegistryConfig
 from landslide_ssgan.data.blocks import (
     Block,
+    RasterMetadata,
     add_body_parts,
     blocks_of,
     polygons_of_parts,
@@ -26,6 +30,7 @@ from landslide_ssgan.data.blocks import (
     write_geopackage,
 )
 from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.evaluation import map_metrics, scoring
@@ -34,7 +39,7 @@ from landslide_ssgan.inference import bodies, mapping
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.ops import pyfunc, tracking
-from landslide_ssgan.reporting import plots
+from landslide_ssgan.reporting import plots, styles
 
 TWIN = learners.SUPERVISED_TWIN  # mapped beside the champion, to compare
 PREFIX = {"champion": "landslide", TWIN: TWIN}  # file names of each model's map
@@ -43,10 +48,13 @@ OnBlock = Callable[[str, Any, bool, int], None]  # model name, block, resumed, m
 
 
 def outputs(maps: Path, prefix: str) -> dict[str, Path]:
-    """probability and class COGs and the GeoPackage of landslide bodies of one model."""
+    """probability and class COGs, their QGIS styles and the GeoPackage of landslide bodies
+    of one model."""
     polygons = "landslides.gpkg" if prefix == "landslide" else f"{prefix}_landslides.gpkg"
     return {"probability": maps / f"{prefix}_probability.tif",
-            "class": maps / f"{prefix}_class.tif", "polygons": maps / polygons}
+            "class": maps / f"{prefix}_class.tif", "polygons": maps / polygons,
+            "probability_style": maps / f"{prefix}_probability.qml",
+            "class_style": maps / f"{prefix}_class.qml"}
 
 
 def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tuple[str, ...],
@@ -73,7 +81,7 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
                 if on_block else None
             summary[name] = {**identity, **_map_with(cfg, stack, folder, Path(maps),
                                                      PREFIX[name], client, hook, ground,
-                                                     staging)}
+                                                     staging, identity)}
         _preview(cfg, stack, rgb, {n: staging.path(outputs(Path(maps), PREFIX[n])[
             "probability"]) for n in chosen}, {n: summary[n]["threshold"] for n in chosen},
             str(bundle.read_info(chosen["champion"][0]).get("kind", "unknown kind")),
@@ -107,7 +115,8 @@ def model_prior(correction: bool, folder: Path) -> Prior | None:
 
 def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str, client: Any,
               on_block: Callable[[Any, bool, int], None] | None,
-              ground: scoring.Ground | None, staging: Staging) -> dict[str, Any]:
+              ground: scoring.Ground | None, staging: Staging,
+              identity: dict[str, str]) -> dict[str, Any]:
     threshold, source = model_threshold(cfg.threshold, folder)
     prior = model_prior(cfg.prior_correction, folder)
     if prior is not None and cfg.threshold == "auto":  # the model's threshold, moved with it
@@ -118,19 +127,24 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
     finals = outputs(maps, prefix)
     paths = {kind: staging.path(path) for kind, path in finals.items()}
     correct = prior.correct if prior is not None else (lambda values: values)
+    scale = ("as trained (map.prior_correction: false)" if prior is None
+             else f"at the area's prevalence {prior.area:.4g} ({prior.source}); trained at "
+             f"{prior.trained:.4g}")
+    tags = map_tags(cfg, folder, identity, threshold, source, scale)
     write_cog_from_blocks(paths["probability"], run.grid,
                           ((b, correct(store.load(b))) for b in blocks),
-                          "float32", float("nan"), "landslide_probability")
-    found, counts = bodies_by_blocks(paths, run.grid, cfg)
+                          "float32", float("nan"), "landslide_probability",
+                          RasterMetadata(tags, "probability (0 to 1)"))
+    found, counts = bodies_by_blocks(paths, run.grid, cfg, tags)
+    paths["probability_style"].write_text(styles.probability_qml(threshold))
+    paths["class_style"].write_text(styles.class_qml())
     store.clear()
     scores = {}
     if ground is not None and cfg.score_areas:  # the one step with the whole map in memory
         probability, _ = read_single_band(paths["probability"])
         scores = scoring.score_areas(probability, ground, threshold, cfg)
     return {"threshold": threshold, "threshold_source": source,
-            "probabilities": ("as trained (map.prior_correction: false)" if prior is None
-                              else f"at the area's prevalence {prior.area:.4g} "
-                              f"({prior.source}); trained at {prior.trained:.4g}"),
+            "probabilities": scale,
             **found.summary(),
             "flagged_share": counts["flagged"] / max(counts["mapped"], 1),
             "areas": {area: map_metrics.headline(result) for area, result in scores.items()},
@@ -142,8 +156,28 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
             "outputs": {k: str(v) for k, v in finals.items()}}
 
 
-def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig
-                      ) -> tuple[bodies.BlockBodies, dict[str, int]]:
+def map_tags(cfg: MapConfig, folder: Path, identity: dict[str, str], threshold: float,
+             source: str, scale: str) -> dict[str, str]:
+    """What a GIS user sees of a map raster's making: the model and its version, the
+    threshold and probability scale, the date, the software and the data's attribution.
+    The date is SOURCE_DATE_EPOCH's where that is set, so a rebuild can be bit for bit."""
+    info = bundle.read_info(folder)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    tags = {"MODEL_URI": identity.get("uri", str(folder)),
+            "MODEL_VERSION": identity.get("version", ""),
+            "MODEL_RUN_ID": identity.get("run_id", ""),
+            "MODEL_KIND": str(info.get("kind", "")),
+            "MODEL_BANDS": ",".join(Normalisation.load(folder / bundle.NORMALISATION).bands),
+            "THRESHOLD": f"{threshold:.6g}", "THRESHOLD_SOURCE": source,
+            "PROBABILITY_SCALE": scale, "CREATED": when.isoformat(timespec="seconds"),
+            "SOFTWARE": f"landslide-ssgan {__version__}", "ATTRIBUTION": cfg.attribution}
+    return {k: v for k, v in tags.items() if v}
+
+
+def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig,
+                     tags: dict[str, str] | None = None
+                     ) -> tuple[bodies.BlockBodies, dict[str, int]]:
     """Landslide bodies of the probability COG, block by block (the same bodies and ids as
     the whole map at once): the class COG and the polygons, and the counts of mapped and
     flagged pixels. Memory holds one block, the seams and the polygons."""
@@ -167,11 +201,14 @@ def bodies_by_blocks(paths: dict[str, Path], grid: Grid, cfg: MapConfig
                 yield block, bodies.class_raster(ids, local >= 0)
 
         write_cog_from_blocks(paths["class"], grid, classes(), "uint8", bodies.CLASS_NODATA,
-                              "landslide_class")
+                              "landslide_class", RasterMetadata(
+                                  tags or {}, "class", {f"CLASS_{value}": name for value, name
+                                                        in styles.CLASS_NAMES.items()},
+                                  styles.CLASS_COLOURS))
     polygons = polygons_of_parts(parts, grid.crs)
     polygons["area_m2"] = found.areas_m2
     polygons["mean_probability"] = found.mean_probability
-    write_geopackage(polygons, paths["polygons"], "landslides")
+    write_geopackage(polygons, paths["polygons"], "landslides", styles.polygons_qml())
     return found, counts
 
 
@@ -205,12 +242,35 @@ def _log(summary: dict[str, Any], reports: Path) -> None:
 
 
 def main(cfg: Params, model_uri: str | None = None, client: Any = None,
-         on_block: OnBlock | None = None) -> dict[str, Any]:
-    """The stage as `landslide map` and dvc.yaml run it: params.yaml's settings."""
+         on_block: OnBlock | None = None, stack: Path | None = None,
+         out: Path | None = None) -> dict[str, Any]:
+    """The stage as `landslide map` and dvc.yaml run it: params.yaml's settings. With
+    `stack` (new imagery: a stack `landslide prepare` built from other layers), the map of
+    that stack alone goes to `out` (default maps/<the stack's name>/): no area to score, no
+    baseline beside it."""
     paths = cfg.paths
+    if stack is not None:
+        return _map_new_stack(cfg, stack, out or Path(paths.maps) / stack.stem, model_uri,
+                              client, on_block)
     ground = (scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
               if cfg.map.score_areas else None)
     return run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
                rgb=cfg.features.rgb, stack=paths.stack, models=paths.models, maps=paths.maps,
                reports=paths.reports, ground=ground, model_uri=model_uri, client=client,
                on_block=on_block)
+
+
+def _map_new_stack(cfg: Params, stack: Path, out: Path, model_uri: str | None, client: Any,
+                   on_block: OnBlock | None) -> dict[str, Any]:
+    if not stack.is_file():
+        raise InputError(f"{stack}: file not found; --stack takes a stack GeoTIFF built by "
+                         "`landslide prepare` from your own layers (paths.stack)")
+    written = [*outputs(out, PREFIX["champion"]).values(), out / "map_summary.json",
+               out / "map_preview.png"]
+    if any(path.resolve() == stack.resolve() for path in written):
+        raise InputError(f"--out {out}: the map would overwrite its own input {stack}; "
+                         "choose another folder")
+    settings = replace(cfg.map, score_areas=False, compare_baseline=False)
+    return run(settings, registry=cfg.registry, feature_set=cfg.features.set,
+               rgb=cfg.features.rgb, stack=str(stack), models=cfg.paths.models, maps=str(out),
+               reports=str(out), model_uri=model_uri, client=client, on_block=on_block)
