@@ -4,11 +4,13 @@ names the file or setting, no traceback, and nothing left behind."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -151,6 +153,50 @@ def _one_block(raw: dict[str, Any]) -> None:
     raw["sample"]["split"]["block_size"] = 100_000
 
 
+def _output_over_an_input(raw: dict[str, Any], work: Path) -> list[str]:
+    raw["paths"]["labels"] = _local_copy(raw, work, "layers", "elevation")
+    return []
+
+
+def _layer_of_nodata(raw: dict[str, Any], work: Path) -> list[str]:
+    """The DEM with every pixel nodata (a NaN-filled export)."""
+    import rasterio
+
+    path = _local_copy(raw, work, "layers", "elevation")
+    with rasterio.open(path, "r+") as dst:
+        dst.write(np.full((dst.height, dst.width), dst.nodata, dst.dtypes[0]), 1)
+    return []
+
+
+def _zero_std(raw: dict[str, Any], work: Path) -> list[str]:
+    norm = json.loads(Path(raw["paths"]["norm"]).read_text())
+    norm["std"][0] = 0.0
+    Path(raw["paths"]["norm"]).write_text(json.dumps(norm))
+    return []
+
+
+def _one_band_stack(raw: dict[str, Any], work: Path) -> list[str]:
+    import rasterio
+
+    stack = Path(raw["paths"]["stack"])
+    with rasterio.open(stack) as src:
+        profile, first, name = src.profile | {"count": 1}, src.read(1), src.descriptions[0]
+    with rasterio.open(stack, "w", **profile) as dst:
+        dst.write(first, 1)
+        dst.set_band_description(1, name)
+    raw["features"]["rgb"] = []
+    return []
+
+
+def _missing_temp_dir(raw: dict[str, Any], work: Path) -> list[str]:
+    raw["windows"] = {"in_memory_mib": 0, "temp_dir": str(work / "no_such_folder")}
+    return []
+
+
+def _folder_not_a_model(raw: dict[str, Any], work: Path) -> list[str]:
+    return ["--model-uri", str(work)]
+
+
 CASES: dict[str, tuple[str, Case, str]] = {  # name: (command, set-up, expected in the line)
     "truncated raster layer": ("prepare", _truncated_layer, "sentinel2.tif: cannot be read"),
     "text file as a raster": ("prepare", _text_as_raster, "dem_30m.tif: cannot be read"),
@@ -187,6 +233,33 @@ CASES: dict[str, tuple[str, Case, str]] = {  # name: (command, set-up, expected 
                                   "models:/nothing@champion: cannot be loaded"),
     "unreachable tune storage": ("tune", _args("--storage", "postgresql://u:p@127.0.0.1:9/x"),
                                  "cannot be opened"),
+    "an output path that is an input": ("prepare", _output_over_an_input,
+                                        "would overwrite prepare.layers.elevation.path"),
+    "a layer of nodata only": ("prepare", _layer_of_nodata,
+                               "dem_30m.tif: layer 'elevation' (band 'elevation') has no valid"),
+    "a grid of billions of pixels": ("prepare", _edit(lambda r: r["prepare"]["grid"].update(
+        resolution=0.05)), "more than prepare.grid.max_pixels"),
+    "a CRS that PROJ does not know": ("prepare", _edit(lambda r: r["prepare"]["grid"].update(
+        crs="EPSG:999999")), "prepare.grid.crs: 'EPSG:999999' is not a CRS that PROJ knows"),
+    "a NaN setting": ("train", _edit(lambda r: r["train"].update(lr_d=float("nan"))),
+                      "train.lr_d"),
+    "a normalisation with zero spread": ("train", _zero_std, "not positive"),
+    "a one-band stack": ("train", _one_band_stack, "norm.json: its 20 bands differ from the 1"),
+    "rgb bands the stack lacks": ("train", _edit(lambda r: r["features"].update(
+        rgb=["B4", "B3", "B9"])), "features.rgb: ['B9'] are not bands of"),
+    "rgb of two bands": ("train", _edit(lambda r: r["features"].update(rgb=["B4", "B3"])),
+                         "features.rgb"),
+    "a missing folder for the windows": ("train", _missing_temp_dir,
+                                         "windows.temp_dir: "),
+    "a choice that is not one": ("train", _args("--feature-set", "foo"),
+                                 "Invalid value for '--feature-set'"),
+    "a model kind that is not one": ("calibrate", _args("sgan"), "sgan"),
+    "no workers": ("map", _args("--workers", "0"), "'--workers'"),
+    "a model URI that climbs out of its run": ("map", _args(
+        "--model-uri", "runs:/0123456789abcdef/../../../../etc"), "'..' is not allowed"),
+    "a model URI of another scheme": ("map", _args("--model-uri", "file:///etc"),
+                                      "neither a model folder nor a models:/ or runs:/ URI"),
+    "a folder that is not a model": ("map", _folder_not_a_model, "not a landslide model"),
 }
 
 
@@ -221,3 +294,36 @@ def test_bad_input_is_one_line_and_leaves_nothing(name: str, base_params: dict[s
     assert _files(work) == before  # nothing written, nothing half-written
     assert not [p for p in tmp_path.iterdir() if p.name not in ("work", "mlflow.db",
                                                                 "mlruns")]
+
+
+def test_a_file_size_limit_is_one_line_and_keeps_the_previous_outputs(
+        base_params: dict[str, Any], sampled: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a quota, as the process meets it (a file-size limit: root is bound by
+    it too): `sample` stops with one line naming the file, and its five outputs are the
+    previous run's, byte for byte (they are replaced together or not at all)."""
+    import hashlib
+    import resource
+
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    raw = _paths(copy.deepcopy(base_params), work)
+    raw["seed"] = 7  # other windows: every output would change
+    params = write_params(raw, work / "params.yaml")
+    outputs = [Path(raw["paths"][k]) for k in ("samples", "norm", "split")] + [
+        work / "reports" / "sample.json", work / "reports" / "sample_split.png"]
+    before = {p: hashlib.md5(p.read_bytes()).hexdigest() for p in outputs}
+    limit = max(p.stat().st_size for p in outputs) // 2
+    monkeypatch.chdir(tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        result = runner.invoke(app, ["sample", "--params", str(params)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "samples.csv: File too large" in lines[0] and "nothing was replaced" in lines[0], lines[0]
+    assert {p: hashlib.md5(p.read_bytes()).hexdigest() for p in outputs} == before
+    assert not [p for p in work.rglob(".*") if p.is_file()]  # no staged or temporary file

@@ -441,11 +441,12 @@ def map_area(
     for name in stage_module.PREFIX:
         if name in summary:
             row = summary[name]
-            test = row["areas"].get("test", {})
+            test = row["areas"].get("test")
+            scores = (f"; test area AUPRC {test['auprc']:.3g}, F1 {test['f1']:.3g}" if test
+                      else "")
             typer.echo(f"{name:9s} {row['count']} landslides, {row['total_area_km2']:.3f} km2 "
                        f"({row['flagged_share']:.1%} of the area) at threshold "
-                       f"{row['threshold']:.3g}; test area AUPRC {test.get('auprc', 'n/a')}, "
-                       f"F1 {test.get('f1', 'n/a')}; {row['pixels_per_second']:,} px/s -> "
+                       f"{row['threshold']:.3g}{scores}; {row['pixels_per_second']:,} px/s -> "
                        f"{row['outputs']['polygons']}")
 
 

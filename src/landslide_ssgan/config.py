@@ -68,6 +68,7 @@ class GridConfig:
     crs: str
     resolution: float = setting(low=0.0, low_open=True, high=10_000.0)
     extent_layer: str = setting()
+    max_pixels: int = setting(2_000_000_000, low=1)  # a guard against a mistyped resolution
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +163,12 @@ class SampleConfig:
 @dataclass(frozen=True, kw_only=True)
 class FeaturesConfig:
     set: FeatureSet
-    rgb: tuple[str, ...] = ()
+    rgb: tuple[str, ...] = ()  # red, green, blue band names for previews; () for none
+
+    def __post_init__(self) -> None:
+        if self.rgb and (len(self.rgb) != 3 or len(set(self.rgb)) != 3):
+            raise Invalid("rgb", f"{list(self.rgb)} must name three different bands (red, "
+                          "green, blue) or be empty")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -457,6 +463,21 @@ class Params:
         for name in self.study.variants:
             self._check_cutout(self.study.variant(self.train, name).train,
                                f"study.variants.{name}")
+        self._check_outputs_spare_inputs()
+
+    def _check_outputs_spare_inputs(self) -> None:
+        """No output path may be an input layer or the inventory, nor a folder that holds
+        one: `--paths.labels data/raw/dem.tif` would replace the user's DEM."""
+        inputs = {Path(layer.path).resolve(): f"prepare.layers.{layer.name}.path"
+                  for layer in self.prepare.layers if layer.path is not None}
+        inputs[Path(self.prepare.inventory.path).resolve()] = "prepare.inventory.path"
+        for output in fields(PathsConfig):
+            path = Path(getattr(self.paths, output.name)).resolve()
+            for source, key in inputs.items():
+                if source == path or path in source.parents:
+                    raise Invalid(f"paths.{output.name}", f"{getattr(self.paths, output.name)} "
+                                  f"would overwrite {key} ({source}); give the output a path "
+                                  "of its own")
 
     def _check_cutout(self, train: TrainConfig, where: str) -> None:
         """The strong view's cut-out square must fit in the window with room to move."""

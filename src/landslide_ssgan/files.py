@@ -21,6 +21,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk names no file: name the one being written
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -33,13 +37,34 @@ class Staging:
         self.pending: dict[Path, Path] = {}
 
     def path(self, final: str | Path) -> Path:
-        """The temporary name to write `final` to (the same one on every call)."""
+        """The temporary name to write `final` to (the same one on every call). Staged
+        files that a killed run left beside `final` are removed first."""
         final = Path(final)
         if final not in self.pending:
             final.parent.mkdir(parents=True, exist_ok=True)
+            sweep_orphans(final.parent, f".{final.stem}.staged-*{final.suffix}")
             self.pending[final] = final.with_name(
                 f".{final.stem}.staged-{os.getpid()}{final.suffix}")
         return self.pending[final]
+
+
+def sweep_orphans(folder: Path, pattern: str) -> None:
+    """Remove the files matching `pattern` (named `...-<pid>...`) whose process is gone:
+    what a killed run left; a running writer's files are kept."""
+    for path in folder.glob(pattern):
+        digits = path.name.rsplit("-", 1)[-1].split(".", 1)[0]
+        if digits.isdigit() and not _alive(int(digits)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager
@@ -52,6 +77,10 @@ def staged_together() -> Iterator[Staging]:
         yield staging
         for final, tmp in staging.pending.items():
             os.replace(tmp, final)
+    except OSError as exc:  # name the output the user knows, not its temporary name
+        finals = {str(tmp): str(final) for final, tmp in staging.pending.items()}
+        exc.filename = finals.get(str(exc.filename), exc.filename)
+        raise
     finally:
         for tmp in staging.pending.values():
             if tmp.exists():

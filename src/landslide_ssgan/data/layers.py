@@ -59,6 +59,19 @@ def raster_band_names(path: str | Path) -> tuple[str | None, ...]:
         return tuple(src.descriptions)
 
 
+def check_rgb(rgb: tuple[str, ...], stack: str | Path) -> None:
+    """features.rgb, where set, names bands of the stack (a feature set without them draws
+    its previews in grey; a misspelt name would do so silently)."""
+    if not rgb:
+        return
+    names = raster_band_names(stack)
+    missing = [band for band in rgb if band not in names]
+    if missing:
+        raise InputError(f"features.rgb: {missing} are not bands of {stack} "
+                         f"({', '.join(str(n) for n in names)}); name three of its bands or "
+                         "leave features.rgb empty")
+
+
 def layer_bounds(path: str | Path, crs: CRS, vector_layer: str | None = None) -> tuple[float, ...]:
     """The layer's extent in `crs` (used to lay the reference grid over the optical scene)."""
     path = require_file(path)

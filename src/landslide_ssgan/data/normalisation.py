@@ -52,4 +52,9 @@ class Normalisation:
             raise InputError(f"{path}: not a normalisation file ({exc})") from None
         if not len(norm.bands) == len(norm.mean) == len(norm.std):
             raise InputError(f"{path}: bands, mean and std differ in length")
+        bad = [band for band, mean, std in zip(norm.bands, norm.mean, norm.std, strict=True)
+               if not (np.isfinite(mean) and np.isfinite(std) and std > 0)]
+        if bad:
+            raise InputError(f"{path}: bands {bad} have a non-finite mean or a standard "
+                             "deviation that is not positive; rerun `landslide sample`")
         return norm

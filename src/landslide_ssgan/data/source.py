@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from landslide_ssgan.config import Params, WindowsConfig
+from landslide_ssgan.data.layers import check_rgb
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import UNLABELLED, Samples, read_samples
 from landslide_ssgan.data.stack import (
@@ -96,10 +98,13 @@ def _source(pixels: Windows, samples: Samples, norm: Normalisation,
                         tuple(infos[i].categorical for i in bands))
 
 
-def _check_bands(norm: Normalisation, names: tuple[str, ...]) -> None:
+def _check_bands(norm: Normalisation, names: tuple[str, ...], norm_path: str = "",
+                 stack_path: str = "") -> None:
     if tuple(norm.bands) != names:
-        raise InputError("the normalisation file's bands differ from the stack's: re-run the "
-                         "sample stage")
+        where = f"{norm_path or 'the normalisation file'}: its {len(norm.bands)} bands differ "
+        raise InputError(f"{where}from the {len(names)} of the stack "
+                         f"{stack_path or '(paths.stack)'} ({', '.join(names)}); rerun "
+                         "`landslide sample` on this stack (paths.norm, paths.stack)")
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,9 @@ class TrainingData:
 
     @classmethod
     def of(cls, cfg: Params) -> TrainingData:
-        """The files params.yaml names."""
+        """The files params.yaml names (and features.rgb checked against the stack's bands)."""
         paths = cfg.paths
+        check_rgb(cfg.features.rgb, paths.stack)
         return cls(paths.stack, paths.samples, paths.norm, paths.labels, paths.inventory_ids,
                    paths.split, cfg.windows)
 
@@ -142,9 +148,12 @@ def load_window_sources(stack: str, samples: str, norm: str, feature_sets: Seque
     either way, so the same models). The samples, the normalisation and, for images held in
     memory, the stack are read once for all the sets."""
     where = where or WindowsConfig()
+    if where.temp_dir is not None and not Path(where.temp_dir).is_dir():
+        raise InputError(f"windows.temp_dir: {where.temp_dir} is not a folder; create it or "
+                         "set null for the system's temporary folder")
     grid, infos = read_stack_info(stack)
     drawn, normalisation = read_samples(samples), Normalisation.load(norm)
-    _check_bands(normalisation, grid.band_names)
+    _check_bands(normalisation, grid.band_names, norm, stack)
     whole = functools.cache(lambda: read_stack(stack))
     half = window // 2
     for feature_set in feature_sets:

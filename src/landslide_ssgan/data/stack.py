@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import rasterio
 import rasterio.io
 from rasterio.crs import CRS
@@ -25,7 +26,7 @@ from landslide_ssgan.data import layers as io
 from landslide_ssgan.data import terrain
 from landslide_ssgan.data.grid import Grid, Part, grid_over
 from landslide_ssgan.data.strips import STRIP_PIXELS, PackedMask
-from landslide_ssgan.errors import ConfigError, InputError
+from landslide_ssgan.errors import ConfigError, InputError, first_line
 from landslide_ssgan.files import atomic_path
 
 PART = 1024  # pixels on the side of the parts of the grid prepared at a time (4 x 4 tiles)
@@ -81,10 +82,14 @@ PartReader = Callable[[Part], Arrays]  # one array per band over the part
 
 
 def reference_grid(cfg: PrepareConfig) -> Grid:
-    try:
+    """The grid every layer is warped onto; refused when its pixel count passes
+    prepare.grid.max_pixels (a typo of 0.05 m for 5 m would run for days)."""
+    try:  # pyproj first: GDAL would print PROJ's own error line beside the project's
+        pyproj.CRS.from_user_input(cfg.grid.crs)
         crs = CRS.from_user_input(cfg.grid.crs)
-    except CRSError as exc:
-        raise ConfigError(f"prepare.grid.crs: {cfg.grid.crs!r} is not a CRS ({exc})") from exc
+    except (CRSError, pyproj.exceptions.CRSError) as exc:
+        raise ConfigError(f"prepare.grid.crs: {cfg.grid.crs!r} is not a CRS that PROJ knows "
+                          f"({first_line(exc)})") from None
     if not crs.is_projected:
         raise ConfigError(f"prepare.grid.crs: {cfg.grid.crs} is not metric; slope, distances "
                           "and areas need a projected CRS such as a UTM zone")
@@ -92,7 +97,16 @@ def reference_grid(cfg: PrepareConfig) -> Grid:
     if extent.path is None:
         raise ConfigError("prepare.grid.extent_layer: must name a layer read from a file")
     bounds = io.layer_bounds(extent.path, crs, extent.layer)
-    return grid_over(bounds, crs, cfg.grid.resolution)  # type: ignore[arg-type]
+    grid = grid_over(bounds, crs, cfg.grid.resolution)  # type: ignore[arg-type]
+    pixels = grid.width * grid.height
+    if pixels > cfg.grid.max_pixels:
+        km = [(bounds[2] - bounds[0]) / 1000, (bounds[3] - bounds[1]) / 1000]
+        raise ConfigError(f"prepare.grid.resolution: {cfg.grid.resolution} m over "
+                          f"{extent.name}'s {km[0]:.3g} x {km[1]:.3g} km makes {grid.width:,} "
+                          f"x {grid.height:,} = {pixels:,} pixels, more than "
+                          f"prepare.grid.max_pixels ({cfg.grid.max_pixels:,}); use a coarser "
+                          "resolution or raise the limit")
+    return grid
 
 
 @dataclass(frozen=True)

@@ -100,19 +100,34 @@ def pinned_requirements(names: tuple[str, ...] = (
     return [f"{name}=={version(name)}" for name in names]
 
 
+MODEL_SCHEMES = ("models:/", "runs:/")
+
+
 def window_model_folder(uri: str, workdir: Path) -> Path:
-    """A model folder (models/bundle.py) for a model URI (models:/..., runs:/..., any MLflow
-    artifact URI) or a local model folder (models/joint/ssgan)."""
+    """A model folder (models/bundle.py) for a `models:/` or `runs:/` URI, or a local model
+    folder (models/joint/ssgan). Anything else, a URI that climbs out of its run with `..`,
+    or a folder that is not a model's, is refused before anything is read or downloaded."""
     if Path(uri).is_dir():
-        return Path(uri)
+        return _model_folder(Path(uri), uri)
+    if not uri.startswith(MODEL_SCHEMES):
+        raise InputError(f"model {uri}: neither a model folder nor a models:/ or runs:/ URI "
+                         "(for example models:/landslide-ssgan@champion)")
+    if ".." in uri.split("/"):
+        raise InputError(f"model {uri}: '..' is not allowed in a model URI; name the run's "
+                         "model artifact (runs:/<run id>/model)")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
     except (MlflowException, OSError) as exc:
         raise InputError(f"model {uri}: cannot be loaded ({first_line(exc)}); run `landslide "
                          "register` first or give --model-uri") from None
-    folder = Path(local) / "artifacts"
-    if not any((folder / name).is_file() for name in bundle.CLASSIFIERS):
-        raise InputError(f"model {uri}: not a landslide window model (no "
-                         f"{' or '.join(bundle.CLASSIFIERS)} in its artifacts)")
+    return _model_folder(Path(local) / "artifacts", uri)
+
+
+def _model_folder(folder: Path, uri: str) -> Path:
+    """The folder, if it holds a landslide model (its classifier and normalisation file)."""
+    if not any((folder / name).is_file() for name in bundle.CLASSIFIERS) or not (
+            folder / bundle.NORMALISATION).is_file():
+        raise InputError(f"model {uri}: not a landslide model (it holds no "
+                         f"{' or '.join(bundle.CLASSIFIERS)} with {bundle.NORMALISATION})")
     return folder

@@ -30,6 +30,7 @@ from landslide_ssgan.data.blocks import (
     write_geopackage,
 )
 from landslide_ssgan.data.grid import Grid
+from landslide_ssgan.data.layers import check_rgb
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.stack import read_single_band
 from landslide_ssgan.errors import InputError
@@ -252,6 +253,7 @@ def main(cfg: Params, model_uri: str | None = None, client: Any = None,
     if stack is not None:
         return _map_new_stack(cfg, stack, out or Path(paths.maps) / stack.stem, model_uri,
                               client, on_block)
+    check_rgb(cfg.features.rgb, paths.stack)
     ground = (scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
               if cfg.map.score_areas else None)
     return run(cfg.map, registry=cfg.registry, feature_set=cfg.features.set,
@@ -265,6 +267,7 @@ def _map_new_stack(cfg: Params, stack: Path, out: Path, model_uri: str | None, c
     if not stack.is_file():
         raise InputError(f"{stack}: file not found; --stack takes a stack GeoTIFF built by "
                          "`landslide prepare` from your own layers (paths.stack)")
+    check_rgb(cfg.features.rgb, stack)
     written = [*outputs(out, PREFIX["champion"]).values(), out / "map_summary.json",
                out / "map_preview.png"]
     if any(path.resolve() == stack.resolve() for path in written):

@@ -29,6 +29,7 @@ from landslide_ssgan.data.stack import (
     plan_stack,
     write_part,
 )
+from landslide_ssgan.errors import InputError
 from landslide_ssgan.files import staged_together, write_json
 from landslide_ssgan.reporting import plots
 
@@ -59,6 +60,7 @@ def run(cfg: PrepareConfig, *, stack: str, labels: str, inventory_ids: str,
             out_labels.set_band_description(1, "label")
             out_ids.set_band_description(1, "landslide_id")
         require_landslides(cfg.inventory, summary.landslide_count)
+        summary.require_data(cfg)
         result = summary.result()
         write_json(staged.path(Path(reports) / "prepare.json"), result)
         plots.stack_preview(plan.bands, preview.data, preview.labels,
@@ -98,6 +100,22 @@ class Summary:
         for name, count in _label_counts(labels[valid]).items():
             self.on_valid[name] += count
         self.landslides.update(np.unique(ids[ids > 0]).tolist())
+
+    def require_data(self, cfg: PrepareConfig) -> None:
+        """A layer with no value on the grid, or a grid where no pixel has every layer, makes
+        a stack that nothing can be learnt from: one line naming the layer, not a 0 % stack."""
+        paths = {layer.name: layer.path or f"derived from {layer.source}"
+                 for layer in cfg.layers}
+        for i, band in enumerate(self.bands):
+            if self.finite[i] == 0:
+                raise InputError(f"{paths[band.layer]}: layer {band.layer!r} (band "
+                                 f"{band.name!r}) has no valid pixel on the grid: all nodata "
+                                 "or NaN there; check its nodata value and that it covers "
+                                 "prepare.grid.extent_layer")
+        if self.valid == 0:
+            raise InputError("prepare.layers: no pixel of the grid has data in every layer; "
+                             "the layers' valid areas do not overlap (see each band's "
+                             "nodata_share in a run without the emptiest layer)")
 
     @property
     def landslide_count(self) -> int:

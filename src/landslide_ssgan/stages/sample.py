@@ -21,7 +21,7 @@ from landslide_ssgan.data.sampling import (
 from landslide_ssgan.data.stack import RasterLayers, stack_parts, write_single_band_parts
 from landslide_ssgan.data.strips import Centres, Layers, strips
 from landslide_ssgan.errors import ConfigError
-from landslide_ssgan.files import write_json
+from landslide_ssgan.files import staged_together, write_json
 from landslide_ssgan.reporting import plots
 
 
@@ -40,13 +40,15 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
                                     training_cover_of(drawn, grid.shape, cfg.window))
     summary = {**sample_summary(index, grid.shape, cfg.window, cfg.split.method),
                **protocol_summary(index, layers, cfg)}
-    write_samples(index, samples)
-    Normalisation(grid.band_names, mean, std, cfg.window).save(norm)
-    write_single_band_parts(drawn.area_codes, "uint8", grid, split, 255, "split")
-    write_json(Path(reports) / "sample.json", summary)
-    plots.split_preview(grid.shape, table.row.to_numpy(), table.col.to_numpy(),
-                        table.split.array, layers.valid_bits,
-                        Path(reports) / "sample_split.png")
+    with staged_together() as staged:  # all five replaced together, or none
+        write_samples(index, staged.path(samples))
+        Normalisation(grid.band_names, mean, std, cfg.window).save(staged.path(norm))
+        write_single_band_parts(drawn.area_codes, "uint8", grid, staged.path(split), 255,
+                                "split")
+        write_json(staged.path(Path(reports) / "sample.json"), summary)
+        plots.split_preview(grid.shape, table.row.to_numpy(), table.col.to_numpy(),
+                            table.split.array, layers.valid_bits,
+                            staged.path(Path(reports) / "sample_split.png"))
     return {**summary, "windows": len(table)}
 
 
