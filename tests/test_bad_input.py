@@ -324,6 +324,31 @@ def test_a_file_size_limit_is_one_line_and_keeps_the_previous_outputs(
     assert result.exit_code == 2, (result.output, repr(result.exception))
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "samples.csv: File too large" in lines[0] and "nothing was replaced" in lines[0], lines[0]
+    assert "samples.csv: File too large" in lines[0], lines[0]
+    assert "nothing was replaced" in lines[0]
     assert {p: hashlib.md5(p.read_bytes()).hexdigest() for p in outputs} == before
     assert not [p for p in work.rglob(".*") if p.is_file()]  # no staged or temporary file
+
+
+def test_a_second_training_of_the_same_model_refuses_in_one_line(
+        base_params: dict[str, Any], sampled: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one `landslide train forest` writes trained/joint/forest, another is one line
+    naming the folder and the command, and leaves the folder to the first."""
+    from landslide_ssgan.files import sole_writer
+
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    raw = _paths(copy.deepcopy(base_params), work)
+    params = write_params(raw, work / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    out = work / "trained" / "joint" / "forest"
+    with sole_writer(out, "landslide train forest"):  # the first training, still running
+        result = runner.invoke(app, ["train", "forest", "--params", str(params)])
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "`landslide train forest` is already writing it" in lines[0]
+    assert not out.exists()
+    assert runner.invoke(app, ["train", "forest", "--params", str(params)]).exit_code == 0
+    assert (out / "forest.joblib").is_file()

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from landslide_ssgan.errors import InputError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -85,6 +87,33 @@ def staged_together() -> Iterator[Staging]:
         for tmp in staging.pending.values():
             if tmp.exists():
                 tmp.unlink()
+
+
+@contextmanager
+def sole_writer(output: Path, command: str) -> Iterator[None]:
+    """Hold `output`'s lock (`.<name>.lock` beside it) while writing it, so that a second
+    run of the same command refuses in one line instead of corrupting the first's output.
+    The lock is the kernel's (flock): a killed holder releases it."""
+    import fcntl
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = output.with_name(f".{output.name}.lock")
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InputError(f"{output}: `{command}` is already writing it (process "
+                             f"{holder}); wait for it to end or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json(path: str | Path, payload: Any) -> None:

@@ -6,7 +6,9 @@ tracking URI is chosen by `use_tracking_store`, called by the commands that log.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import time
 import urllib.error
@@ -57,6 +59,8 @@ def use_tracking_store(default: str, experiment: str) -> str:
             raise TrackingError(f"MLflow tracking server {uri} cannot be reached "
                                 f"({getattr(exc, 'reason', exc)}); set MLFLOW_TRACKING_URI "
                                 "to a running server or unset it for the local store") from None
+    if uri.startswith("sqlite:///"):
+        relocate_local_store(_checked_sqlite_file(uri))
     mlflow.set_tracking_uri(uri)
     launched = os.environ.get("MLFLOW_RUN_ID")
     if launched:
@@ -155,6 +159,53 @@ def log_model_info(info: dict[str, Any]) -> None:
 def digest_of(samples_md5: str, stack_md5: str) -> str:
     """Identifies the data a model saw from the DVC hashes of the samples and the stack."""
     return samples_md5[:8] + stack_md5[:8]
+
+
+def _checked_sqlite_file(uri: str) -> Path:
+    """The store's SQLite file: its folder must exist (MLflow would make a new, empty store
+    anywhere a typo points) and an existing file must be an SQLite database."""
+    path = Path(uri[len("sqlite:///"):])
+    source = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else \
+        "tracking.default_uri"
+    if not path.parent.is_dir():
+        raise TrackingError(f"{source}: {uri}: the folder {path.parent} does not exist; "
+                            "create it or point the URI at an existing store")
+    if path.is_file() and path.stat().st_size and not path.read_bytes()[:16].startswith(
+            b"SQLite format 3"):
+        raise TrackingError(f"{path}: not an SQLite database, so not an MLflow store; move "
+                            "it aside (a new store is made in its place) or restore it")
+    return path
+
+
+def relocate_local_store(database: Path) -> None:
+    """A local store that moved with its project: MLflow writes absolute artifact paths
+    (runs, experiments, logged models, model versions), so a copied or moved project would
+    keep reading and writing the old folder. The store's artifacts live in `mlruns/` beside
+    the database (MLflow's default artifact root, `./mlruns`, of a command run in the
+    database's folder); where the database records another folder, every path under it is
+    rewritten to this one (once: afterwards they agree)."""
+    import sqlite3
+
+    # only a store whose artifacts MLflow puts beside it: run from the database's folder
+    if not database.is_file() or database.resolve().parent != Path.cwd().resolve():
+        return
+    here = str(database.resolve().parent / "mlruns")
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        if "experiments" not in tables:
+            return
+        roots = {match.group(1) for (location,) in db.execute(
+            "SELECT artifact_location FROM experiments") if (match := re.match(
+                r"^(?:file://)?(/.*/mlruns)/\d+$", str(location)))}
+        old = next(iter(roots - {here}), None) if len(roots) == 1 else None
+        if old is None:
+            return
+        with db:
+            for table in tables:
+                for column in [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')
+                               if "CHAR" in r[2].upper() or "TEXT" in r[2].upper()]:
+                    db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                               f'WHERE "{column}" LIKE ?', (old, here, f"%{old}%"))
 
 
 def data_digest(samples: str, stack: str) -> str:

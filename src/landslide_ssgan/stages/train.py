@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,8 @@ import numpy as np
 
 from landslide_ssgan.config import Params, TrainConfig
 from landslide_ssgan.data.source import TrainingData
-from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
-from landslide_ssgan.files import write_json
+from landslide_ssgan.files import sole_writer, write_json
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.ops import tracking
@@ -42,8 +42,17 @@ def run(learner: learners.Learner, feature_set: str, data: TrainingData, source:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images) and write trained/<set>/<kind>/. An interrupted network
     training resumes only with the same settings and data; `restart` discards it."""
+    out = bundle.model_dir(trained, feature_set, learner.name)
+    command = f"landslide {'segment' if learner.patches else 'train'} {learner.name}"
+    with sole_writer(out, command):
+        return _run(learner, feature_set, data, source, seed=seed, train=train, rgb=rgb,
+                    split_method=split_method, out=out, restart=restart)
+
+
+def _run(learner: learners.Learner, feature_set: str, data: TrainingData, source: Source, *,
+         seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, out: Path,
+         restart: bool) -> Path:
     kind = learner.name
-    out = bundle.model_dir(trained, feature_set, kind)
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, source.window, split_method)
     staging = _fresh(out.with_name(f".{kind}.staging"))
@@ -73,18 +82,19 @@ def _fresh(folder: Path) -> Path:
 def _resumable_run(backup: Path, recipe: dict[str, Any], restart: bool, kind: str,
                    new_run: Callable[[], str]) -> str:
     """The MLflow run of an interrupted training of this model with the same settings and
-    data, or a new, fully tagged one. A checkpoint of other settings or data is an error
-    (resuming it would train a mixture and log the old params); `restart` discards it."""
-    if restart and backup.exists():
+    data, or a new, fully tagged one. A checkpoint of other settings or data is set aside
+    with one line (resuming it would train a mixture and log the old params; refusing would
+    leave `dvc repro` no way on); `restart` discards even a matching one."""
+    previous, saved = backup / "run_id", backup / "recipe.json"
+    changed = (_changes(json.loads(saved.read_text()), recipe)
+               if previous.is_file() and saved.is_file() else "")
+    if changed:
+        print(f"note: {backup}: an interrupted {kind} training of other settings or data "
+              f"({changed}) is discarded; training afresh", file=sys.stderr)
+    if (restart or changed) and backup.exists():
         _close_run(backup, "KILLED")
         shutil.rmtree(backup)
-    previous, saved = backup / "run_id", backup / "recipe.json"
     if previous.is_file() and saved.is_file():
-        changed = _changes(json.loads(saved.read_text()), recipe)
-        if changed:
-            raise ConfigError(
-                f"{backup} holds an interrupted training with other settings or data "
-                f"({changed}): run `landslide train {kind} --restart` to discard it")
         return previous.read_text().strip()
     run_id = str(new_run())
     _fresh(backup)

@@ -1,0 +1,105 @@
+"""The local MLflow store moves with the project, and a store that cannot be one is refused
+in one line before MLflow touches it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from landslide_ssgan.ops import tracking
+
+
+def _default(root: Path) -> str:
+    """tracking.default_uri of params.yaml (sqlite:///mlflow.db) as a command run in `root`
+    reads it; spelt absolute because MLflow keeps one engine per URI in a process, and a
+    command is a process of its own."""
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _own_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The default store of a project folder (no MLFLOW_TRACKING_URI), given back after."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+def _open(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a command run in `root` does first (mlflow.set_tracking_uri also exports
+    MLFLOW_TRACKING_URI, which a new command would not inherit)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.use_tracking_store(_default(root), "landslide-ssgan")
+
+
+def _project_with_a_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    root.mkdir()
+    monkeypatch.chdir(root)
+    _open(root, monkeypatch)
+    with mlflow.start_run() as run:
+        mlflow.log_text("first", "note.txt")
+    return str(run.info.run_id)
+
+
+def test_a_moved_project_reads_and_writes_its_own_store(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _project_with_a_run(tmp_path / "old", monkeypatch)
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    shutil.rmtree(tmp_path / "old")
+    monkeypatch.chdir(tmp_path / "new")
+    _open(tmp_path / "new", monkeypatch)
+    client = MlflowClient()
+    assert client.get_run(run_id).info.artifact_uri.startswith(str(tmp_path / "new" / "mlruns"))
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/note.txt") == "first"
+    with mlflow.start_run() as run:
+        mlflow.log_text("second", "note.txt")
+    assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/note.txt") == "second"
+    assert not (tmp_path / "old").exists()  # nothing was written to the old folder
+
+
+@pytest.mark.slow  # starts a fresh Python process
+def test_a_copied_project_leaves_the_original_store_alone(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = _project_with_a_run(tmp_path / "old", monkeypatch)
+    before = sorted(p.relative_to(tmp_path / "old") for p in (tmp_path / "old").rglob("*"))
+    shutil.copytree(tmp_path / "old", tmp_path / "copy")
+    # a command of its own in the copy (in this process MLflow caches each run's artifact
+    # folder): it logs into the old run, which the copy's store now places in the copy
+    script = ("import mlflow, sys; from landslide_ssgan.ops import tracking; "
+              "tracking.use_tracking_store(sys.argv[1], 'landslide-ssgan'); "
+              "run = mlflow.start_run(run_id=sys.argv[2]); "
+              "mlflow.log_text('from the copy', 'copy.txt'); mlflow.end_run()")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    subprocess.run([sys.executable, "-c", script, _default(tmp_path / "copy"), run_id],
+                   cwd=tmp_path / "copy", env=env, check=True, capture_output=True)
+    assert any((tmp_path / "copy" / "mlruns").rglob("copy.txt"))
+    assert sorted(p.relative_to(tmp_path / "old")
+                  for p in (tmp_path / "old").rglob("*")) == before
+    monkeypatch.chdir(tmp_path / "old")  # and the original still reads its own
+    _open(tmp_path / "old", monkeypatch)
+    assert MlflowClient().get_run(run_id).info.artifact_uri.startswith(
+        str(tmp_path / "old" / "mlruns"))
+
+
+def test_a_file_that_is_not_a_store_is_one_line(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.db").write_bytes(b"\0not a database" * 64)
+    with pytest.raises(tracking.TrackingError, match=r"mlflow.db: not an SQLite database"):
+        tracking.use_tracking_store("sqlite:///mlflow.db", "landslide-ssgan")
+
+
+def test_a_store_in_a_missing_folder_is_refused(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}")
+    with pytest.raises(tracking.TrackingError, match=r"MLFLOW_TRACKING_URI: .* does not exist"):
+        tracking.use_tracking_store("sqlite:///mlflow.db", "landslide-ssgan")
+    assert not (tmp_path / "nowhere").exists()
