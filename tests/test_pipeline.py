@@ -590,15 +590,16 @@ def _wait_until_up(port: int, path: str, process: Any, seconds: float = 120) -> 
     raise AssertionError(f"nothing answered on port {port}")
 
 
-def _stopped_cleanly(process: Any, port: int) -> None:
-    """SIGTERM: the command and every process it started exit, nothing listens any more."""
+def _stopped_cleanly(process: Any, port: int, signum: int | None = None) -> None:
+    """SIGTERM (or `signum`): the command and every process it started exit, nothing listens
+    any more."""
     import signal
     import socket
 
     import psutil
 
     family = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum or signal.SIGTERM)
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
     _, alive = psutil.wait_procs(family, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
@@ -638,9 +639,19 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
         assert (corrected <= expected + 1e-7).all() and (corrected < expected).any()
         status, body = _post(port, {"inputs": windows.tolist()})  # one window too many
         assert status == 413 and "serve.max_windows" in json.loads(body)["message"]
+        status, body = _post(port, {"inputs": [windows.tolist()]})  # nested one level deeper
+        assert status == 413 and "9 windows" in json.loads(body)["message"], body
+        busy = subprocess.run(  # a second server on the same port: one line, nothing served
+            [sys.executable, "-m", "landslide_ssgan.cli", "serve", "--port", str(port),
+             "--params", str(Path(pipeline["root"]) / "params.yaml")], cwd=pipeline["root"],
+            env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]}, capture_output=True,
+            text=True, timeout=120)
+        assert busy.returncode == 2 and busy.stdout == "", busy
+        assert busy.stderr.count("\n") == 1 and "already in use" in busy.stderr, busy.stderr
         status, body = _post(port, {"inputs": windows[:8, :, :, :3].tolist()})  # 3 bands
         assert 400 <= status < 500 and "shape" in json.loads(body)["message"].lower(), body
         assert len(body) < 400  # short: no echo of the input, no stack trace
+        assert not re.search(r"\d+\.\d+, \d+\.\d+", body.decode()), body  # no numbers
         broken = windows[:8].copy()
         broken[0, 0, 0, 0] = np.nan
         status, body = _post(port, {"inputs": np.where(np.isnan(broken), None, broken).tolist()})
@@ -660,6 +671,7 @@ def test_serve_with_a_model_that_does_not_exist_is_one_line(pipeline: dict[str, 
 
 def test_the_ui_stops_with_every_process_it_started(pipeline: dict[str, Any]) -> None:
     import os
+    import signal
     import subprocess
     import sys
 
@@ -671,7 +683,7 @@ def test_the_ui_stops_with_every_process_it_started(pipeline: dict[str, Any]) ->
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_up(port, "/health", ui)
-        _stopped_cleanly(ui, port)
+        _stopped_cleanly(ui, port, signal.SIGHUP)  # the terminal that started it closed
     finally:
         ui.kill()
 

@@ -362,8 +362,10 @@ def tune(
     ctx: typer.Context,
     params: ParamsOption = Path("params.yaml"),
     storage: Annotated[str | None, typer.Option(
+        envvar="LANDSLIDE_TUNE_STORAGE",
         help="Optuna storage URL (default: tune.storage, e.g. sqlite:///optuna.db; "
-             "postgresql://user:password@host/db to share a study across machines).")] = None,
+             "postgresql://user:password@host/db to share a study across machines; "
+             "LANDSLIDE_TUNE_STORAGE keeps a password off the command line).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
     parent_run: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -484,6 +486,7 @@ def serve(
     from landslide_ssgan.ops import server, tracking
 
     cfg = _params(params)
+    server.require_free_port(port)
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     model = model_uri or f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
     app_ = server.scoring_app(model, max_windows or cfg.serve.max_windows,
@@ -507,6 +510,7 @@ def ui(
     from landslide_ssgan.ops import server, tracking, urls
 
     cfg = _params(params)
+    server.require_free_port(port)
     uri = tracking.tracking_uri(cfg.tracking.default_uri)
     found = MlflowClient(uri).get_experiment_by_name(cfg.tracking.experiment)
     page = urls.runs_url(f"http://127.0.0.1:{port}", found.experiment_id if found else None)

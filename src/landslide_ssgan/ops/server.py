@@ -4,10 +4,12 @@ serve: MLflow's scoring app (same /invocations, /ping and JSON formats as `mlflo
 serve`) run by uvicorn in this process, behind `RequestLimits`: a request over the window or
 byte limit is answered 413 before any of it is computed (a 20,000-window request used to take
 a worker to 9 GB and time out while it kept computing), and error bodies are one short line,
-not the echoed input and stack trace. In one process, SIGTERM and SIGINT stop everything.
+not the echoed input and stack trace. In one process, SIGTERM, SIGINT and SIGHUP stop
+everything.
 
 ui: `mlflow ui` starts its own server processes; they run in their own process group, which
-SIGTERM or SIGINT to this command stops as a whole (they used to be orphaned, still listening).
+SIGTERM, SIGINT or SIGHUP to this command stops as a whole (they used to be orphaned, still
+listening).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -28,14 +32,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_ERROR_CHARS = 300
+DATA = re.compile(r"[\[\]{}()\d\s.,:eE+\-'\"]{24,}")  # a run of numbers and brackets
 
 
 class RequestLimits:
     """ASGI middleware over /invocations: 413 past `max_windows` or `max_bytes`, short error
     bodies everywhere."""
 
-    def __init__(self, app: ASGIApp, max_windows: int, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_windows: int, max_bytes: int,
+                 window_values: int = 0) -> None:
         self.app, self.max_windows, self.max_bytes = app, max_windows, max_bytes
+        self.window_values = window_values  # numbers in one window (0: not known)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/invocations":
@@ -54,7 +61,10 @@ class RequestLimits:
                 return
             if not message.get("more_body", False):
                 break
-        windows = window_count(body)
+        windows = max(values_in(body) // max(self.window_values, 1) if self.window_values
+                      else 0, 0)
+        if windows <= self.max_windows:  # the numbers fit: the JSON may now be decoded
+            windows = window_count(body)
         if windows > self.max_windows:
             await _reply(send, 413, f"request holds {windows} windows; the limit is "
                                     f"{self.max_windows} (serve.max_windows): split it")
@@ -64,6 +74,13 @@ class RequestLimits:
     def _too_many_bytes(self, size: int) -> str:
         return (f"request of {size / 1e6:.1f} MB is over the limit of "
                 f"{self.max_bytes / 1e6:.1f} MB (serve.max_request_mb): split it")
+
+
+def values_in(body: bytes) -> int:
+    """An upper bound of the numbers in a JSON body, counted on its bytes without decoding
+    it (a 125 MB request decoded into Python lists takes gigabytes): every number but the
+    last of an array is followed by a comma."""
+    return body.count(b",") + 1
 
 
 def window_count(body: bytes) -> int:
@@ -126,6 +143,7 @@ def _error_of(body: bytes) -> tuple[str, str]:
     if "Error: " in message:  # "Failed to ... data '<the whole input>' ... Error: why"
         message = message.rsplit("Error: ", 1)[1]
     first = message.strip().splitlines()[0] if message.strip() else "request failed"
+    first = DATA.sub("[...]", first)  # never the request's numbers back
     return first[:MAX_ERROR_CHARS], code or "BAD_REQUEST"
 
 
@@ -150,13 +168,41 @@ def scoring_app(model_uri: str, max_windows: int, max_mb: float) -> ASGIApp:
     except (MlflowException, OSError) as exc:
         raise InputError(f"model {model_uri}: cannot be loaded ({first_line(exc)[:200]}); run "
                          "`landslide register` first or give --model-uri") from None
-    return RequestLimits(scoring_server.init(model), max_windows, int(max_mb * 1e6))
+    return RequestLimits(scoring_server.init(model), max_windows, int(max_mb * 1e6),
+                         _window_values(model))
+
+
+def _window_values(model: Any) -> int:
+    """Numbers in one window or patch of the model's input signature (0 if it has none)."""
+    schema = model.metadata.get_input_schema()
+    inputs = schema.inputs if schema is not None else []
+    shape = getattr(inputs[0], "shape", None) if len(inputs) == 1 else None
+    if not shape or any(d is None or d < 0 for d in shape[1:]):
+        return 0
+    count = 1
+    for d in shape[1:]:
+        count *= int(d)
+    return count
+
+
+def require_free_port(port: int) -> None:
+    """One line before anything is printed or started, rather than a server that says it
+    serves and then exits."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise InputError(f"--port {port}: 127.0.0.1:{port} is already in use (another "
+                             "`landslide serve` or `ui`?); stop it or choose another port"
+                             ) from None
 
 
 def serve(app: ASGIApp, port: int) -> None:
-    """uvicorn in this process: SIGTERM and SIGINT shut it down (uvicorn handles both)."""
+    """uvicorn in this process: SIGTERM and SIGINT shut it down (uvicorn handles both), and
+    SIGHUP (a closed terminal) is turned into SIGTERM."""
     import uvicorn
 
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
 
 
@@ -171,7 +217,8 @@ def run_group(command: list[str], env: dict[str, str]) -> int:
         stopped = True
         _kill_group(child.pid, signal.SIGTERM)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT,
+                                                    signal.SIGHUP)}
     try:
         code = child.wait()
     finally:

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -68,9 +69,11 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     settings = [arg for name, value in {**(overrides or {}),
                                         "tracking.experiment": experiment}.items()
                 for arg in (f"--{name}", value)]  # the helpers read the same settings
+    # the storage URL (it may hold a password) goes by the environment, never argv (ps)
     helpers = [subprocess.Popen([sys.executable, "-m", "landslide_ssgan.cli", "tune",
-                                 "--params", str(params_file), "--storage", url,
-                                 "--workers", "1", "--parent-run", parent, *settings])
+                                 "--params", str(params_file), "--workers", "1",
+                                 "--parent-run", parent, *settings],
+                                env={**os.environ, "LANDSLIDE_TUNE_STORAGE": url})
                for _ in range(workers - 1)]
     source = _source(learners.learner(cfg.model, "tune.model"), trials)
     study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,
