@@ -10,6 +10,7 @@ from landslide_ssgan.errors import ConfigError, InputError
 from landslide_ssgan.ops.tuning import (
     PruneOnValidationF1,
     apply,
+    complete_study,
     create_study,
     open_storage,
     run_study,
@@ -159,6 +160,27 @@ def test_a_killed_workers_trial_is_failed_and_run_again(crop_params: Params, tmp
     run_study(study, _scored(dict(cfg.space)), 2)
     states = [t.state for t in study.trials]
     assert stale == [killed.number]
+    assert states[killed.number] == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_a_worker_reports_only_once_the_others_trials_are_done(crop_params: Params,
+                                                               tmp_path) -> None:
+    """A worker that meets a trial another worker is still running (its heartbeat fresh)
+    waits for it before the study is called complete; a killed worker's trial, once stale,
+    is failed and its slot run here, so the budget is met with finished trials."""
+    from dataclasses import replace
+
+    cfg = replace(crop_params.tune, heartbeat_s=1)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = create_study(cfg, storage)
+    killed = study.ask()
+    study._storage.record_heartbeat(killed._trial_id)  # its worker beat once, then died
+    waits: list[int] = []
+    complete_study(study, _scored(dict(cfg.space)), 2, cfg.heartbeat_s, waits.append)
+    states = [t.state for t in study.trials]
+    assert waits == [1]  # said once that it waits for the other worker's trial
     assert states[killed.number] == optuna.trial.TrialState.FAIL
     assert states.count(optuna.trial.TrialState.COMPLETE) == 2
     assert optuna.trial.TrialState.RUNNING not in states

@@ -7,6 +7,7 @@ No MLflow here: the study reports each trial through the callbacks the caller ha
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -138,6 +139,28 @@ def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
 
     study.optimize(within_budget, catch=(BeyondBudget,),
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED)])
+
+
+def complete_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
+                   trials: int, heartbeat_s: float,
+                   on_wait: Callable[[int], None] | None = None) -> None:
+    """Run this worker's share, then wait for the trials other workers are running: the
+    study is complete when `trials` trials are finished and none runs, so the reports made
+    afterwards are the study's, whichever worker makes them. A trial whose worker was killed
+    is failed once its heartbeat is stale, and its slot is run again here."""
+    told = False
+    while True:
+        run_study(study, objective, trials)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        if not running and finished >= trials:
+            return
+        if running and on_wait is not None and not told:
+            on_wait(len(running))
+            told = True
+        time.sleep(heartbeat_s)
+        with _heartbeats_are_not_experimental():
+            optuna.storages.fail_stale_trials(study)
 
 
 class BeyondBudget(Exception):

@@ -79,13 +79,20 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,
                                                                      experiment))
     with mlflow.start_run(run_id=parent):
-        tuning.run_study(study, lambda trial: _trial(trial, cfg, trials, source), cfg.trials)
+        tuning.complete_study(study, lambda trial: _trial(trial, cfg, trials, source),
+                              cfg.trials, cfg.heartbeat_s, _waiting)
     failed = [p.args for p in helpers if p.wait() != 0]
     if parent_run is not None:
         return None  # a helper worker: the process that started it writes the reports
     summary = report_study(cfg, url, parent, Path(reports))
     save_best_model(cfg.study, parent, summary["best_trial"], Path(tuned))
     return {**summary, "failed_workers": len(failed)}
+
+
+def _waiting(running: int) -> None:
+    print(f"note: waiting for {running} trial(s) that other workers are running (a killed "
+          "worker's trial is failed and run again once its heartbeat is stale)",
+          file=sys.stderr)
 
 
 def study_name(cfg: TuneConfig, trials: Trials) -> str:
