@@ -265,8 +265,12 @@ def train(
     `--restart` discards it."""
     from landslide_ssgan.stages import train as stage_module
 
-    _say_trained(model, stage_module.main(_tracked_params(params, ctx), model,
-                                          feature_set.value if feature_set else None, restart))
+    cfg = _tracked_params(params, ctx)
+    with _epoch_progress(f"{model} on {feature_set.value if feature_set else cfg.features.set}"
+                         ) as on_epoch:
+        out = stage_module.main(cfg, model, feature_set.value if feature_set else None,
+                                restart, on_epoch)
+    _say_trained(model, out)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -284,8 +288,12 @@ def segment(
     `trained/<feature set>/<model>/`; `landslide calibrate` then gives it its map threshold."""
     from landslide_ssgan.stages import segment as stage_module
 
-    _say_trained(model, stage_module.main(_tracked_params(params, ctx), model,
-                                          feature_set.value if feature_set else None, restart))
+    cfg = _tracked_params(params, ctx)
+    with _epoch_progress(f"{model} on {feature_set.value if feature_set else cfg.features.set}"
+                         ) as on_epoch:
+        out = stage_module.main(cfg, model, feature_set.value if feature_set else None,
+                                restart, on_epoch)
+    _say_trained(model, out)
 
 
 def _say_trained(model: str, out: Path) -> None:
@@ -544,6 +552,40 @@ def _dask_client(local: bool, scheduler: str | None, workers: int) -> Iterator[A
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _epoch_progress(label: str) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
+    """One progress line per training: epochs done, the last loss and validation F1, time
+    left (rich: redrawn on a terminal, printed once when done elsewhere; NO_COLOR honoured).
+    A forest or GLM has no epochs and prints none."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("train {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[scores]}"), TimeRemainingColumn())
+    bar = Progress(*columns, transient=False)
+    task: list[Any] = []
+
+    def advance(epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        if not task:  # started at the first epoch: a forest prints no empty bar
+            bar.start()
+            task.append(bar.add_task(label, total=epochs, scores=""))
+        losses = [k for k in logs if k.endswith("loss") and not k.startswith("val")]
+        scores = "  ".join([f"{k} {logs[k]:.3g}" for k in losses[:1]] + (
+            [f"val F1 {logs['val_f1']:.3f}"] if "val_f1" in logs else []))
+        bar.update(task[0], completed=epoch, scores=scores)
+
+    try:
+        yield advance
+    finally:
+        if task:
+            bar.stop()
 
 
 @contextlib.contextmanager

@@ -15,22 +15,24 @@ from landslide_ssgan.data.patches import load_patch_source
 from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.models import learners
 from landslide_ssgan.stages import train as training
+from landslide_ssgan.training.fit import EpochHook
 
 
 def run(learner: learners.Learner, feature_set: str, data: TrainingData, *, seed: int,
         train: TrainConfig, sample: SampleConfig, rgb: tuple[str, ...], trained: str,
-        restart: bool = False) -> Path:
+        restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """Draw the training area's patches (train.patch; labels as the sample stage's, with
     sample.negatives and sample.negative_buffer_m) and train the segmenter on them."""
     source = load_patch_source(data, feature_set, train.patch, sample, seed)
     return training.run(learner, feature_set, data, source, seed=seed, train=train, rgb=rgb,
-                        split_method=sample.split.method, trained=trained, restart=restart)
+                        split_method=sample.split.method, trained=trained, restart=restart,
+                        on_epoch=on_epoch)
 
 
 def main(cfg: Params, kind: str, feature_set: str | None = None,
-         restart: bool = False) -> Path:
+         restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """The stage as `landslide segment KIND` and dvc.yaml run it: params.yaml's settings."""
     learners.check_kinds((kind,), "MODEL", patches=True)
     return run(learners.learner(kind), feature_set or cfg.features.set, TrainingData.of(cfg),
                seed=cfg.seed, train=cfg.train, sample=cfg.sample, rgb=cfg.features.rgb,
-               trained=cfg.paths.trained, restart=restart)
+               trained=cfg.paths.trained, restart=restart, on_epoch=on_epoch)

@@ -31,14 +31,14 @@ from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting.grids import window_grid
-from landslide_ssgan.training.fit import Source, train_network
+from landslide_ssgan.training.fit import EpochHook, EpochReport, Source, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 
 
 def run(learner: learners.Learner, feature_set: str, data: TrainingData, source: Source, *,
         seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, trained: str,
-        restart: bool = False) -> Path:
+        restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """Train, log the run to MLflow (params, data hashes, per-epoch losses and validation
     scores, generator images) and write trained/<set>/<kind>/. An interrupted network
     training resumes only with the same settings and data; `restart` discards it."""
@@ -46,12 +46,12 @@ def run(learner: learners.Learner, feature_set: str, data: TrainingData, source:
     command = f"landslide {'segment' if learner.patches else 'train'} {learner.name}"
     with sole_writer(out, command):
         return _run(learner, feature_set, data, source, seed=seed, train=train, rgb=rgb,
-                    split_method=split_method, out=out, restart=restart)
+                    split_method=split_method, out=out, restart=restart, on_epoch=on_epoch)
 
 
 def _run(learner: learners.Learner, feature_set: str, data: TrainingData, source: Source, *,
          seed: int, train: TrainConfig, rgb: tuple[str, ...], split_method: str, out: Path,
-         restart: bool) -> Path:
+         restart: bool, on_epoch: EpochHook | None) -> Path:
     kind = learner.name
     inputs = {"stack": data.stack, "samples": data.samples, "norm": data.norm}
     params = tracking.model_params(train, seed, feature_set, source.window, split_method)
@@ -64,7 +64,7 @@ def _run(learner: learners.Learner, feature_set: str, data: TrainingData, source
         recipe = {"params": params, "data": tracking.data_digest(data.samples, data.stack)}
         run_id = _resumable_run(backup, recipe, restart, kind, lambda: tracking.new_run(
             kind, feature_set, params, inputs))
-        _train_network(learner, source, seed, train, rgb, staging, backup, run_id)
+        _train_network(learner, source, seed, train, rgb, staging, backup, run_id, on_epoch)
     bundle.save_info(staging, {"kind": kind, "trained_prior": learner.trained_prior(
         train, source.training_labels())})
     bundle.save_run(staging, run_id)
@@ -122,9 +122,10 @@ def _close_run(backup: Path, status: str) -> None:
 
 
 def _train_network(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
-                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
+                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
+                   on_epoch: EpochHook | None) -> None:
     try:
-        _train_logged(learner, source, seed, train, rgb, staging, backup, run_id)
+        _train_logged(learner, source, seed, train, rgb, staging, backup, run_id, on_epoch)
     except Exception:
         shutil.rmtree(backup, ignore_errors=True)  # a failed run is never resumed
         raise
@@ -132,14 +133,17 @@ def _train_network(learner: learners.Learner, source: Source, seed: int, train: 
 
 
 def _train_logged(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
-                  rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str) -> None:
+                  rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
+                  on_epoch: EpochHook | None = None) -> None:
     """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
     with mlflow.start_run(run_id=run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
                  else None)
         logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
+        epochs = (train.patch if learner.patches else train).epochs
+        report = (EpochReport(on_epoch, epochs),) if on_epoch is not None else ()
         trained = train_network(learner, train, source, seed, workdir=backup / "keras",
-                                threshold=train.threshold, callbacks=(logger,),
+                                threshold=train.threshold, callbacks=(logger, *report),
                                 history_path=backup / "history.json")
         bundle.save_model(staging, learner.predictor(trained.model), source.normalisation,
                           trained.history, getattr(trained.model, "generator", None))
@@ -185,7 +189,7 @@ def _log_coefficients(model: CentreLogit, staging: Path) -> None:
 
 
 def main(cfg: Params, kind: str, feature_set: str | None = None,
-         restart: bool = False) -> Path:
+         restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """The stage as `landslide train KIND` and dvc.yaml run it: params.yaml's settings, the
     sample stage's windows of `feature_set` (default features.set)."""
     learners.check_kinds((kind,), "MODEL", patches=False)
@@ -194,4 +198,4 @@ def main(cfg: Params, kind: str, feature_set: str | None = None,
     return run(learners.learner(kind), chosen, data, data.window_source(chosen, cfg.sample.window),
                seed=cfg.seed, train=cfg.train, rgb=cfg.features.rgb,
                split_method=cfg.sample.split.method, trained=cfg.paths.trained,
-               restart=restart)
+               restart=restart, on_epoch=on_epoch)

@@ -9,6 +9,7 @@ Keras: MLflow comes in only as a callback handed in by the stages.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,20 @@ def finished_epochs(backup_dir: Path) -> int:
 class TrainedNetwork:
     model: Network
     history: list[dict[str, float]]  # per epoch: losses and, when validated, val_ scores
+
+
+EpochHook = Callable[[int, int, dict[str, float]], None]  # epoch (from 1), epochs, logs
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Hands each finished epoch's number and logs to `hook` (the command's progress line)."""
+
+    def __init__(self, hook: EpochHook, epochs: int) -> None:
+        super().__init__()
+        self.hook, self.epochs = hook, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.hook(epoch + 1, self.epochs, {k: float(v) for k, v in (logs or {}).items()})
 
 
 def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int, *,
