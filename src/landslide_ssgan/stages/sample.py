@@ -35,7 +35,7 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     grid = layers.grid
     drawn = draw(layers, cfg, seed, pixel_size=grid.resolution)
     table, index = drawn.table, Samples(drawn.table)  # no whole-area split raster
-    refuse_empty_parts(index)
+    refuse_empty_parts(index, cfg.split.block_size, cfg.window)
     mean, std = training_statistics(stack_parts(stack),
                                     training_cover_of(drawn, grid.shape, cfg.window))
     summary = {**sample_summary(index, grid.shape, cfg.window, cfg.split.method),
@@ -52,7 +52,7 @@ def run(cfg: SampleConfig, *, seed: int, stack: str, labels: str, inventory_ids:
     return {**summary, "windows": len(table)}
 
 
-def refuse_empty_parts(samples: Samples) -> None:
+def refuse_empty_parts(samples: Samples, block_size: int, window: int) -> None:
     """Every later stage needs windows of both classes in the validation and test areas and an
     unlabelled pool; an empty part is an error naming the setting, not a silent run whose
     validation scores are missing or whose training fails later on another setting's name."""
@@ -66,8 +66,9 @@ def refuse_empty_parts(samples: Samples) -> None:
             raise ConfigError(f"sample.split.block_size: the {split} area holds no "
                               f"{' and no '.join(missing)} windows (the split found {groups} "
                               f"group{'' if groups == 1 else 's'} with landslides; each area "
-                              f"needs one): use smaller "
-                              f"blocks or a larger sample.split.{split}")
+                              f"needs one): use smaller blocks (for example "
+                              f"sample.split.block_size: {max(2 * window, block_size // 2)}) or "
+                              f"a larger sample.split.{split}")
     if not (table.label == UNLABELLED).any():
         raise ConfigError("sample.unlabelled_ratio: the training area gave no unlabelled "
                           "windows (the SSGAN needs a pool)")
