@@ -641,12 +641,9 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
         assert status == 413 and "serve.max_windows" in json.loads(body)["message"]
         status, body = _post(port, {"inputs": [windows.tolist()]})  # nested one level deeper
         assert status == 413 and "9 windows" in json.loads(body)["message"], body
-        busy = subprocess.run(  # a second server on the same port: one line, nothing served
-            [sys.executable, "-m", "landslide_ssgan.cli", "serve", "--port", str(port),
-             "--params", str(Path(pipeline["root"]) / "params.yaml")], cwd=pipeline["root"],
-            env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]}, capture_output=True,
-            text=True, timeout=120)
-        assert busy.returncode == 2 and busy.stdout == "", busy
+        busy = _invoke(pipeline, ["serve", "--port", str(port), "--params",  # a second one
+                                  str(Path(pipeline["root"]) / "params.yaml")])
+        assert busy.exit_code == 2 and busy.stdout == "", busy.output
         assert busy.stderr.count("\n") == 1 and "already in use" in busy.stderr, busy.stderr
         status, body = _post(port, {"inputs": windows[:8, :, :, :3].tolist()})  # 3 bands
         assert 400 <= status < 500 and "shape" in json.loads(body)["message"].lower(), body
