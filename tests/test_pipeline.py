@@ -804,6 +804,7 @@ def test_maps_carry_their_making_and_open_styled_in_qgis(pipeline: dict[str, Any
     import sqlite3
     import xml.etree.ElementTree as ET
 
+    import pystac
     import rasterio
 
     raw = pipeline["raw"]
@@ -834,6 +835,15 @@ def test_maps_carry_their_making_and_open_styled_in_qgis(pipeline: dict[str, Any
                                         "FROM layer_styles").fetchone()
     assert (name, default) == ("landslides", 1)
     assert ET.fromstring(qml.split("\n", 1)[1]).find(".//layer").get("class") == "SimpleFill"
+    item = pystac.Item.from_file(str(maps / "landslide.stac.json"))  # the map's STAC item
+    assert {"probability", "class", "polygons", "preview", "summary"} <= set(item.assets)
+    assert all((maps / asset.href).resolve().is_file() for asset in item.assets.values())
+    assert item.assets["class"].extra_fields["classification:classes"][1]["name"] == "landslide"
+    west, south, east, north = item.bbox
+    assert 91.75 < west < east < 91.87 and 22.30 < south < north < 22.50  # in Chattogram
+    assert item.properties["mlm:input"][0]["bands"] == tags["MODEL_BANDS"].split(",")
+    assert item.properties["landslide:model_uri"] == tags["MODEL_URI"]
+    assert item.properties["proj:code"] == "EPSG:32646"
 
 
 def test_map_of_new_imagery_goes_to_its_own_folder(pipeline: dict[str, Any],
@@ -857,6 +867,7 @@ def test_map_of_new_imagery_goes_to_its_own_folder(pipeline: dict[str, Any],
         assert summary["champion"]["areas"] == {}
         assert (tmp_path / "out" / "landslides.gpkg").is_file()
         assert (tmp_path / "out" / "landslide_class.qml").is_file()
+        assert (tmp_path / "out" / "landslide.stac.json").is_file()
         with rasterio.open(raw["paths"]["stack"]) as src, rasterio.open(
                 tmp_path / "out" / "landslide_probability.tif") as new, rasterio.open(
                 Path(raw["paths"]["maps"]) / "landslide_probability.tif") as old:

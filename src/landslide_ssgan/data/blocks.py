@@ -18,6 +18,7 @@ import rasterio
 import rasterio.enums
 import rasterio.features
 import rasterio.shutil
+import rasterio.warp
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
@@ -48,6 +49,14 @@ def stack_grid(path: str | Path) -> Grid:
     with open_raster(path) as src:
         names = tuple(src.descriptions[i] or f"band{i + 1}" for i in range(src.count))
         return Grid(src.crs, src.transform, src.width, src.height, names)
+
+
+def wgs84_bounds(grid: Grid) -> tuple[float, float, float, float]:
+    """The grid's bounds in longitude and latitude (west, south, east, north), densified so
+    a projected edge's bulge is inside them."""
+    west, south, east, north = rasterio.warp.transform_bounds(grid.crs, "EPSG:4326",
+                                                              *grid.bounds, densify_pts=21)
+    return float(west), float(south), float(east), float(north)
 
 
 def blocks_of(grid: Grid, size: int) -> list[Block]:

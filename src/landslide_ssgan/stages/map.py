@@ -26,6 +26,8 @@ from landslide_ssgan.data.blocks import (
     preview_image,
     read_decimated,
     read_region,
+    stack_grid,
+    wgs84_bounds,
     write_cog_from_blocks,
     write_geopackage,
 )
@@ -40,7 +42,7 @@ from landslide_ssgan.inference import bodies, mapping
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.ops import pyfunc, tracking
-from landslide_ssgan.reporting import plots, styles
+from landslide_ssgan.reporting import plots, stac, styles
 
 TWIN = learners.SUPERVISED_TWIN  # mapped beside the champion, to compare
 PREFIX = {"champion": "landslide", TWIN: TWIN}  # file names of each model's map
@@ -88,8 +90,38 @@ def run(cfg: MapConfig, *, registry: RegistryConfig, feature_set: str, rgb: tupl
             str(bundle.read_info(chosen["champion"][0]).get("kind", "unknown kind")),
             staging.path(Path(reports) / "map_preview.png"))
         write_json(staging.path(Path(reports) / "map_summary.json"), summary)
+        _write_item(Path(maps), Path(reports), stack, chosen["champion"][0],
+                    summary["champion"], staging)
     _log(summary, Path(reports))
     return summary
+
+
+def _write_item(maps: Path, reports: Path, stack: str, folder: Path, row: dict[str, Any],
+                staging: Staging) -> None:
+    """The champion's map as a STAC item (maps/landslide.stac.json), beside its assets."""
+    grid = stack_grid(stack)
+    info = bundle.read_info(folder)
+    files = {**outputs(maps, PREFIX["champion"]), "preview": reports / "map_preview.png",
+             "summary": reports / "map_summary.json"}
+    path = maps / f"{PREFIX['champion']}.stac.json"
+    norm = Normalisation.load(folder / bundle.NORMALISATION)
+    learner = learners.learner(str(info.get("kind")))
+    model = {"kind": learner.name, "uri": row["uri"], "version": row.get("version"),
+             "bands": norm.bands, "window": norm.window or 0, "segmenter": learner.patches,
+             "framework": "TensorFlow" if learner.network else "scikit-learn",
+             "threshold": row["threshold"], "scale": row["probabilities"]}
+    item = stac.map_item(f"{PREFIX['champion']}-{Path(stack).stem}",
+                         {k: v.resolve() for k, v in files.items()}, maps.resolve(),
+                         bbox_wgs84=wgs84_bounds(grid), epsg=grid.crs.to_epsg(),
+                         shape=grid.shape, transform=tuple(grid.transform)[:6],
+                         created=_created(), model=model)
+    write_json(staging.path(path), item)
+
+
+def _created() -> datetime:
+    """Now, or SOURCE_DATE_EPOCH's time where that is set (a bit-for-bit rebuild)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
 
 
 def model_threshold(setting: float | str, folder: Path) -> tuple[float, str]:
@@ -163,8 +195,7 @@ def map_tags(cfg: MapConfig, folder: Path, identity: dict[str, str], threshold: 
     threshold and probability scale, the date, the software and the data's attribution.
     The date is SOURCE_DATE_EPOCH's where that is set, so a rebuild can be bit for bit."""
     info = bundle.read_info(folder)
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    when = _created()
     tags = {"MODEL_URI": identity.get("uri", str(folder)),
             "MODEL_VERSION": identity.get("version", ""),
             "MODEL_RUN_ID": identity.get("run_id", ""),
@@ -267,9 +298,8 @@ def _map_new_stack(cfg: Params, stack: Path, out: Path, model_uri: str | None, c
     if not stack.is_file():
         raise InputError(f"{stack}: file not found; --stack takes a stack GeoTIFF built by "
                          "`landslide prepare` from your own layers (paths.stack)")
-    check_rgb(cfg.features.rgb, stack)
     written = [*outputs(out, PREFIX["champion"]).values(), out / "map_summary.json",
-               out / "map_preview.png"]
+               out / "map_preview.png", out / f"{PREFIX['champion']}.stac.json"]
     if any(path.resolve() == stack.resolve() for path in written):
         raise InputError(f"--out {out}: the map would overwrite its own input {stack}; "
                          "choose another folder")
