@@ -158,8 +158,10 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
     assert run.data.params["train.epochs"] == str(TINY["epochs"])
     names = {d.dataset.name for d in run.inputs.dataset_inputs}
     assert names == {"stack", "samples", "norm"}
-    images = [a.path for a in client.list_artifacts(run_id, "generator")]
-    assert len(images) == TINY["epochs"] and all(p.endswith(".png") for p in images)
+    images = [a.path for a in client.list_artifacts(run_id, "images")  # a series with steps
+              if a.path.endswith(".png") and "generator+step+" in a.path]
+    assert len(images) == TINY["epochs"], images
+    assert run.data.tags["generator_image_columns"].startswith("RGB B4/B3/B2, ")
     for other in ("baseline", "forest", "glm"):
         other_id = json.loads((models / other / "run.json").read_text())["run_id"]
         other_run = client.get_run(other_id)

@@ -100,7 +100,8 @@ def git_commit() -> str:
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs every number in the epoch's logs to the run, and every `image_every` epochs the
     image `make_image(model)` of the model being trained (the generator's windows at fixed
-    noise)."""
+    noise) as the image series `generator` (MLflow's image key, with the epoch as its
+    step)."""
 
     def __init__(self, run_id: str, image_every: int,
                  make_image: Callable[[Any], np.ndarray] | None = None) -> None:
@@ -114,8 +115,9 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         metrics = [Metric(key, float(value), stamp, step) for key, value in (logs or {}).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
         if self.make_image is not None and (step % self.image_every == 0 or step == 1):
-            self.client.log_image(self.run_id, self.make_image(self.model),
-                                  artifact_file=f"generator/epoch_{step:04d}.png")
+            # an image series with a step: the UI's slider walks the generator's epochs
+            self.client.log_image(self.run_id, self.make_image(self.model), key="generator",
+                                  step=step, timestamp=stamp)
 
 
 # --- runs: every run of the same data and settings is comparable ------------------------

@@ -14,6 +14,14 @@ def _to_grey(values: np.ndarray, clip: float = 2.5) -> np.ndarray:
     return (np.clip((values + clip) / (2 * clip), 0, 1) * 255).astype(np.uint8)
 
 
+def grid_columns(band_names: tuple[str, ...], rgb: tuple[str, ...]) -> list[str]:
+    """What each column of `window_grid`'s image shows, left to right (its caption)."""
+    colour = [b for b in rgb if b in band_names]
+    colour = colour if len(colour) == 3 else []
+    return ([f"RGB {'/'.join(colour)}"] if colour else []) + [
+        b for b in band_names if b not in colour]
+
+
 def window_grid(windows: np.ndarray, band_names: tuple[str, ...], rgb: tuple[str, ...],
                 scale: int = 4, gap: int = 2) -> np.ndarray:
     """One row per window: an RGB composite of the optical bands named in `rgb` (when the

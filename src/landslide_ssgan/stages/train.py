@@ -30,7 +30,7 @@ from landslide_ssgan.files import sole_writer, write_json
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.ops import tracking
-from landslide_ssgan.reporting.grids import window_grid
+from landslide_ssgan.reporting.grids import grid_columns, window_grid
 from landslide_ssgan.training.fit import EpochHook, EpochReport, Source, train_network
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
@@ -139,6 +139,9 @@ def _train_logged(learner: learners.Learner, source: Source, seed: int, train: T
     with mlflow.start_run(run_id=run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
                  else None)
+        if image is not None:  # the image series' caption: one window per row, these columns
+            mlflow.set_tag("generator_image_columns", ", ".join(grid_columns(source.bands,
+                                                                             rgb)))
         logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
         epochs = (train.patch if learner.patches else train).epochs
         report = (EpochReport(on_epoch, epochs),) if on_epoch is not None else ()
