@@ -307,6 +307,13 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     reports = Path(raw["paths"]["reports"])
     best = yaml.safe_load((reports / "best_params.yaml").read_text())
     assert set(best["train"]) == set(raw["tune"]["space"])
+    summary = json.loads((reports / "tune.json").read_text())
+    assert summary["objective"] == "val_map_auprc"  # registry.score: what register ranks by
+    study_best = MlflowClient(pipeline["store"]).search_runs(
+        [MlflowClient(pipeline["store"]).get_experiment_by_name(
+            raw["tracking"]["experiment"]).experiment_id],
+        f"tags.optuna_trial = '{best['trial']}' AND tags.optuna_study = '{summary['study']}'")[0]
+    assert study_best.data.metrics["val_map_auprc"] == pytest.approx(summary["best_value"])
     tuned = Path(raw["paths"]["models"]) / "joint" / "tuned"  # the stage's DVC output
     assert (tuned / "discriminator.keras").is_file() and (tuned / "model.json").is_file()
     tuned_run = json.loads((tuned / "run.json").read_text())["run_id"]

@@ -378,8 +378,9 @@ def tune(
     parent_run: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Tune a network (tune.model: the SSGAN by default) with Optuna: TPE over the search
-    space of params.yaml (tune.space), maximising validation F1 with a median pruner fed each
-    epoch. Every trial is an MLflow run nested under the study's run; a stopped study
+    space of params.yaml (tune.space), maximising what register ranks by (registry.score:
+    the validation area's map AUPRC by default), with a median pruner fed each epoch's
+    validation F1. Every trial is an MLflow run nested under the study's run; a stopped study
     resumes, and workers (here or on other machines with the same --storage) share its trial
     budget. Writes reports/best_params.yaml, tune.json and Optuna's history and importance
     plots, and the best trial's model folder (`trained/<set>/tuned`); never rewrites
@@ -390,8 +391,8 @@ def tune(
                                 storage=storage, workers=workers, parent_run=parent_run)
     if summary is not None:
         failed = summary["failed_workers"]
-        typer.echo(f"best trial {summary['best_trial']}: validation F1 "
-                   f"{summary['best_val_f1']:.3f} ({summary['finished_trials']} finished, "
+        typer.echo(f"best trial {summary['best_trial']}: {summary['objective']} "
+                   f"{summary['best_value']:.3g} ({summary['finished_trials']} finished, "
                    f"{summary['pruned_trials']} pruned)"
                    + (f"; {failed} workers failed" if failed else ""))
 

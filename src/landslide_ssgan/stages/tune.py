@@ -34,6 +34,7 @@ from landslide_ssgan.ops.urls import redacted
 from landslide_ssgan.reporting import plots
 from landslide_ssgan.training.fit import Source, train_network
 
+OBJECTIVES = {"auprc": "val_map_auprc", "balanced_f1": "val_f1"}  # registry.score -> name
 # part of the study's name: a study begun with another sampling scheme is not resumed with this one
 SAMPLER = "tpe, seeded per trial number, constant liar"
 
@@ -51,6 +52,7 @@ class Trials:
     data: TrainingData
     calibrate: CalibrateConfig           # each trial's map threshold, as calibrate gives one
     sample: SampleConfig | None = None  # a segmenter's patches need its negatives settings
+    score: str = "auprc"                # the objective: registry.score, as register ranks
 
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned: str,
@@ -84,7 +86,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     failed = [p.args for p in helpers if p.wait() != 0]
     if parent_run is not None:
         return None  # a helper worker: the process that started it writes the reports
-    summary = report_study(cfg, url, parent, Path(reports))
+    summary = report_study(cfg, url, parent, Path(reports), trials.score)
     save_best_model(cfg.study, parent, summary["best_trial"], Path(tuned))
     return {**summary, "failed_workers": len(failed)}
 
@@ -101,7 +103,7 @@ def study_name(cfg: TuneConfig, trials: Trials) -> str:
     same data and settings; after `sample` changes, the pipeline tunes afresh instead of
     reusing trials scored on other windows."""
     data = trials.data
-    recipe = json.dumps({"sampler": SAMPLER, "model": cfg.model,
+    recipe = json.dumps({"sampler": SAMPLER, "model": cfg.model, "objective": trials.score,
                          "data": tracking.data_digest(data.samples, data.stack),
                          "train": dataclasses.asdict(trials.train), "space": cfg.space,
                          "epochs": cfg.epochs, "features": trials.feature_set,
@@ -201,34 +203,48 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source)
         share = learner.trained_prior(train, source.training_labels())
         bundle.save_info(folder, {"kind": cfg.model, "trained_prior": share})
         ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
-        tracking.log_model_info(scoring.record_threshold(
-            cfg.model, folder, data.stack, ground, trials.calibrate,
-            scoring.model_prior(share, trials.calibrate, ground)))
+        info = scoring.record_threshold(cfg.model, folder, data.stack, ground,
+                                        trials.calibrate,
+                                        scoring.model_prior(share, trials.calibrate, ground))
+        tracking.log_model_info(info)
         uri = pyfunc.log_window_model(folder, pyfunc.pinned_requirements())
         mlflow.set_tags({"optuna_state": "complete", "model_uri": uri})
-        return float(trained.history[-1].get("val_f1", 0.0))
+        return objective_value(trials.score, info, trained.history)
+
+
+def objective_value(score: str, info: dict[str, Any], history: list[dict[str, float]]) -> float:
+    """What a trial is worth, as register ranks models (registry.score): the validation
+    area's map AUPRC at the real prevalence, or the balanced validation windows' F1 of the
+    last epoch (also what the pruner watches each epoch). A map without a validation area
+    falls back to the F1."""
+    validation = info.get("validation_map")
+    if score == "auprc" and validation and validation.get("auprc") == validation.get("auprc"):
+        return float(validation["auprc"])
+    return float(history[-1].get("val_f1", 0.0)) if history else 0.0
 
 
 def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
-                 reports: Path) -> dict[str, Any]:
+                 reports: Path, score: str = "auprc") -> dict[str, Any]:
     """Best trial, optimisation history and parameter importances, to reports/ and to the
     study's parent run. Tuning never rewrites params.yaml: best params go to their own file."""
+    objective = OBJECTIVES[score]
     study = tuning.create_study(cfg, storage)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise InputError(f"study {cfg.study}: no trial completed")
     best = study.best_trial
-    summary = {"study": cfg.study, "best_trial": best.number, "best_val_f1": best.value,
+    summary = {"study": cfg.study, "objective": objective, "best_trial": best.number,
+               "best_value": best.value,
                "best_params": best.params, "finished_trials": len(study.get_trials(
                    deepcopy=False, states=tuning.FINISHED)),
                "pruned_trials": len(study.get_trials(
                    deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))}
     write_text(reports / "best_params.yaml", yaml.safe_dump(
-        {"train": best.params, "val_f1": float(best.value or 0.0), "trial": best.number},
+        {"train": best.params, objective: float(best.value or 0.0), "trial": best.number},
         sort_keys=True))
     plots.study_figures(study, reports / "tune_history.png", reports / "tune_importance.png")
     with mlflow.start_run(run_id=parent_run_id):
-        mlflow.log_metric("best_val_f1", float(best.value or 0.0))
+        mlflow.log_metric(f"best_{objective}", float(best.value or 0.0))
         mlflow.set_tags({"best_trial": str(best.number)})
         for name in ("best_params.yaml", "tune_history.png", "tune_importance.png"):
             if (reports / name).exists():
@@ -244,7 +260,8 @@ def main(cfg: Params, params_file: Path, overrides: dict[str, str], *,
     helper workers read `params_file` again, with the command line's `overrides`)."""
     paths = cfg.paths
     trials = Trials(cfg.seed, cfg.train, cfg.features.set, cfg.sample.window,
-                    cfg.sample.split.method, TrainingData.of(cfg), cfg.calibrate, cfg.sample)
+                    cfg.sample.split.method, TrainingData.of(cfg), cfg.calibrate, cfg.sample,
+                    cfg.registry.score)
     return run(cfg.tune, trials, experiment=cfg.tracking.experiment, reports=paths.reports,
                tuned=str(bundle.model_dir(paths.trained, cfg.features.set, bundle.TUNED)),
                params_file=params_file, storage=storage, workers=workers,
