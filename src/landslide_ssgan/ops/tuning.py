@@ -141,6 +141,9 @@ def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED)])
 
 
+POLL_S = 1.0  # how often a waiting worker looks at the study again
+
+
 def complete_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
                    trials: int, heartbeat_s: float,
                    on_wait: Callable[[int], None] | None = None) -> None:
@@ -158,7 +161,7 @@ def complete_study(study: optuna.Study, objective: Callable[[optuna.Trial], floa
         if running and on_wait is not None and not told:
             on_wait(len(running))
             told = True
-        time.sleep(heartbeat_s)
+        time.sleep(min(heartbeat_s, POLL_S))
         with _heartbeats_are_not_experimental():
             optuna.storages.fail_stale_trials(study)
 
