@@ -36,7 +36,6 @@ quiet_environment()  # before TensorFlow, absl or MLflow are imported by any com
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
-
 class OneLineErrors(TyperGroup):
     """Typer's own usage errors (a choice that is not one, a missing argument, a number out
     of range) in the project's form: one `error:` line on stderr and exit 2, not a box."""
