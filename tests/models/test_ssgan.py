@@ -80,8 +80,9 @@ def test_train_steps_lower_each_discriminator_loss_term() -> None:
     noise = gan._noise(16)
     before = _losses(gan, batch, noise)
     gan.g_optimizer.learning_rate.assign(0.0)  # a fixed generator: D's terms must all fall
+    step = tf.function(gan.train_step)  # traced once: 80 eager steps took 16 to 25 s
     for _ in range(80):
-        logs = gan.train_step(batch)
+        logs = step(batch)
     after = _losses(gan, batch, noise)
     for term in ("labelled", "unlabelled", "generated"):
         assert after[term] < before[term], (term, before, after)
