@@ -61,8 +61,7 @@ class RequestLimits:
                 return
             if not message.get("more_body", False):
                 break
-        windows = max(values_in(body) // max(self.window_values, 1) if self.window_values
-                      else 0, 0)
+        windows = values_in(body) // self.window_values if self.window_values else 0
         if windows <= self.max_windows:  # the numbers fit: the JSON may now be decoded
             windows = window_count(body)
         if windows > self.max_windows:
