@@ -88,8 +88,9 @@ def main() -> None:
           "differ between the two features (the threads' own order moves the last bit too)")
     print(f"whole map: forest {rate['forest map']:,.0f} px/s, dense SSGAN twin "
           f"{rate['network map']:,.0f} px/s ({rate['forest map'] / rate['network map']:.2f}x); "
-          f"a {LARGE_AREA / 1e6:.0f} M pixel area: forest {LARGE_AREA / rate['forest map'] / 60:.1f}"
-          f" min, network {LARGE_AREA / rate['network map'] / 60:.1f} min")
+          f"a {LARGE_AREA / 1e6:.0f} M pixel area: forest "
+          f"{LARGE_AREA / rate['forest map'] / 60:.1f} min, network "
+          f"{LARGE_AREA / rate['network map'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

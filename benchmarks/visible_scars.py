@@ -9,10 +9,10 @@ Chattogram cannot answer whether segmenting patches finds landslides better than
 13 x 13 windows: its inventory marks are fixed-size circles and every model there reaches only
 2 to 3 times a random map's AUPRC. This builds a synthetic area (`--size` pixels a side at
 10 m) where scars are visible, then runs the real pipeline on it through the `landslide`
-command (prepare, sample, train, segment, evaluate) and prints each model's test-area map
-scores, every pixel at the real prevalence. With `--study KINDS` it runs the label-efficiency
-study instead (`landslide study`: those kinds, `--budgets` of the labelled training
-polygons, the seeds of params.yaml) and prints its paired answers.
+command (prepare, sample, train, fit, segment, calibrate, evaluate) and prints each model's
+test-area map scores, every pixel at the real prevalence. With `--study KINDS` it runs the
+label-efficiency study instead (`landslide study`: those kinds, `--budgets` of the labelled
+training polygons, the seeds of params.yaml) and prints its paired answers.
 
 The area: smooth hills (a DEM), vegetation in four Sentinel-2-like bands with texture, and
 three kinds of bare ground with one and the same spectrum: landslide scars (tapered bodies
@@ -40,6 +40,8 @@ import rasterio
 import yaml
 from rasterio.transform import from_origin
 from scipy import ndimage
+
+from landslide_ssgan.models.learners import learner, of_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 CRS = "EPSG:32646"
@@ -133,7 +135,9 @@ def area_params(folder: Path, models: list[str], segmenters: list[str]) -> Path:
         "inventory": {"path": str(folder / "mask.tif"), "landslide": ["1"], "stable": ["0"]}}
     for key, value in raw["paths"].items():
         raw["paths"][key] = str(folder / "out" / value)
-    raw["evaluate"].update({"feature_sets": ["joint"], "models": models,
+    networks = [m for m in models if m in of_stage("train")]
+    raw["evaluate"].update({"feature_sets": ["joint"], "networks": networks,
+                            "classifiers": [m for m in models if m not in networks],
                             "segmenters": segmenters})
     raw["registry"]["kinds"] = models + segmenters
     path = folder / "params.yaml"
@@ -192,10 +196,9 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         landslide("prepare", params=params, env=env)
         landslide("sample", params=params, env=env)
-        for kind in models:
-            landslide("train", kind, params=params, env=env)
-        for kind in segmenters:
-            landslide("segment", kind, params=params, env=env)
+        for kind in (*models, *segmenters):
+            landslide(learner(kind).stage, kind, params=params, env=env)
+        landslide("calibrate", params=params, env=env)
         landslide("evaluate", params=params, env=env)
         scores = json.loads((folder / "out" / "reports" / "map_evaluation_details.json")
                             .read_text())

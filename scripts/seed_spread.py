@@ -27,6 +27,7 @@ from landslide_ssgan.data.stack import read_stack
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.models.bundle import load_bundle, model_dir
+from landslide_ssgan.models.learners import learner
 
 
 def main() -> None:
@@ -56,9 +57,12 @@ def main() -> None:
         for kind in args.models:
             rows = [(params.seed, *scores(model_dir(paths.models, feature_set, kind)))]
             for seed in args.seeds:
-                subprocess.run(["landslide", "train", kind, "--seed", str(seed),
-                                "--paths.models", f"{tmp}/{seed}"], check=True, env=env,
-                               stdout=subprocess.DEVNULL)
+                folders = ["--paths.trained", f"{tmp}/{seed}/trained",
+                           "--paths.models", f"{tmp}/{seed}"]
+                for command in ([learner(kind).stage, kind, "--seed", str(seed)],
+                                ["calibrate", kind]):
+                    subprocess.run(["landslide", *command, *folders], check=True, env=env,
+                                   stdout=subprocess.DEVNULL)
                 rows.append((seed, *scores(model_dir(f"{tmp}/{seed}", feature_set, kind))))
             for seed, f1, auprc in rows:
                 print(f"| {kind} | {seed} | {f1:.4f} | {auprc:.4f} |", flush=True)

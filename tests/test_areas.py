@@ -21,11 +21,13 @@ from typer.testing import CliRunner
 from landslide_ssgan.cli import app
 from landslide_ssgan.data.inventory import LANDSLIDE
 from landslide_ssgan.data.stack import Stack
+from landslide_ssgan.models import learners
 from tests.conftest import write_params
 
 runner = CliRunner()
 WITH_SSGAN = ["ssgan", "forest"]  # a subset of the kinds: evaluate, register and map take any
 FOREST = ["forest"]  # the SSGAN's tracing is most of an area's time: two areas train it
+NETWORKS = learners.of_stage("train")
 
 
 def _area(raw: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
@@ -34,7 +36,9 @@ def _area(raw: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
                          "d_hidden": 8, "g_width": 8, "forest_trees": 10})
     raw["train"]["patch"].update({"size": 32, "stride": 16, "depth": 2, "width": 4,
                                   "epochs": 1, "batch_size": 8})
-    raw["evaluate"].update({"feature_sets": [raw["features"]["set"]], "models": kinds,
+    raw["evaluate"].update({"feature_sets": [raw["features"]["set"]],
+                            "networks": [k for k in kinds if k in NETWORKS],
+                            "classifiers": [k for k in kinds if k not in NETWORKS],
                             "segmenters": ["unet"]})
     raw["registry"]["kinds"] = [*kinds, "unet"]
     raw["map"].update({"block_size": 100, "preview_size": 100, "compare_baseline": False})
@@ -47,7 +51,8 @@ def _run_end_to_end(raw: dict[str, Any], tmp_path: Path,
     params = str(write_params(raw, tmp_path / "params.yaml"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    pipeline = [["prepare"], ["sample"], *(["train", k] for k in raw["evaluate"]["models"]),
+    pipeline = [["prepare"], ["sample"], *(["train", k] for k in raw["evaluate"]["networks"]),
+                *(["fit", k] for k in raw["evaluate"]["classifiers"]),
                 *(["segment", k] for k in raw["evaluate"]["segmenters"]), ["calibrate"],
                 ["evaluate"], ["register"], ["map"]]
     for command in pipeline:

@@ -333,7 +333,7 @@ def test_a_file_size_limit_is_one_line_and_keeps_the_previous_outputs(
 def test_a_second_training_of_the_same_model_refuses_in_one_line(
         base_params: dict[str, Any], sampled: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """While one `landslide train forest` writes trained/joint/forest, another is one line
+    """While one `landslide fit forest` writes trained/joint/forest, another is one line
     naming the folder and the command, and leaves the folder to the first."""
     from landslide_ssgan.files import sole_writer
 
@@ -344,11 +344,11 @@ def test_a_second_training_of_the_same_model_refuses_in_one_line(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     out = work / "trained" / "joint" / "forest"
-    with sole_writer(out, "landslide train forest"):  # the first training, still running
-        result = runner.invoke(app, ["train", "forest", "--params", str(params)])
+    with sole_writer(out, "landslide fit forest"):  # the first training, still running
+        result = runner.invoke(app, ["fit", "forest", "--params", str(params)])
     assert result.exit_code == 2, (result.output, repr(result.exception))
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "`landslide train forest` is already writing it" in lines[0]
+    assert len(lines) == 1 and "`landslide fit forest` is already writing it" in lines[0]
     assert not out.exists()
-    assert runner.invoke(app, ["train", "forest", "--params", str(params)]).exit_code == 0
+    assert runner.invoke(app, ["fit", "forest", "--params", str(params)]).exit_code == 0
     assert (out / "forest.joblib").is_file()

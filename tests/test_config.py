@@ -127,6 +127,9 @@ def test_config_is_frozen() -> None:
     (lambda raw: raw["prepare"]["layers"]["sentinel2"].update(band=["B4"]),
      "prepare.layers.sentinel2.band is not a setting (did you mean "
      "prepare.layers.sentinel2.bands?)"),
+    (lambda raw: raw["evaluate"].update(models=["ssgan", "forest"]),
+     "evaluate.models is not a setting (split it into evaluate.networks (the window "
+     "networks, dvc.yaml's train) and evaluate.classifiers (forest, glm: dvc.yaml's fit))"),
     (lambda raw: raw["paths"].update(mdoels="x"),
      "paths.mdoels is not a setting (did you mean paths.models?)"),
 ])
@@ -136,6 +139,14 @@ def test_an_unknown_key_is_named_with_the_closest_valid_one(edit: Any, message: 
     with pytest.raises(ConfigError) as info:
         parse_params(raw)
     assert str(info.value) == message
+
+
+def test_evaluate_names_at_least_one_window_kind() -> None:
+    raw = copy.deepcopy(_raw())
+    raw["evaluate"].update(networks=[], classifiers=[])
+    with pytest.raises(ConfigError, match="^evaluate.networks: evaluate.networks and "
+                       "evaluate.classifiers are both empty"):
+        parse_params(raw)
 
 
 def test_names_are_the_params_yaml_names() -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from landslide_ssgan.models import learners
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "landslide_ssgan"
@@ -157,7 +159,19 @@ def test_cli_only_hands_params_to_the_stage_modules() -> None:
     assert _imported(shared) <= CLI_MODULES
 
 
-@pytest.mark.parametrize("stage", ["train", "segment"])
+@pytest.mark.parametrize("stage", ["train", "fit", "segment"])
+def test_training_stages_list_exactly_the_train_settings_their_kinds_read(stage: str) -> None:
+    """A train setting reruns only the models that read it (`-S train.epochs=2` leaves the
+    forest and the GLM up to date): each stage lists the union of its kinds' Learner.reads,
+    never the whole section. Learner.settings hands each kind only those, so a kind that read
+    another would fail in every test that trains it."""
+    params = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["params"]
+    listed = {p.removeprefix("train.") for p in params if str(p).startswith("train")}
+    assert "train" not in listed
+    assert listed == set(learners.stage_reads(stage))
+
+
+@pytest.mark.parametrize("stage", ["train", "fit", "segment"])
 def test_training_stages_run_no_mapping_plotting_serving_or_cli_code(stage: str) -> None:
     """Editing map, body, plot, serving or command-line code leaves every trained model up
     to date: none of it is among the training stages' deps."""

@@ -251,11 +251,10 @@ def train(
     restart: RestartOption = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Train the SSGAN (discriminator with N + 1 outputs, generator, labelled plus unlabelled
-    windows), the supervised baseline (same discriminator, two outputs, labels only),
-    FixMatch (the same discriminator, labels plus pseudo-labels of confident weak views
-    teaching strong views of the unlabelled windows), the random forest on window features
-    or the GLM (logistic regression on the centre pixel);
+    """Train a window network: the SSGAN (discriminator with N + 1 outputs, generator,
+    labelled plus unlabelled windows), the supervised baseline (same discriminator, two
+    outputs, labels only) or FixMatch (the same discriminator, labels plus pseudo-labels of
+    confident weak views teaching strong views of the unlabelled windows);
     log the run to MLflow (params, data hashes, per-epoch loss components and balanced
     validation scores, generator images) and save it under `trained/<feature set>/<model>/`;
     `landslide calibrate` then gives it its map threshold. An interrupted network training
@@ -270,6 +269,27 @@ def train(
         out = stage_module.main(cfg, model, feature_set.value if feature_set else None,
                                 restart, on_epoch)
     _say_trained(model, out)
+
+
+@app.command(context_settings=OVERRIDES)
+@stage
+def fit(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(
+        help="The classifier: one of `landslide kinds` marked classifier.")],
+    feature_set: FeatureSetOption = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Fit a classifier on window features at once: the random forest (centre, mean and
+    deviation of each band) or the GLM (logistic regression on the centre pixel); log the run
+    to MLflow as `landslide train` does (balanced validation scores, the GLM's coefficients)
+    and save it under `trained/<feature set>/<model>/`; `landslide calibrate` then gives it
+    its map threshold."""
+    from landslide_ssgan.stages import fit as stage_module
+
+    cfg = _tracked_params(params, ctx)
+    _say_trained(model, stage_module.main(cfg, model,
+                                          feature_set.value if feature_set else None))
 
 
 @app.command(context_settings=OVERRIDES)
@@ -329,7 +349,8 @@ def calibrate(
 @app.command()
 def kinds() -> None:
     """List the model kinds of the learner table (models/learners.py): the names that
-    `landslide train`, evaluate.models, registry.kinds, study.models and tune.model take."""
+    `landslide train`, `fit` and `segment`, the evaluate section, registry.kinds, study.models
+    and tune.model take."""
     from landslide_ssgan.models import learners
 
     for learner in learners.LEARNERS.values():

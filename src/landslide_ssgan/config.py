@@ -258,9 +258,23 @@ class CalibrateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateConfig:
+    """The kinds dvc.yaml makes and evaluate scores: the window networks (train) and the
+    classifiers (fit) on every feature set, the segmenters (segment) on features.set."""
+
     feature_sets: tuple[FeatureSet, ...] = setting(nonempty=True)
-    models: tuple[str, ...] = setting(nonempty=True)  # window kinds, on every feature set
-    segmenters: tuple[str, ...] = ()  # patch kinds, on features.set only (dvc.yaml's segment)
+    networks: tuple[str, ...] = ()     # window networks (dvc.yaml's train)
+    classifiers: tuple[str, ...] = ()  # classifiers on window features (dvc.yaml's fit)
+    segmenters: tuple[str, ...] = ()   # patch segmenters (dvc.yaml's segment)
+
+    def __post_init__(self) -> None:
+        if not self.networks + self.classifiers:
+            raise Invalid("networks", "evaluate.networks and evaluate.classifiers are both "
+                          "empty; name at least one window kind (`landslide kinds` lists them)")
+
+    @property
+    def window_kinds(self) -> tuple[str, ...]:
+        """The kinds that classify windows: networks, then classifiers."""
+        return self.networks + self.classifiers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -504,9 +518,15 @@ def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
     return raw
 
 
+# settings that were renamed: what an older params.yaml is told to write instead
+RENAMED = {"evaluate.models": "split it into evaluate.networks (the window networks, dvc.yaml's "
+                              "train) and evaluate.classifiers (forest, glm: dvc.yaml's fit)"}
+
+
 def _not_a_setting(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(valid)}"
+    hint = (RENAMED[key] if key in RENAMED else f"did you mean {close[0]}?" if close
+            else f"expected one of {', '.join(valid)}")
     return f"{key} is not a setting ({hint})"
 
 

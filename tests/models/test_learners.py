@@ -24,6 +24,7 @@ from landslide_ssgan.errors import ConfigError
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.models import learners
 from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.ops import tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "landslide_ssgan"
@@ -33,16 +34,17 @@ PARAMS = load_params(ROOT / "params.yaml")
 def test_params_and_dvc_name_the_kinds_of_the_table() -> None:
     # the shipped pipelines train every kind: dvc repro the window kinds on every feature set
     # and segmenters on features.set, the study (studies/dvc.yaml) every kind
-    assert PARAMS.evaluate.models == tuple(k for k in learners.KINDS
-                                           if not learners.learner(k).patches)
+    for stage, kinds in (("train", PARAMS.evaluate.networks),
+                         ("fit", PARAMS.evaluate.classifiers)):
+        assert kinds == learners.of_stage(stage)
     assert set(PARAMS.study.models) == set(learners.KINDS)
-    assert all(learners.learner(k).patches for k in PARAMS.evaluate.segmenters)
-    assert not any(learners.learner(k).patches for k in PARAMS.evaluate.models)
+    assert all(learners.learner(k).stage == "segment" for k in PARAMS.evaluate.segmenters)
     assert set(PARAMS.registry.kinds) <= set(learners.KINDS)
     assert set(PARAMS.study.models) <= set(learners.KINDS)
     assert learners.learner(PARAMS.tune.model).network
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert stages["train"]["matrix"]["model"] == "${evaluate.models}"
+    assert stages["train"]["matrix"]["model"] == "${evaluate.networks}"
+    assert stages["fit"]["matrix"]["model"] == "${evaluate.classifiers}"
     assert stages["segment"]["matrix"]["model"] == "${evaluate.segmenters}"
     assert {a for pair in learners.COMPARISONS for a in pair} <= set(learners.KINDS)
     assert learners.PAPER_MODEL in learners.KINDS
@@ -73,13 +75,17 @@ def test_an_unknown_kind_is_one_line_that_lists_the_kinds() -> None:
     assert result.output.strip().splitlines() == [
         f"error: MODEL: unknown model kind 'segformer'; the kinds are "
         f"{', '.join(learners.KINDS)}"]
-    segmenter = next(k for k in learners.KINDS if learners.learner(k).patches)
+    segmenter = learners.of_stage("segment")[0]
     result = CliRunner().invoke(app, ["train", segmenter])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines()[0].startswith(
-        f"error: MODEL: {segmenter} is a segmenter (`landslide segment {segmenter}`)")
-    result = CliRunner().invoke(app, ["segment", "forest"])
-    assert result.exit_code == 2 and "forest is not a segmenter" in result.output
+    assert result.output.strip().splitlines() == [
+        f"error: MODEL: {segmenter} is made by `landslide segment {segmenter}`; this setting "
+        f"takes {', '.join(learners.of_stage('train'))}"]
+    for command, kind in (("segment", "forest"), ("train", "glm"), ("fit", "ssgan")):
+        result = CliRunner().invoke(app, [command, kind])
+        assert result.exit_code == 2
+        assert f"{kind} is made by `landslide {learners.learner(kind).stage} {kind}`" in \
+            result.output
     with pytest.raises(ConfigError, match="^tune.model: forest is not a network"):
         learners.check_kinds(("forest",), "tune.model", networks_only=True)
     with pytest.raises(ConfigError, match="^study.models: unknown model kind 'segformer'"):
@@ -134,3 +140,13 @@ def test_each_classifier_fits_from_the_table_and_separates_bright_centres(kind: 
                               ).probability(windows)
     assert probability.shape == labels.shape
     assert probability[labels == 1].mean() > probability[labels == 0].mean() + 0.3
+
+
+def test_a_kind_sees_only_the_train_settings_it_reads() -> None:
+    train = PARAMS.train
+    forest = learners.learner("forest").settings(train)
+    assert forest.forest_trees == train.forest_trees and forest.epochs is None
+    assert tracking.train_params(forest) == {"train.forest_trees": train.forest_trees,
+                                            "train.threshold": train.threshold}
+    ssgan = learners.learner("ssgan").settings(train)
+    assert ssgan.patch is None and ssgan.lr_g == train.lr_g

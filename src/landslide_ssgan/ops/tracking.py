@@ -133,8 +133,9 @@ def model_params(train: TrainConfig, seed: int, feature_set: str, window: int,
 
 
 def train_params(train: TrainConfig) -> dict[str, Any]:
-    """train.* settings with dotted names, as MLflow params."""
-    return {f"train.{k}": v for k, v in _flattened(asdict(train)).items()}
+    """train.* settings with dotted names, as MLflow params; those a kind does not read
+    (None in Learner.settings) are left out."""
+    return {f"train.{k}": v for k, v in _flattened(asdict(train)).items() if v is not None}
 
 
 def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

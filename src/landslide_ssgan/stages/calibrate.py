@@ -45,8 +45,9 @@ class Target:
 
 def targets(window_kinds: tuple[str, ...], feature_sets: tuple[str, ...],
             segmenters: tuple[str, ...], main_set: str, trained: str) -> list[Target]:
-    """What dvc.yaml trains (evaluate.models on every feature set, evaluate.segmenters on
-    features.set) and the tuned model, where the tune stage left one."""
+    """What dvc.yaml trains and fits (evaluate.networks and evaluate.classifiers on every
+    feature set, evaluate.segmenters on features.set) and the tuned model, where the tune
+    stage left one."""
     found = [Target(s, k) for s in feature_sets for k in window_kinds]
     found += [Target(main_set, k) for k in segmenters]
     if bundle.model_dir(trained, main_set, bundle.TUNED).is_dir():
@@ -127,7 +128,7 @@ def main(cfg: Params, kind: str | None = None,
     (and the tuned one), or the one `kind` on `feature_set` (default features.set)."""
     paths = cfg.paths
     if kind is None:
-        chosen = targets(cfg.evaluate.models, cfg.evaluate.feature_sets,
+        chosen = targets(cfg.evaluate.window_kinds, cfg.evaluate.feature_sets,
                          cfg.evaluate.segmenters, cfg.features.set, paths.trained)
     else:
         learners.learner(kind, "MODEL")

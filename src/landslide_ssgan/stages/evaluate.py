@@ -33,11 +33,12 @@ HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metric
 
 
 def run_all(cfg: Params) -> tuple[Results, MapResults]:
-    """Both judgements of every kind of evaluate.models: balanced test windows on every
-    feature set, then the maps of features.set."""
-    kinds, segmenters = cfg.evaluate.models, cfg.evaluate.segmenters
-    learners.check_kinds(kinds, "evaluate.models", patches=False)
-    learners.check_kinds(segmenters, "evaluate.segmenters", patches=True)
+    """Both judgements of every kind params.yaml's evaluate section names: balanced test
+    windows on every feature set, then the maps of features.set."""
+    kinds, segmenters = cfg.evaluate.window_kinds, cfg.evaluate.segmenters
+    learners.check_kinds(cfg.evaluate.networks, "evaluate.networks", stage="train")
+    learners.check_kinds(cfg.evaluate.classifiers, "evaluate.classifiers", stage="fit")
+    learners.check_kinds(segmenters, "evaluate.segmenters", stage="segment")
     paths = cfg.paths
     results = run(cfg.evaluate.feature_sets, kinds, main_set=cfg.features.set,
                   threshold=cfg.train.threshold, window=cfg.sample.window,

@@ -32,7 +32,7 @@ def run(learner: learners.Learner, feature_set: str, data: TrainingData, *, seed
 def main(cfg: Params, kind: str, feature_set: str | None = None,
          restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
     """The stage as `landslide segment KIND` and dvc.yaml run it: params.yaml's settings."""
-    learners.check_kinds((kind,), "MODEL", patches=True)
+    learners.check_kinds((kind,), "MODEL", stage="segment")
     return run(learners.learner(kind), feature_set or cfg.features.set, TrainingData.of(cfg),
                seed=cfg.seed, train=cfg.train, sample=cfg.sample, rgb=cfg.features.rgb,
                trained=cfg.paths.trained, restart=restart, on_epoch=on_epoch)

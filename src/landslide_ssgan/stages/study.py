@@ -123,7 +123,8 @@ def _trained(kind: str, train: TrainConfig, source: Source, seed: int, steps: in
     learner = learners.learner(kind, "study.models")
     norm = source.normalisation
     if learner.fit is not None:
-        fitted = learner.fit(replace(train, forest_trees=cfg.forest_trees), source, seed)
+        fitted = learner.fit(learner.settings(replace(train, forest_trees=cfg.forest_trees)),
+                             source, seed)
         return ModelBundle(norm, learner.predictor(fitted)), float("nan")
     if isinstance(source, patches.PatchSource):
         labelled, batch = int(source.centres.labelled.sum()), train.patch.batch_size

@@ -1,8 +1,10 @@
-"""train: one window model (SSGAN, supervised baseline, FixMatch, random forest or GLM) on one
-feature set; the segment stage trains the patch segmenters through `run` here too.
+"""train: one window network (SSGAN, supervised baseline or FixMatch) on one feature set; the
+fit stage (the random forest, the GLM) and the segment stage (the patch segmenters) train
+through `run` here too.
 
 This stage only trains: params, data hashes, per-epoch losses and balanced validation scores,
-generator images and the GLM's coefficients go to the model's MLflow run; the model goes to
+generator images and the GLM's coefficients go to the model's MLflow run, with only the
+train settings the kind reads (Learner.reads); the model goes to
 trained/<set>/<model>/ with the landslide share it learnt at. Its map threshold, prior,
 validation map scores, realism check and the logged MLflow model are the calibrate stage's
 (stages/calibrate.py), which reruns without retraining. The folder is written under a
@@ -43,9 +45,9 @@ def run(learner: learners.Learner, feature_set: str, data: TrainingData, source:
     scores, generator images) and write trained/<set>/<kind>/. An interrupted network
     training resumes only with the same settings and data; `restart` discards it."""
     out = bundle.model_dir(trained, feature_set, learner.name)
-    command = f"landslide {'segment' if learner.patches else 'train'} {learner.name}"
-    with sole_writer(out, command):
-        return _run(learner, feature_set, data, source, seed=seed, train=train, rgb=rgb,
+    with sole_writer(out, f"landslide {learner.stage} {learner.name}"):
+        return _run(learner, feature_set, data, source, seed=seed,
+                    train=learner.settings(train), rgb=rgb,
                     split_method=split_method, out=out, restart=restart, on_epoch=on_epoch)
 
 
@@ -193,12 +195,19 @@ def _log_coefficients(model: CentreLogit, staging: Path) -> None:
 
 def main(cfg: Params, kind: str, feature_set: str | None = None,
          restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
-    """The stage as `landslide train KIND` and dvc.yaml run it: params.yaml's settings, the
-    sample stage's windows of `feature_set` (default features.set)."""
-    learners.check_kinds((kind,), "MODEL", patches=False)
+    """The stage as `landslide train KIND` and dvc.yaml run it (the fit stage too, for the
+    classifiers): params.yaml's settings, the sample stage's windows of `feature_set`
+    (default features.set)."""
+    learners.check_kinds((kind,), "MODEL", stage="train")
+    return train_windows(cfg, learners.learner(kind), feature_set, restart, on_epoch)
+
+
+def train_windows(cfg: Params, learner: learners.Learner, feature_set: str | None,
+                  restart: bool = False, on_epoch: EpochHook | None = None) -> Path:
+    """A window kind (network or classifier) on the sample stage's windows."""
     chosen = feature_set or cfg.features.set
     data = TrainingData.of(cfg)
-    return run(learners.learner(kind), chosen, data, data.window_source(chosen, cfg.sample.window),
+    return run(learner, chosen, data, data.window_source(chosen, cfg.sample.window),
                seed=cfg.seed, train=cfg.train, rgb=cfg.features.rgb,
                split_method=cfg.sample.split.method, trained=cfg.paths.trained,
                restart=restart, on_epoch=on_epoch)

@@ -185,6 +185,7 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
     seed_everything(seed)
     if learner.build is None:
         raise ValueError(f"{learner.name} is not a network")
+    cfg = learner.settings(cfg)  # the settings it reads, no others
     model = learner.build(cfg, source, seed)
     trained = learner.trained_prior(cfg, source.training_labels())
     scores = ([ValidationScores(*source.windows("val"), threshold, history_path=history_path,
