@@ -19,11 +19,16 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 
-stamp=.venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+# `--gpu` adds TensorFlow's CUDA libraries (the `gpu` extra, pinned in requirements-gpu.lock)
+# for an NVIDIA GPU; `benchmarks/gpu_check.py` then says whether TensorFlow uses it.
+extras=dev; locks=(requirements.lock)
+if [ "${1:-}" = "--gpu" ]; then extras=dev,gpu; locks+=(requirements-gpu.lock); fi
+stamp=.venv/.installed-$( (cat pyproject.toml "${locks[@]}"; [ "$extras" = dev ] || echo "$extras") \
+  | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -c requirements.lock -e ".[dev]"
+    "${locks[@]/#/-c}" -e ".[$extras]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
