@@ -192,6 +192,8 @@ class ConsistencyConfig:
     cutout: int = setting(low=0, tunable=True)                # pixels a side; 0 = none
     band_dropout: float = setting(low=0.0, high=1.0, tunable=True)
     ssgan_weight: float = setting(0.0, low=0.0, high=1000.0, tunable=True)
+    feature_dropout: float = setting(0.0, low=0.0, high=0.95, tunable=True)  # segmatch's
+                                # feature-perturbation stream (UniMatch); 0 = none
 
 
 @dataclass(frozen=True, kw_only=True)

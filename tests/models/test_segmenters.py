@@ -14,10 +14,10 @@ from keras import layers
 
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings
-from landslide_ssgan.models.segmatch import SegMatch, cutmix
+from landslide_ssgan.models.segmatch import SegMatch, channel_dropout, cutmix
 from landslide_ssgan.models.segssgan import SegSSGAN, build_patch_generator, pixel_real_logit
 from landslide_ssgan.models.ssgan import LossWeights
-from landslide_ssgan.models.unet import build_unet
+from landslide_ssgan.models.unet import build_unet, split_unet
 from landslide_ssgan.training.fit import seed_everything
 
 BANDS = Bands(None, 0.0, 1.0, (False, False))
@@ -59,6 +59,42 @@ def test_segmatch_trains_on_its_confident_pixels_only(threshold: float, share: f
     logs = _fit_once(model, _batch(np.random.default_rng(1)))
     assert logs["pseudo_label_share"] == pytest.approx(share)
     assert (logs["consistency_loss"] > 0) == (share > 0)
+
+
+def test_the_unet_splits_into_an_encoder_and_a_decoder_of_its_own_weights() -> None:
+    network = build_unet(2, depth=2, width=4)
+    encoder, decoder = split_unet(network)
+    patches = np.random.default_rng(4).normal(size=(2, 16, 16, 2)).astype(np.float32)
+    features = encoder(patches)
+    assert [tuple(f.shape[1:]) for f in features] == [(16, 16, 4), (8, 8, 8), (4, 4, 16)]
+    assert np.array_equal(np.asarray(decoder(features)), np.asarray(network(patches)))
+    shared = {id(v) for v in network.weights}
+    assert {id(v) for v in encoder.weights + decoder.weights} == shared
+
+
+def test_channel_dropout_drops_whole_channels_per_patch_and_keeps_the_mean() -> None:
+    features = tf.ones((64, 3, 3, 32))
+    dropped = np.asarray(channel_dropout(features, 0.5, tf.constant([1, 2])))
+    per_channel = dropped.reshape(64, 9, 32)
+    assert set(np.unique(per_channel)) == {0.0, 2.0}
+    assert (per_channel.min(axis=1) == per_channel.max(axis=1)).all()  # whole channels
+    assert dropped.mean() == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_segmatch_adds_unimatchs_feature_stream_when_asked(rate: float) -> None:
+    seed_everything(0)
+    settings = ConsistencySettings(1.0, 0.5, 0.0, Strong(0.1, 3, 0.1), feature_dropout=rate)
+    network = build_unet(2, depth=2, width=4)
+    model = SegMatch(network, BANDS, settings, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = _fit_once(model, _batch(np.random.default_rng(1)))
+    assert ("feature_consistency_loss" in logs) == (rate > 0)
+    if rate:
+        assert logs["feature_consistency_loss"] > 0
+        plain = SegMatch(build_unet(2, depth=2, width=4), BANDS,
+                         ConsistencySettings(1.0, 0.5, 0.0, Strong(0.1, 3, 0.1)), seed=0)
+        assert len(model.weights) == len(plain.weights)  # the halves hold no weights
 
 
 def test_the_patch_ssgan_keeps_generated_patches_out_of_the_moving_statistics() -> None:

@@ -28,6 +28,7 @@ class ConsistencySettings:
     threshold: float = 0.95
     teacher_ema: float = 0.0
     strong: Strong = Strong()
+    feature_dropout: float = 0.0  # a segmenter's feature-perturbation stream (segmatch.py)
 
 
 class ConsistencyTerm:

@@ -130,7 +130,8 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
             unlabelled=True, generator=True, patches=True, twin="unet",
             reads=(*_SEGMENTER, *_GENERATOR, "leaky_slope", "beta1")),
     Learner("segmatch", "patch FixMatch",
-            "the U-Net taught by its confident weak views of unlabelled patches (CutMix)",
+            "the U-Net taught by its confident weak views of unlabelled patches (CutMix, "
+            "perturbed features)",
             "tab:cyan", _patch_network, build=networks.build_segmatch, unlabelled=True,
             patches=True, twin="unet", reads=(*_SEGMENTER, "consistency")),
 )}

@@ -8,7 +8,11 @@ confident pixels (P >= threshold or <= 1 - threshold) become pseudo-labels; the 
 the same view perturbed without moving a pixel (noise on the continuous bands, a cut-out
 square, dropped bands) and then CutMix-ed with another patch of the batch (a box of the
 other patch's pixels, with its pseudo-labels), and the student learns the pseudo-labels from
-it. Settings: `train.consistency` (weight, threshold, teacher, strong view), as FixMatch's.
+it. With `feature_dropout` above 0, UniMatch's second stream perturbs features rather than
+images: the weak view's encoder features (every level of the U-Net) lose that share of their
+channels, patch by patch, and the decoder's answer from them learns the same pseudo-labels;
+the unlabelled loss is then the mean of the two streams. Settings: `train.consistency`
+(weight, threshold, teacher, strong view, feature_dropout), as FixMatch's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from keras import ops
 from landslide_ssgan.models.augment import Bands, perturbed, pseudo_labels, weak_view
 from landslide_ssgan.models.consistency import ConsistencySettings, ConsistencyTerm
 from landslide_ssgan.models.discriminator import REAL_CLASSES
-from landslide_ssgan.models.unet import Segmenter, augmented, pixel_loss
+from landslide_ssgan.models.unet import Segmenter, augmented, pixel_loss, split_unet
 
 CUTMIX_SHARE = 0.5  # side of the CutMix box, as a share of the patch's side
 
@@ -46,8 +50,25 @@ def cutmix(images: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor, seed: tf.Tenso
     return mixed(images), mixed(labels), mixed(mask)
 
 
+def channel_dropout(features: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+    """Each patch's feature map with `rate` of its channels set to 0 and the rest scaled by
+    1 / (1 - rate) (UniMatch's Dropout2d), drawn from `seed`."""
+    shape = tf.shape(features)
+    keep = tf.random.stateless_uniform([shape[0], 1, 1, shape[3]], seed) >= rate
+    return features * tf.cast(keep, features.dtype) / (1.0 - rate)
+
+
+def pseudo_loss(pseudo: tf.Tensor, mask: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """The mean cross-entropy of the confident pixels' pseudo-labels (the others count 0)."""
+    per_pixel = keras.losses.sparse_categorical_crossentropy(
+        pseudo, logits[..., :REAL_CLASSES], from_logits=True)
+    return ops.mean(mask * per_pixel)
+
+
 class SegMatch(Segmenter):
     """Trained on ((patches, targets), unlabelled patches) batches."""
+
+    halves: tuple[keras.Model, keras.Model] | None  # the U-Net's encoder and decoder
 
     def __init__(self, network: keras.Model, bands: Bands, settings: ConsistencySettings,
                  loss: str = "cross_entropy", class_weights: tuple[float, float] = (1.0, 1.0),
@@ -59,6 +80,13 @@ class SegMatch(Segmenter):
         self.view_step, self.teacher = self.term.step, self.term.teacher  # in checkpoints
         self.trackers |= {name: keras.metrics.Mean(name=name)
                           for name in ("consistency_loss", "pseudo_label_share")}
+        # set past Keras's tracking: they share the network's weights, which checkpoints
+        # already hold through `network`
+        object.__setattr__(self, "halves", split_unet(network)
+                           if settings.feature_dropout > 0 else None)
+        if self.halves is not None:
+            self.trackers["feature_consistency_loss"] = keras.metrics.Mean(
+                name="feature_consistency_loss")
 
     def _pseudo(self, weak: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         teacher = self.teacher if self.teacher is not None else self.network
@@ -66,29 +94,41 @@ class SegMatch(Segmenter):
         probability = ops.stop_gradient(ops.softmax(logits, axis=-1)[..., 1])
         return pseudo_labels(probability, self.settings.threshold)
 
+    def _perturbed_features(self, weak: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """The decoder's logits from the weak view's encoder features, each level's channels
+        dropped (UniMatch's feature perturbation)."""
+        assert self.halves is not None
+        encoder, decoder = self.halves
+        features = encoder(weak, training=True)
+        rate = self.settings.feature_dropout
+        return decoder([channel_dropout(f, rate, seed + [0, level])
+                        for level, f in enumerate(features)], training=True)
+
     def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
         (patches, targets), unlabelled = data
         seed_l, seed_u, seed_s = self.term.seeds()
         if self.bands is not None:
             patches, targets = augmented(patches, targets, self.bands, seed_l)
         weak = weak_view(unlabelled, self.view_bands, seed_u)
-        pseudo, mask = self._pseudo(weak)
+        weak_pseudo, weak_mask = self._pseudo(weak)
         strong = perturbed(weak, self.view_bands, self.settings.strong, seed_s)
-        strong, pseudo, mask = cutmix(strong, pseudo, mask, seed_s + [0, 5])
+        strong, pseudo, mask = cutmix(strong, weak_pseudo, weak_mask, seed_s + [0, 5])
+        streams = {}
         with tf.GradientTape() as tape:
             supervised = pixel_loss(targets, self.network(patches, training=True),
                                     self.loss_kind, self.class_weights)
-            logits = self.network(strong, training=True)[..., :REAL_CLASSES]
-            per_pixel = keras.losses.sparse_categorical_crossentropy(pseudo, logits,
-                                                                     from_logits=True)
-            consistency = ops.mean(mask * per_pixel)
+            consistency = pseudo_loss(pseudo, mask, self.network(strong, training=True))
+            if self.halves is not None:
+                streams["feature_consistency_loss"] = pseudo_loss(
+                    weak_pseudo, weak_mask, self._perturbed_features(weak, seed_s + [0, 7]))
+                consistency = 0.5 * (consistency + streams["feature_consistency_loss"])
             loss = supervised + self.settings.unlabelled_weight * consistency
         variables = self.network.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
                                            strict=True))
         self.term.update_teacher()
         for name, value in (("segmentation_loss", supervised), ("consistency_loss", consistency),
-                            ("pseudo_label_share", ops.mean(mask))):
+                            ("pseudo_label_share", ops.mean(mask)), *streams.items()):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()
                 if name != "pixel_accuracy"}

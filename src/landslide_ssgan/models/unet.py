@@ -54,6 +54,19 @@ def _convolutions(x: keras.KerasTensor, width: int) -> keras.KerasTensor:
     return x
 
 
+def split_unet(network: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """The U-Net as its encoder (patches -> the features of every level: the skips and the
+    bottom) and its decoder (those features -> logits), sharing the network's weights: the
+    seam where UniMatch perturbs features (segmatch.py). decoder(encoder(x)) is network(x)."""
+    skips = [layer.input for layer in network.layers
+             if isinstance(layer, layers.MaxPooling2D)]
+    bottom = next(layer.input for layer in network.layers
+                  if isinstance(layer, layers.Conv2DTranspose))
+    features = [*skips, bottom]
+    return (keras.Model(network.input, features, name=f"{network.name}_encoder"),
+            keras.Model(features, network.output, name=f"{network.name}_decoder"))
+
+
 def tile_multiple(network: keras.Model) -> int:
     """The side every input must be a multiple of: 2 ** (the network's halvings)."""
     return 2 ** sum(isinstance(layer, layers.MaxPooling2D) for layer in network.layers)
