@@ -103,3 +103,30 @@ def test_a_store_in_a_missing_folder_is_refused(tmp_path: Path,
     with pytest.raises(tracking.TrackingError, match=r"MLFLOW_TRACKING_URI: .* does not exist"):
         tracking.use_tracking_store("sqlite:///mlflow.db", "landslide-ssgan")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_killed_processs_run_is_closed_by_the_next_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed `landslide train` leaves its run RUNNING; the next command that opens the
+    store ends it KILLED. Runs of live processes, of other machines and without an owner are
+    left running."""
+    monkeypatch.chdir(tmp_path)
+    _open(tmp_path, monkeypatch)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = tracking.owner().rpartition(":")[0]
+    owners = {"killed": f"{host}:{dead}", "alive": tracking.owner(),
+              "elsewhere": f"another-host:{dead}", "unowned": None}
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("landslide-ssgan").experiment_id
+    runs = {}
+    for name, who in owners.items():
+        run = client.create_run(experiment, tags={tracking.OWNER: who} if who else {})
+        runs[name] = run.info.run_id
+    _open(tmp_path, monkeypatch)
+    status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {"killed": "KILLED", "alive": "RUNNING", "elsewhere": "RUNNING",
+                      "unowned": "RUNNING"}
+    with tracking.reopened(runs["killed"]):  # a resumed training takes its run back
+        assert client.get_run(runs["killed"]).info.status == "RUNNING"
+    assert client.get_run(runs["killed"]).info.status == "FINISHED"

@@ -55,11 +55,12 @@ def sweep_orphans(folder: Path, pattern: str) -> None:
     what a killed run left; a running writer's files are kept."""
     for path in folder.glob(pattern):
         digits = path.name.rsplit("-", 1)[-1].split(".", 1)[0]
-        if digits.isdigit() and not _alive(int(digits)):
+        if digits.isdigit() and not process_alive(int(digits)):
             path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

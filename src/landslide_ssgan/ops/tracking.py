@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import time
 import urllib.error
@@ -30,7 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.errors import LandslideError
-from landslide_ssgan.files import file_digest
+from landslide_ssgan.files import file_digest, process_alive
 
 
 class TrackingError(LandslideError):
@@ -70,8 +71,44 @@ def use_tracking_store(default: str, experiment: str) -> str:
         return str(found.name)
     if mlflow.get_experiment_by_name(experiment) is None:
         MlflowClient().create_experiment(experiment, tags=EXPERIMENT_KIND)
-    mlflow.set_experiment(experiment)
+    close_orphaned_runs(mlflow.set_experiment(experiment).experiment_id)
     return experiment
+
+
+# --- runs whose process was killed ------------------------------------------------------
+
+OWNER = "landslide.process"  # tag: host:pid of the process that last opened a training run
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def reopened(run_id: str) -> Any:
+    """The run, active and tagged with this process as its owner, so that if this process
+    is killed the next command to open the store can close it (close_orphaned_runs)."""
+    with mlflow.start_run(run_id=run_id) as run:
+        mlflow.set_tag(OWNER, owner())
+        yield run
+
+
+def close_orphaned_runs(experiment_id: str) -> list[str]:
+    """End as KILLED every run still RUNNING whose owner was a process of this machine that
+    no longer exists (a killed `landslide train`), so the MLflow UI does not show it running
+    for ever; a resumed training reopens it. Runs of live processes, of other machines and
+    without an owner tag are left alone."""
+    host = socket.gethostname()
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and "
+                              f"tags.`{OWNER}` LIKE '{host}:%'", max_results=1000)
+    closed = []
+    for run in runs:
+        pid = run.data.tags[OWNER].rpartition(":")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def log_dataset_inputs(paths: dict[str, str]) -> dict[str, str]:

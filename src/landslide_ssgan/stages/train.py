@@ -137,8 +137,9 @@ def _train_network(learner: learners.Learner, source: Source, seed: int, train: 
 def _train_logged(learner: learners.Learner, source: Source, seed: int, train: TrainConfig,
                   rgb: tuple[str, ...], staging: Path, backup: Path, run_id: str,
                   on_epoch: EpochHook | None = None) -> None:
-    """Train in the run (which MLflow ends FAILED on an error) and fill the staging folder."""
-    with mlflow.start_run(run_id=run_id):
+    """Train in the run (which MLflow ends FAILED on an error, and the next command ends
+    KILLED if this process is killed) and fill the staging folder."""
+    with tracking.reopened(run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
                  else None)
         if image is not None:  # the image series' caption: one window per row, these columns
