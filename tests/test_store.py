@@ -127,6 +127,6 @@ def test_a_killed_processs_run_is_closed_by_the_next_command(
     status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert status == {"killed": "KILLED", "alive": "RUNNING", "elsewhere": "RUNNING",
                       "unowned": "RUNNING"}
-    with tracking.reopened(runs["killed"]):  # a resumed training takes its run back
+    with tracking.start_run(runs["killed"]):  # a resumed training takes its run back
         assert client.get_run(runs["killed"]).info.status == "RUNNING"
     assert client.get_run(runs["killed"]).info.status == "FINISHED"

@@ -21,6 +21,7 @@ from landslide_ssgan.data.windows import FileWindows
 from landslide_ssgan.models.discriminator import landslide_probability
 from landslide_ssgan.models.learners import learner
 from landslide_ssgan.models.ssgan import predict_probability
+from landslide_ssgan.ops import tracking
 from landslide_ssgan.training.fit import train_network
 from tests.conftest import write_params
 from tests.pipeline.conftest import TINY, invoke, runner, window_source_of
@@ -108,6 +109,12 @@ def test_runs_have_losses_validation_curves_images_and_data_hashes(
         other_run = client.get_run(other_id)
         assert other_run.data.tags["data_digest"] == run.data.tags["data_digest"]
         assert "test_f1" in other_run.data.metrics
+        assert "train.epochs" not in other_run.data.params  # only the settings it reads
+    # every run a stage opened names the process that last held it (a killed one is closed)
+    every = [r for r in client.search_runs([run.info.experiment_id], max_results=1000)
+             if "stage" in r.data.tags]
+    assert len(every) > 10 and all(tracking.OWNER in r.data.tags for r in every)
+    assert all(r.info.status != "RUNNING" for r in every)
 
 
 def test_a_checkpoint_of_other_settings_is_set_aside_in_one_line(pipeline: dict[str, Any]

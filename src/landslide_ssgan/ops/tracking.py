@@ -85,10 +85,11 @@ def owner() -> str:
 
 
 @contextlib.contextmanager
-def reopened(run_id: str) -> Any:
-    """The run, active and tagged with this process as its owner, so that if this process
-    is killed the next command to open the store can close it (close_orphaned_runs)."""
-    with mlflow.start_run(run_id=run_id) as run:
+def start_run(run_id: str | None = None, **kwargs: Any) -> Any:
+    """mlflow.start_run (a new run, or `run_id` reopened), tagged with this process as its
+    owner each time, so that if this process is killed the next command to open the store
+    can close the run (close_orphaned_runs). Every stage opens its runs through this."""
+    with mlflow.start_run(run_id=run_id, **kwargs) as run:
         mlflow.set_tag(OWNER, owner())
         yield run
 
@@ -256,7 +257,7 @@ def new_run(kind: str, feature_set: str, params: dict[str, Any], inputs: dict[st
             stage: str = "train", nested: bool = False) -> str:
     """An MLflow run with the data hashes (`inputs` must name the stack and the samples),
     params and tags that make runs comparable."""
-    with mlflow.start_run(run_name=f"{kind}-{feature_set}", nested=nested) as run:
+    with start_run(run_name=f"{kind}-{feature_set}", nested=nested) as run:
         digests = log_dataset_inputs(inputs)
         mlflow.log_params(params)
         mlflow.set_tags({

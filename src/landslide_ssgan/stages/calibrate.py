@@ -81,7 +81,7 @@ def calibrate(source: Path, out: Path, feature_set: str, data: TrainingData,
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
     prior = scoring.model_prior(float(info["trained_prior"]), cfg, ground)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.start_run(run_id=run_id):
         found = scoring.record_threshold(info["kind"], staging, data.stack, ground, cfg, prior)
         tracking.log_model_info(found)
         learner = learners.learner(info["kind"])

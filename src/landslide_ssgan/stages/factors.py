@@ -63,7 +63,7 @@ def run(cfg: FactorsConfig, *, seed: int, stack: str, samples: str,
 
 def _log(summary: dict[str, Any], importance: Any, vif: Any, trees: int, seed: int,
          reports: Path) -> None:
-    with mlflow.start_run(run_name="factors"):
+    with tracking.start_run(run_name="factors"):
         mlflow.set_tags({"stage": "factors", "mlflow.source.git.commit": tracking.git_commit()})
         mlflow.log_params({"factors.trees": trees, "seed": seed})
         mlflow.log_metric("oob_score", summary["oob_score"])

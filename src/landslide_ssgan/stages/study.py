@@ -199,7 +199,7 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
     target = patches.pixel_targets(labels, negative_ground(labels, sample, image.grid.resolution),
                                    ground.areas, image.valid, "train")
     rows: list[dict[str, Any]] = []
-    with mlflow.start_run(run_name="label-efficiency"):
+    with tracking.start_run(run_name="label-efficiency"):
         mlflow.set_tags({"stage": "study", "feature_set": feature_set,
                          "mlflow.source.git.commit": tracking.git_commit()})
         mlflow.log_params({"study.budgets": list(cfg.budgets), "study.seeds": list(cfg.seeds),
@@ -243,7 +243,7 @@ def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyC
         unlabelled = len(source.samples.unlabelled())
     else:
         unlabelled = len(source.centres.part(False)[0])
-    with mlflow.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
+    with tracking.start_run(run_name=f"{name}-{context['split']}-{context['budget']:g}-"
                           f"s{context['seed']}", nested=True):
         mlflow.set_tags({"stage": "study", "model": name, "split_method": context["split"],
                          "budget": str(context["budget"]), "seed": str(context["seed"])})

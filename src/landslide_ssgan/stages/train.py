@@ -139,7 +139,7 @@ def _train_logged(learner: learners.Learner, source: Source, seed: int, train: T
                   on_epoch: EpochHook | None = None) -> None:
     """Train in the run (which MLflow ends FAILED on an error, and the next command ends
     KILLED if this process is killed) and fill the staging folder."""
-    with tracking.reopened(run_id):
+    with tracking.start_run(run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
                  else None)
         if image is not None:  # the image series' caption: one window per row, these columns
@@ -176,7 +176,7 @@ def _train_classifier(learner: learners.Learner, source: Source, seed: int,
     model = learner.fit(train, source, seed)
     predictor = learner.predictor(model)
     bundle.save_model(staging, predictor, source.normalisation)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.start_run(run_id=run_id):
         val_windows, val_labels = source.windows("val")
         if len(val_labels):
             scores, _ = evaluate_probabilities(val_labels, predictor.probability(val_windows),

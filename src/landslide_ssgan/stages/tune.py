@@ -80,7 +80,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
     source = _source(learners.learner(cfg.model, "tune.model"), trials)
     study = tuning.create_study(cfg, url, on_stale=functools.partial(close_stale_run,
                                                                      experiment))
-    with mlflow.start_run(run_id=parent):
+    with tracking.start_run(run_id=parent):
         tuning.complete_study(study, lambda trial: _trial(trial, cfg, trials, source),
                               cfg.trials, cfg.heartbeat_s, _waiting)
     failed = [p.args for p in helpers if p.wait() != 0]
@@ -144,7 +144,7 @@ def study_parent_run(cfg: TuneConfig, feature_set: str, experiment: str, storage
         for run in runs:
             if run.data.tags.get("optuna_storage") == redacted(storage):
                 return str(run.info.run_id)
-    with mlflow.start_run(run_name=f"study-{cfg.study}") as run:
+    with tracking.start_run(run_name=f"study-{cfg.study}") as run:
         mlflow.set_tags({"stage": "tune-study", "optuna_study": cfg.study,
                          "optuna_storage": redacted(storage), "feature_set": feature_set,
                          "mlflow.source.git.commit": tracking.git_commit()})
@@ -184,7 +184,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source)
             train, trials.seed, trials.feature_set, source.window, trials.split_method),
         {"stack": trials.data.stack, "samples": trials.data.samples, "norm": trials.data.norm},
         stage="tune", nested=True)
-    with mlflow.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
+    with tracking.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"optuna_study": cfg.study, "optuna_trial": str(trial.number),
                          "mlflow.runName": f"trial-{trial.number}"})
         callbacks = (tracking.MlflowEpochLogger(run_id, train.image_every),
@@ -243,7 +243,7 @@ def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
         {"train": best.params, objective: float(best.value or 0.0), "trial": best.number},
         sort_keys=True))
     plots.study_figures(study, reports / "tune_history.png", reports / "tune_importance.png")
-    with mlflow.start_run(run_id=parent_run_id):
+    with tracking.start_run(run_id=parent_run_id):
         mlflow.log_metric(f"best_{objective}", float(best.value or 0.0))
         mlflow.set_tags({"best_trial": str(best.number)})
         for name in ("best_params.yaml", "tune_history.png", "tune_importance.png"):
