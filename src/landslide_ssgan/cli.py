@@ -315,6 +315,16 @@ def segment(
     _say_trained(model, out)
 
 
+def _trial_line(trial: Any, finished: int, budget: int) -> None:
+    """One line per trial this worker finished: its value or the epoch it was pruned at."""
+    value = (f"{trial.value:.3g}" if trial.value is not None
+             else f"pruned after epoch {max(trial.intermediate_values, default=0)}")
+    seconds = ((trial.datetime_complete - trial.datetime_start).total_seconds()
+               if trial.datetime_complete and trial.datetime_start else float("nan"))
+    typer.echo(f"trial {trial.number}: {value} ({seconds:.0f} s); {finished} of "
+               f"{budget} finished")
+
+
 def _say_trained(model: str, out: Path) -> None:
     typer.echo(f"{model} on {out.parent.name} trained -> {out}; next: landslide calibrate "
                f"{model} --feature-set {out.parent.name}")
@@ -408,7 +418,8 @@ def tune(
     from landslide_ssgan.stages import tune as stage_module
 
     summary = stage_module.main(_tracked_params(params, ctx), params, _overrides(ctx),
-                                storage=storage, workers=workers, parent_run=parent_run)
+                                storage=storage, workers=workers, parent_run=parent_run,
+                                on_trial=_trial_line)
     if summary is not None:
         failed = summary["failed_workers"]
         typer.echo(f"best trial {summary['best_trial']}: {summary['objective']} "

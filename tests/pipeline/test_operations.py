@@ -73,6 +73,8 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
         patch.chdir(pipeline["root"])
         result = runner.invoke(app, ["tune", "--params", str(params)])
     assert result.exit_code == 0, result.output
+    assert re.search(r"^trial 3: ([0-9.e-]+|pruned after epoch \d) "
+                     r"\(\d+ s\); 4 of 4 finished$", result.output, re.M), result.output
     assert json.loads((reports / "tune.json").read_text())["study"] == name
     study = optuna.load_study(study_name=name, storage=raw["tune"]["storage"])
     assert [t.number for t in study.trials] == [0, 1, 2, 3]

@@ -119,8 +119,11 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
         super().before_trial(study, trial)
 
 
+TrialHook = Callable[[optuna.trial.FrozenTrial, int, int], None]  # trial, finished, budget
+
+
 def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
-              trials: int) -> None:
+              trials: int, on_trial: TrialHook | None = None) -> None:
     """Run trials until the study holds `trials` finished ones (complete or pruned), however
     many workers share it and however often it was interrupted. Trials left running by a
     killed worker are failed first (once their heartbeat is stale), so they are run again."""
@@ -137,8 +140,12 @@ def run_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
             raise BeyondBudget(f"trial {trial.number}: the budget of {trials} is taken")
         return objective(trial)
 
+    def told(done: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None and trial.state in FINISHED:
+            on_trial(trial, len(done.get_trials(deepcopy=False, states=FINISHED)), trials)
+
     study.optimize(within_budget, catch=(BeyondBudget,),
-                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED)])
+                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=COMMITTED), told])
 
 
 POLL_S = 1.0  # how often a waiting worker looks at the study again
@@ -146,14 +153,15 @@ POLL_S = 1.0  # how often a waiting worker looks at the study again
 
 def complete_study(study: optuna.Study, objective: Callable[[optuna.Trial], float],
                    trials: int, heartbeat_s: float,
-                   on_wait: Callable[[int], None] | None = None) -> None:
+                   on_wait: Callable[[int], None] | None = None,
+                   on_trial: TrialHook | None = None) -> None:
     """Run this worker's share, then wait for the trials other workers are running: the
     study is complete when `trials` trials are finished and none runs, so the reports made
     afterwards are the study's, whichever worker makes them. A trial whose worker was killed
     is failed once its heartbeat is stale, and its slot is run again here."""
     told = False
     while True:
-        run_study(study, objective, trials)
+        run_study(study, objective, trials, on_trial)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         if not running and finished >= trials:

@@ -57,8 +57,8 @@ class Trials:
 
 def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned: str,
         params_file: Path, storage: str | None = None, workers: int = 1,
-        parent_run: str | None = None,
-        overrides: dict[str, str] | None = None) -> dict[str, Any] | None:
+        parent_run: str | None = None, overrides: dict[str, str] | None = None,
+        on_trial: tuning.TrialHook | None = None) -> dict[str, Any] | None:
     """Run this process's share of the study (and `workers - 1` helper processes of the same
     command, reading the same `overrides` of params.yaml); the process that started the
     helpers then writes the reports and the best trial's model folder (`tuned`) and returns
@@ -82,7 +82,7 @@ def run(cfg: TuneConfig, trials: Trials, *, experiment: str, reports: str, tuned
                                                                      experiment))
     with tracking.start_run(run_id=parent):
         tuning.complete_study(study, lambda trial: _trial(trial, cfg, trials, source),
-                              cfg.trials, cfg.heartbeat_s, _waiting)
+                              cfg.trials, cfg.heartbeat_s, _waiting, on_trial)
     failed = [p.args for p in helpers if p.wait() != 0]
     if parent_run is not None:
         return None  # a helper worker: the process that started it writes the reports
@@ -254,8 +254,8 @@ def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
 
 
 def main(cfg: Params, params_file: Path, overrides: dict[str, str], *,
-         storage: str | None = None, workers: int = 1,
-         parent_run: str | None = None) -> dict[str, Any] | None:
+         storage: str | None = None, workers: int = 1, parent_run: str | None = None,
+         on_trial: tuning.TrialHook | None = None) -> dict[str, Any] | None:
     """The stage as `landslide tune` and dvc.yaml run it: params.yaml's settings (the
     helper workers read `params_file` again, with the command line's `overrides`)."""
     paths = cfg.paths
@@ -265,4 +265,4 @@ def main(cfg: Params, params_file: Path, overrides: dict[str, str], *,
     return run(cfg.tune, trials, experiment=cfg.tracking.experiment, reports=paths.reports,
                tuned=str(bundle.model_dir(paths.trained, cfg.features.set, bundle.TUNED)),
                params_file=params_file, storage=storage, workers=workers,
-               parent_run=parent_run, overrides=overrides)
+               parent_run=parent_run, overrides=overrides, on_trial=on_trial)
