@@ -194,9 +194,10 @@ def test_the_command_says_its_version() -> None:
     assert result.exit_code == 0 and result.output == f"landslide-ssgan {__version__}\n"
 
 
-def test_optuna_says_each_trial_but_not_its_study_bookkeeping() -> None:
+def test_optuna_says_neither_its_study_bookkeeping_nor_its_trial_lines() -> None:
     """A `dvc repro` used to print "A new study created" and then "Using an existing study"
-    for the one study tune runs; the trial lines stay."""
+    for the one study tune runs, and each trial twice (Optuna's line with every parameter,
+    then `landslide tune`'s own)."""
     import logging
 
     from landslide_ssgan.quiet import STUDY_BOOKKEEPING, _study_bookkeeping
@@ -207,7 +208,9 @@ def test_optuna_says_each_trial_but_not_its_study_bookkeeping() -> None:
 
     assert not _study_bookkeeping(record("A new study created in RDB with name: s"))
     assert not _study_bookkeeping(record("Using an existing study with `study_name='s'`"))
-    assert _study_bookkeeping(record("Trial 0 finished with value: 0.5"))
+    assert not _study_bookkeeping(record("Trial 0 finished with value: 0.5 and parameters"))
+    assert not _study_bookkeeping(record("Trial 1 pruned. "))
+    assert _study_bookkeeping(record("Trial 2 failed with parameters: {} because of ..."))
 
 
 def test_the_runs_page_asks_for_the_machine_learning_view() -> None:

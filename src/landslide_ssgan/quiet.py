@@ -38,17 +38,21 @@ def quiet_environment() -> None:
     # ("5 out of the last 5 calls ... triggered tf.function retracing"): advice, not news
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     for name in STUDY_BOOKKEEPING:  # Optuna's "A new study created" then "Using an existing
-        logging.getLogger(name).addFilter(_study_bookkeeping)  # study": one study, two lines
+        logging.getLogger(name).addFilter(_study_bookkeeping)  # study", and its trial lines
 
 
 STUDY_BOOKKEEPING = ("optuna.storages._rdb.storage", "optuna.storages._in_memory",
-                     "optuna.storages.journal._storage", "optuna.study.study")
+                     "optuna.storages.journal._storage", "optuna.study.study",
+                     "optuna.study._optimize")
+OPTUNA_TRIAL_LINE = re.compile(r"Trial \d+ (finished|pruned)\b")  # failed ones stay
 
 
 def _study_bookkeeping(record: logging.LogRecord) -> bool:
-    """Drops Optuna's lines about creating or reusing a study; its trial lines stay."""
+    """Drops Optuna's lines about creating or reusing a study, and its trial lines (a dict of
+    every parameter per trial): `landslide tune` prints its own line per finished trial."""
     message = record.getMessage()
-    return not message.startswith(("A new study created", "Using an existing study"))
+    return not (message.startswith(("A new study created", "Using an existing study"))
+                or OPTUNA_TRIAL_LINE.match(message))
 
 
 def filter_native_logs() -> None:
