@@ -330,6 +330,47 @@ def test_a_file_size_limit_is_one_line_and_keeps_the_previous_outputs(
     assert not [p for p in work.rglob(".*") if p.is_file()]  # no staged or temporary file
 
 
+@pytest.mark.parametrize(("code", "says"), [
+    ("EROFS", "Read-only file system"), ("ENOSPC", "No space left on device"),
+    ("EACCES", "Permission denied")])
+def test_a_read_only_full_or_forbidden_folder_is_one_line_and_keeps_the_outputs(
+        code: str, says: str, sampled: Path, base_params: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a read-only folder, a full disk or a folder of another user does to the first
+    file `sample` writes (the errors injected: CI runs as root, which ignores permissions,
+    and cannot mount a small disk): one line naming the file, the previous outputs whole."""
+    import builtins
+    import errno
+    import hashlib
+    import os
+
+    work = tmp_path / "work"
+    shutil.copytree(sampled, work)
+    raw = _paths(copy.deepcopy(base_params), work)
+    raw["seed"] = 7  # other windows: every output would change
+    params = write_params(raw, work / "params.yaml")
+    outputs = sorted(p for p in (work / "samples").iterdir())
+    before = {p: hashlib.md5(p.read_bytes()).hexdigest() for p in outputs}
+    real_open = builtins.open
+
+    def refusing_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if any(m in mode for m in "wax") and str(file).startswith(str(work / "samples")):
+            number = getattr(errno, code)
+            raise OSError(number, os.strerror(number), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["sample", "--params", str(params)])
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert result.exit_code == 2, (result.output, repr(result.exception))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert lines[0].startswith(f"error: {work / 'samples' / 'samples.csv'}: {says}; "), lines[0]
+    assert sorted(p for p in (work / "samples").iterdir()) == outputs  # nothing left staged
+    assert {p: hashlib.md5(p.read_bytes()).hexdigest() for p in outputs} == before
+
+
 def test_a_second_training_of_the_same_model_refuses_in_one_line(
         base_params: dict[str, Any], sampled: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
