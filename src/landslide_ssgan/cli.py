@@ -12,7 +12,6 @@ import contextlib
 import errno
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
@@ -140,23 +139,10 @@ def _is_gdal_write_error(exc: OSError) -> bool:
         "Disk quota exceeded"))
 
 
-# the temporary names files.py writes under: .<name>.tmp-<pid><suffix>, .<name>.staged-<pid>...
-TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.(?:tmp|staged)-\d+(?P<suffix>\.[^.]*)?$")
-
-
-def final_name(path: str) -> str:
-    """The output a temporary name stands for (a staged file's own temporary copy included):
-    the user knows `samples.csv`, not `..samples.staged-41.tmp-41.csv`."""
-    folder, _, name = path.rpartition("/")
-    while match := TEMPORARY_NAME.match(name):
-        name = match["stem"] + (match["suffix"] or "")
-    return f"{folder}/{name}" if folder else name
-
-
 def _file_system_message(exc: OSError) -> str:
     """One line naming the path and what the file system said, and what to check."""
     reason = exc.strerror or first_line(exc)
-    where = f"{final_name(str(exc.filename))}: " if exc.filename else ""
+    where = f"{exc.filename}: " if exc.filename else ""
     return (f"{where}{reason}; nothing was replaced (check that the folder exists, is "
             "writable and has free space)")
 

@@ -23,8 +23,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as exc:  # a full disk names no file: name the one being written
-        if exc.filename is None:
+    except OSError as exc:  # name the output, not its temporary copy (a full disk names none)
+        if exc.filename is None or str(exc.filename) == str(tmp):
             exc.filename = str(path)
         raise
     finally:

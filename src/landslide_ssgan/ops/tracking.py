@@ -77,7 +77,7 @@ def use_tracking_store(default: str, experiment: str) -> str:
 
 # --- runs whose process was killed ------------------------------------------------------
 
-OWNER = "landslide.process"  # tag: host:pid of the process that last opened a training run
+OWNER = "landslide.process"  # tag: host:pid of the process that last opened the run
 
 
 def owner() -> str:
@@ -273,9 +273,9 @@ def new_run(kind: str, feature_set: str, params: dict[str, Any], inputs: dict[st
 # --- the model registry -----------------------------------------------------------------
 
 
-CHAMPION_ORDER = {  # registry.score -> how candidate runs are ranked (validation only)
-    "auprc": ["metrics.val_map_auprc DESC", "metrics.val_f1 DESC"],
-    "balanced_f1": ["metrics.val_f1 DESC", "metrics.val_kappa DESC"],
+SCORE_METRICS = {  # registry.score -> the validation metrics candidates are ranked by
+    "auprc": ("val_map_auprc", "val_f1"),
+    "balanced_f1": ("val_f1", "val_kappa"),
 }
 
 
@@ -293,15 +293,16 @@ def best_candidate(experiment: str, feature_set: str, data_digest: str,
         [found.experiment_id],
         filter_string=(f"tags.model = '{kind}' AND tags.feature_set = '{feature_set}' AND "
                        f"tags.data_digest = '{data_digest}' AND tags.model_uri != ''"),
-        order_by=[*CHAMPION_ORDER[score], "attributes.start_time ASC"],
+        order_by=[*(f"metrics.{m} DESC" for m in SCORE_METRICS[score]),
+                  "attributes.start_time ASC"],
         max_results=1)]
     return min(best, key=lambda run: _ranking(run, score), default=None)
 
 
 def _ranking(run: Any, score: str) -> tuple[float, float, int]:
-    """CHAMPION_ORDER as a sort key: higher scores first, then the earlier run."""
+    """SCORE_METRICS as a sort key: higher scores first, then the earlier run."""
     metrics = run.data.metrics
-    first, second = (name.split()[0].removeprefix("metrics.") for name in CHAMPION_ORDER[score])
+    first, second = SCORE_METRICS[score]
     return (-metrics.get(first, float("-inf")), -metrics.get(second, float("-inf")),
             run.info.start_time)
 

@@ -256,7 +256,7 @@ def _preview(cfg: MapConfig, stack: str, rgb: tuple[str, ...], maps: dict[str, P
 
 def _log(summary: dict[str, Any], reports: Path) -> None:
     with tracking.start_run(run_name="map", tags={"stage": "map",
-                                                "model_uri": summary["champion"]["uri"]}):
+                                                  "model_uri": summary["champion"]["uri"]}):
         mlflow.log_params({f"map.{k}": summary[k] for k in (
             "threshold", "prior_correction", "opening", "closing", "min_area_m2",
             "connectivity")})

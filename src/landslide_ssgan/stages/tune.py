@@ -34,7 +34,6 @@ from landslide_ssgan.ops.urls import redacted
 from landslide_ssgan.reporting import plots
 from landslide_ssgan.training.fit import Source, train_network
 
-OBJECTIVES = {"auprc": "val_map_auprc", "balanced_f1": "val_f1"}  # registry.score -> name
 # part of the study's name: a study begun with another sampling scheme is not resumed with this one
 SAMPLER = "tpe, seeded per trial number, constant liar"
 
@@ -227,7 +226,7 @@ def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
                  reports: Path, score: str = "auprc") -> dict[str, Any]:
     """Best trial, optimisation history and parameter importances, to reports/ and to the
     study's parent run. Tuning never rewrites params.yaml: best params go to their own file."""
-    objective = OBJECTIVES[score]
+    objective = tracking.SCORE_METRICS[score][0]  # what register ranks by first
     study = tuning.create_study(cfg, storage)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
