@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if not known.any():
         print("every window holds nodata: pick pixels inside the mapped area (--row, --col)")
         return 1
-    trained = model.predict(windows[known])
-    area = model.predict(windows[known], params={"prior_correction": True})
+    trained = model.predict(windows[known], params={"prior_correction": False})
+    area = model.predict(windows[known])  # by default at the area's prevalence, as the maps
     loaded = model.unwrap_python_model().model  # the model folder: model.json, normalisation
     threshold = loaded.prior.correct_threshold(loaded.threshold)
     print(f"{args.model_uri}: {loaded.info.get('kind')} on windows of {size} x {size} pixels; "

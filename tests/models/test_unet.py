@@ -19,6 +19,7 @@ from landslide_ssgan.inference.mapping import WindowModel, probability_map
 from landslide_ssgan.models import bundle
 from landslide_ssgan.models.augment import Bands
 from landslide_ssgan.models.predictors import PatchNetwork
+from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.unet import (
     IGNORED,
     Segmenter,
@@ -160,3 +161,15 @@ def test_the_served_segmenter_answers_patches_and_every_pixel(tmp_path: Path,
     assert np.allclose(every, segment(bundle.load_bundle(folder).predictor.segmenter, patches),
                        atol=1e-6)
     assert np.allclose(np.asarray(served.predict(patches)), every[:, 8, 8], atol=1e-6)
+    # uncalibrated: as trained by default, and the area's scale cannot be asked for
+    with pytest.raises(Exception, match="records no prior"):
+        served.predict(patches, params={"prior_correction": True})
+    # calibrated: by default at the area's prevalence, the scale the maps are written on
+    prior = Prior(0.5, 0.02, "test")
+    bundle.save_info(folder, {**bundle.read_info(folder), "prior": prior.as_dict()})
+    with mlflow.start_run():
+        calibrated = mlflow.pyfunc.load_model(pyfunc.log_window_model(folder, []))
+    assert np.allclose(np.asarray(calibrated.predict(patches)), prior.correct(every[:, 8, 8]),
+                       atol=1e-6)
+    assert np.allclose(np.asarray(calibrated.predict(patches, params={
+        "prior_correction": False})), every[:, 8, 8], atol=1e-6)

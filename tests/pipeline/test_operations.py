@@ -205,10 +205,10 @@ def test_served_champion_answers_like_the_model_in_process(pipeline: dict[str, A
         np.testing.assert_allclose(np.asarray(json.loads(body)["predictions"]).ravel(),
                                    expected, atol=1e-5)
         status, body = post(port, {"inputs": windows[:8].tolist(),
-                                    "params": {"prior_correction": True}})
-        assert status == 200  # at the area's prevalence: every probability moves down
-        corrected = np.asarray(json.loads(body)["predictions"]).ravel()
-        assert (corrected <= expected + 1e-7).all() and (corrected < expected).any()
+                                    "params": {"prior_correction": False}})
+        assert status == 200  # as trained (balanced): every probability moves up
+        trained = np.asarray(json.loads(body)["predictions"]).ravel()
+        assert (expected <= trained + 1e-7).all() and (expected < trained).any()
         status, body = post(port, {"inputs": windows.tolist()})  # one window too many
         assert status == 413 and "serve.max_windows" in json.loads(body)["message"]
         status, body = post(port, {"inputs": [windows.tolist()]})  # nested one level deeper

@@ -33,10 +33,10 @@ SERVED = PACKAGE_DIR / "served.py"  # the code MLflow runs to load the model
 with contextlib.redirect_stderr(io.StringIO()):
     class WindowClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         """Takes raw (un-normalised) windows (N, w, w, C) in the stack's units and returns
-        P(landslide) per window: as trained, or with the parameter `prior_correction: true` at
-        the area's prevalence recorded in model.json (prior.py). A segmenter's windows are its
-        patches; with the parameter `per_pixel: true` it returns P(landslide) of every pixel,
-        (N, w, w)."""
+        P(landslide) per window: at the area's prevalence recorded in model.json (prior.py),
+        the scale `landslide map` writes, or with the parameter `prior_correction: false` as
+        trained. A segmenter's windows are its patches; with the parameter `per_pixel: true`
+        it returns P(landslide) of every pixel, (N, w, w)."""
 
         def load_context(self, context: Any) -> None:
             self.model = bundle.load_bundle(Path(next(iter(context.artifacts.values()))).parent)
@@ -74,7 +74,10 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
     """Log a model folder (any kind, with its normalisation and model.json) as the MLflow
     pyfunc model `model` of the active run; returns its model URI. Its input example is the
     training mean's window (an average window of the area, in the stack's units), which MLflow
-    checks the model answers."""
+    checks the model answers. A model that records the area's prior (calibrate) answers on
+    that scale unless asked otherwise, as the maps do; one that records none, as trained
+    (MLflow fills a parameter a request leaves out with its default, so the default is the
+    model's own)."""
     norm = Normalisation.load(folder / bundle.NORMALISATION)
     if norm.window is None:
         raise InputError(f"{folder / bundle.NORMALISATION}: does not say the window size")
@@ -82,7 +85,8 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
-        params=ParamSchema([ParamSpec("prior_correction", "boolean", False),
+        params=ParamSchema([ParamSpec("prior_correction", "boolean",
+                                      bundle.load_info_prior(folder) is not None),
                             ParamSpec("per_pixel", "boolean", False)]))
     example = np.broadcast_to(norm.mean.astype(np.float32), (1, window, window, channels))
     info = mlflow.pyfunc.log_model(

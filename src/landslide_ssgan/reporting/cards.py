@@ -12,6 +12,18 @@ from typing import Any
 from landslide_ssgan.models.prior import Prior
 
 
+def _scale(prior: dict[str, Any]) -> str:
+    """Which probability scale the model answers on, by default and on request."""
+    if not prior:
+        return ("The probabilities are as trained: the model records no area prevalence "
+                "(run `landslide calibrate`), so `prior_correction` cannot be asked for.")
+    return ("By default the probabilities are at the area's prevalence "
+            f"({_number(prior.get('area'))}: {prior.get('source', 'not recorded')}), the scale "
+            "`landslide map` writes; with the parameter `prior_correction: false` they are as "
+            "trained, at the landslide share of its training data "
+            f"({_number(prior.get('trained'))}).")
+
+
 def model_card(info: dict[str, Any], bands: tuple[str, ...], window: int, *, title: str,
                summary: str, feature_set: str, data_digest: str, run_id: str) -> str:
     """Markdown from the model folder's model.json (`info`) and normalisation (`bands`,
@@ -34,11 +46,7 @@ def model_card(info: dict[str, Any], bands: tuple[str, ...], window: int, *, tit
         "## Output",
         "",
         "P(landslide) of each window's centre pixel (with the parameter `per_pixel: true`, a "
-        "segmenter answers every pixel of the window). As trained, the probabilities are at "
-        f"the landslide share of its training data ({_number(prior.get('trained'))}); with "
-        "the parameter `prior_correction: true` at the area's prevalence "
-        f"({_number(prior.get('area'))}: {prior.get('source', 'not recorded')}), the "
-        "scale `landslide map` writes by default.",
+        "segmenter answers every pixel of the window). " + _scale(prior),
         "",
         "## Threshold",
         "",
