@@ -20,6 +20,7 @@ from landslide_ssgan.data.source import WindowSource, load_window_source
 from landslide_ssgan.data.windows import FileWindows
 from landslide_ssgan.models.discriminator import landslide_probability
 from landslide_ssgan.models.learners import learner
+from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.ssgan import predict_probability
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.training.fit import train_network
@@ -423,3 +424,11 @@ def test_the_registered_version_carries_its_model_card(pipeline: dict[str, Any])
     assert "at the area's prevalence" in card and "- auprc: " in card
     assert ", ".join(f"{i}: {b}" for i, b in enumerate(norm["bands"])) in card
     assert f"{norm['window']} x {norm['window']} pixels" in card
+    # the threshold tag is on the scale the model answers by default, as the map's is
+    info = json.loads((Path(raw["paths"]["models"]) / "joint" / champion["kind"]
+                       / "model.json").read_text())
+    assert "By default the probabilities are at the area's prevalence" in card
+    assert float(version.tags["map_threshold_trained"]) == pytest.approx(info["threshold"],
+                                                                         rel=1e-5)
+    assert float(version.tags["map_threshold"]) == pytest.approx(Prior.from_dict(
+        info["prior"]).correct_threshold(info["threshold"]), rel=1e-5)

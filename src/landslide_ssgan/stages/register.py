@@ -23,6 +23,7 @@ from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle, learners
+from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.ops import pyfunc, tracking
 from landslide_ssgan.reporting.cards import model_card
 
@@ -46,7 +47,8 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
     def validation_score(model_uri: str) -> float:
         if cfg.score == "auprc":
             return _validation_auprc(model_uri, stack, ground)
-        probability = mlflow.pyfunc.load_model(model_uri).predict(raw_windows)
+        probability = mlflow.pyfunc.load_model(model_uri).predict(  # the threshold's scale
+            raw_windows, params={"prior_correction": False})
         return evaluate_probabilities(val_labels, probability, threshold)[0]["f1"]
 
     candidate_score = validation_score(run.data.tags["model_uri"])
@@ -55,7 +57,7 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         "kind": run.data.tags.get("model", ""), "feature_set": feature_set,
         "data_digest": digest,
         f"val_{cfg.score}": f"{candidate_score:.6f}", "stage": run.data.tags.get("stage", ""),
-        "map_threshold": str(run.data.metrics.get("map_threshold", ""))})
+        **_thresholds(run.data.metrics)})
     card = _card(run, feature_set, digest)
     MlflowClient().update_model_version(cfg.model_name, version.version, description=card)
     current = tracking.alias_version(cfg.model_name, cfg.alias)
@@ -96,6 +98,19 @@ def _kind(version: Any) -> str:
     before the tag existed)."""
     kind = (version.tags or {}).get("kind")
     return str(kind or MlflowClient().get_run(version.run_id).data.tags.get("model", "unknown"))
+
+
+def _thresholds(metrics: dict[str, float]) -> dict[str, str]:
+    """The map threshold as version tags: `map_threshold` on the scale the model answers by
+    default (the area's prevalence, where the run records one), `map_threshold_trained` on
+    the trained scale."""
+    raw = metrics.get("map_threshold")
+    if raw is None:
+        return {}
+    served = raw
+    if "prior_trained" in metrics and "prior_area" in metrics:
+        served = Prior(metrics["prior_trained"], metrics["prior_area"], "").correct_threshold(raw)
+    return {"map_threshold": f"{served:.6g}", "map_threshold_trained": f"{raw:.6g}"}
 
 
 _SCORES = {"auprc": "AUPRC of the map over the validation area (every pixel)",
