@@ -130,3 +130,21 @@ def test_a_killed_processs_run_is_closed_by_the_next_command(
     with tracking.start_run(runs["killed"]):  # a resumed training takes its run back
         assert client.get_run(runs["killed"]).info.status == "RUNNING"
     assert client.get_run(runs["killed"]).info.status == "FINISHED"
+
+
+def test_metric_names_are_grouped_for_mlflows_chart_sections(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """MLflow's chart view makes a section of each key's first "/" segment: the flat names
+    are logged under their group, the longest group first, and read back by the same key."""
+    assert tracking.metric_key("val_map_auprc") == "val_map/auprc"
+    assert tracking.metric_key("val_f1") == "val/f1"
+    assert tracking.metric_key("champion_test_map_f1") == "champion/test_map_f1"
+    assert tracking.metric_key("map_threshold") == "map_threshold"  # no group
+    assert tracking.epoch_key("d_labelled_loss") == "train/d_labelled_loss"
+    assert tracking.epoch_key("val_kappa") == "val/kappa"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        tracking.log_metrics({"val_map_auprc": 0.25, "coef_slope": 1.5})
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged == {"val_map/auprc": 0.25, "coef/slope": 1.5}

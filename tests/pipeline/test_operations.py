@@ -37,12 +37,12 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     best = yaml.safe_load((reports / "best_params.yaml").read_text())
     assert set(best["train"]) == set(raw["tune"]["space"])
     summary = json.loads((reports / "tune.json").read_text())
-    assert summary["objective"] == "val_map_auprc"  # registry.score: what register ranks by
+    assert summary["objective"] == "val_map/auprc"  # registry.score: what register ranks by
     study_best = MlflowClient(pipeline["store"]).search_runs(
         [MlflowClient(pipeline["store"]).get_experiment_by_name(
             raw["tracking"]["experiment"]).experiment_id],
         f"tags.optuna_trial = '{best['trial']}' AND tags.optuna_study = '{summary['study']}'")[0]
-    assert study_best.data.metrics["val_map_auprc"] == pytest.approx(summary["best_value"])
+    assert study_best.data.metrics["val_map/auprc"] == pytest.approx(summary["best_value"])
     tuned = Path(raw["paths"]["models"]) / "joint" / "tuned"  # the stage's DVC output
     assert (tuned / "discriminator.keras").is_file() and (tuned / "model.json").is_file()
     tuned_run = json.loads((tuned / "run.json").read_text())["run_id"]
@@ -62,7 +62,7 @@ def test_tune_nests_trials_under_one_study_run_and_resumes(pipeline: dict[str, A
     assert len(children) == 3
     states = {run.data.tags["optuna_state"] for run in children}
     assert states <= {"complete", "pruned"}
-    assert all("g_loss" in run.data.metrics for run in children)
+    assert all("train/g_loss" in run.data.metrics for run in children)
 
     # a larger budget resumes the same study and the same parent run: one more trial
     raw = json.loads(json.dumps(raw))
@@ -117,7 +117,7 @@ def test_tune_tunes_fixmatch_on_its_consistency_settings(pipeline: dict[str, Any
     experiment = client.get_experiment_by_name(raw["tracking"]["experiment"])
     trials = client.search_runs([experiment.experiment_id], "tags.stage = 'tune'")
     assert len(trials) == 2 and {run.data.tags["model"] for run in trials} == {"fixmatch"}
-    assert all("pseudo_label_share" in run.data.metrics for run in trials)
+    assert all("train/pseudo_label_share" in run.data.metrics for run in trials)
     champion = json.loads((reports / "champion.json").read_text())
     assert champion["kind"] == "fixmatch" and champion["run_id"] in {
         run.info.run_id for run in trials}
@@ -353,7 +353,7 @@ def test_mlflow_run_of_an_entry_point_logs_into_the_run_it_opened(pipeline: dict
     assert run.data.tags["mlflow.project.entryPoint"] == "train"  # the run mlflow run opened
     assert run.data.tags["model"] == "baseline" and run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1"
-    assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 1
+    assert len(client.get_metric_history(run.info.run_id, "val/f1")) == 1
     saved = json.loads((tmp_path / "trained" / "joint" / "baseline" / "run.json").read_text())
     assert saved["run_id"] == run.info.run_id
 

@@ -135,6 +135,39 @@ def git_commit() -> str:
         return "unknown"
 
 
+# --- metric names: MLflow's chart view makes a section of each name's first "/" segment --
+
+# the project's flat names (val_map_auprc, d_labelled_loss) are logged under their group
+# (val_map/auprc); longer groups first, so val_map_f1 is val_map/f1, not val/map_f1
+METRIC_GROUPS = ("val_map", "test_map", "train", "val", "test", "prior", "coef", "importance",
+                 "vif", "best", "champion", "baseline")
+
+
+def metric_key(name: str) -> str:
+    """The MLflow key of a flat metric name: `val_map_auprc` -> `val_map/auprc`,
+    `champion_test_map_f1` -> `champion/test_map_f1`; a name of no group is kept."""
+    for group in METRIC_GROUPS:
+        if name.startswith(f"{group}_"):
+            return f"{group}/{name[len(group) + 1:]}"
+    return name
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """mlflow.log_metrics into the active run, under the grouped keys (metric_key)."""
+    mlflow.log_metrics({metric_key(name): float(value) for name, value in metrics.items()})
+
+
+def metric(name: str, value: float, timestamp: int = 0, step: int = 0) -> Metric:
+    """One metric for MlflowClient.log_batch, under its grouped key (metric_key)."""
+    return Metric(metric_key(name), float(value), timestamp, step)
+
+
+def epoch_key(name: str) -> str:
+    """An epoch log's key: validation scores under val/, the losses and the training
+    batches' figures under train/ (train/d_labelled_loss, train/pseudo_label_share)."""
+    return metric_key(name if name.startswith("val_") else f"train_{name}")
+
+
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs every number in the epoch's logs to the run, and every `image_every` epochs the
     image `make_image(model)` of the model being trained (the generator's windows at fixed
@@ -150,7 +183,8 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         step = epoch + 1
         stamp = int(1000 * time.time())
-        metrics = [Metric(key, float(value), stamp, step) for key, value in (logs or {}).items()]
+        metrics = [Metric(epoch_key(key), float(value), stamp, step)
+                   for key, value in (logs or {}).items()]
         self.client.log_batch(self.run_id, metrics=metrics)
         if self.make_image is not None and (step % self.image_every == 0 or step == 1):
             # an image series with a step: the UI's slider walks the generator's epochs
@@ -188,13 +222,12 @@ def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_model_info(info: dict[str, Any]) -> None:
     """A model's map threshold and validation map scores (model.json) into the active run."""
-    mlflow.log_metric("map_threshold", float(info["threshold"]))
+    log_metrics({"map_threshold": info["threshold"]})
     if info.get("prior"):
-        mlflow.log_metrics({"prior_trained": info["prior"]["trained"],
-                            "prior_area": info["prior"]["area"]})
+        log_metrics({"prior_trained": info["prior"]["trained"],
+                     "prior_area": info["prior"]["area"]})
     if info.get("validation_map"):
-        mlflow.log_metrics({f"val_map_{k}": float(v) for k, v in info["validation_map"].items()
-                            if v == v})
+        log_metrics({f"val_map_{k}": v for k, v in info["validation_map"].items() if v == v})
 
 
 def digest_of(samples_md5: str, stack_md5: str) -> str:
@@ -293,7 +326,7 @@ def best_candidate(experiment: str, feature_set: str, data_digest: str,
         [found.experiment_id],
         filter_string=(f"tags.model = '{kind}' AND tags.feature_set = '{feature_set}' AND "
                        f"tags.data_digest = '{data_digest}' AND tags.model_uri != ''"),
-        order_by=[*(f"metrics.{m} DESC" for m in SCORE_METRICS[score]),
+        order_by=[*(f"metrics.`{metric_key(m)}` DESC" for m in SCORE_METRICS[score]),
                   "attributes.start_time ASC"],
         max_results=1)]
     return min(best, key=lambda run: _ranking(run, score), default=None)
@@ -303,7 +336,8 @@ def _ranking(run: Any, score: str) -> tuple[float, float, int]:
     """SCORE_METRICS as a sort key: higher scores first, then the earlier run."""
     metrics = run.data.metrics
     first, second = SCORE_METRICS[score]
-    return (-metrics.get(first, float("-inf")), -metrics.get(second, float("-inf")),
+    return (-metrics.get(metric_key(first), float("-inf")),
+            -metrics.get(metric_key(second), float("-inf")),
             run.info.start_time)
 
 

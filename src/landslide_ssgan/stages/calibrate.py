@@ -118,7 +118,7 @@ def _record_realism(folder: Path, feature_set: str, data: TrainingData, seed: in
     real, generated = real_and_generated(generator, int(generator.input_shape[1]), source,
                                          REALISM_WINDOWS, seed)
     auroc = real_vs_generated_auroc(real, generated, seed=seed)
-    mlflow.log_metric("generator_realism_auroc", auroc)
+    tracking.log_metrics({"generator_realism_auroc": auroc})
     bundle.save_info(folder, {**bundle.read_info(folder), "generator_realism_auroc": auroc})
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -26,6 +25,7 @@ from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.prior import balanced
+from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting import plots, tables
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
@@ -89,8 +89,7 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
 
 def _log_test_metrics(run_id: str, scores: dict[str, float], row: dict[str, Any]) -> None:
     client = MlflowClient()
-    client.log_batch(run_id, metrics=[mlflow.entities.Metric(f"test_{k}", v, 0, 0)
-                                      for k, v in scores.items()])
+    client.log_batch(run_id, metrics=[tracking.metric(f"test_{k}", v) for k, v in scores.items()])
     client.log_dict(run_id, row, "evaluation/test_metrics.json")
 
 
@@ -170,7 +169,7 @@ def _coefficients(models: str, main_set: str, kinds: tuple[str, ...]) -> str:
 
 def _log_map_metrics(run_id: str, scores: dict[str, Any]) -> None:
     client = MlflowClient()
-    metrics = [mlflow.entities.Metric(f"{area}_map_{k}", float(v), 0, 0)
+    metrics = [tracking.metric(f"{area}_map_{k}", v)
                for area, result in scores.items()
                for k, v in map_metrics.headline(result).items() if v == v]
     client.log_batch(run_id, metrics=metrics)

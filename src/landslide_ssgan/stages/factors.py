@@ -66,11 +66,11 @@ def _log(summary: dict[str, Any], importance: Any, vif: Any, trees: int, seed: i
     with tracking.start_run(run_name="factors"):
         mlflow.set_tags({"stage": "factors", "mlflow.source.git.commit": tracking.git_commit()})
         mlflow.log_params({"factors.trees": trees, "seed": seed})
-        mlflow.log_metric("oob_score", summary["oob_score"])
+        tracking.log_metrics({"oob_score": summary["oob_score"]})
         for factor, row in importance.iterrows():
-            mlflow.log_metric(f"importance_{factor}", row["oob_permutation"])
+            tracking.log_metrics({f"importance_{factor}": row["oob_permutation"]})
         for factor, row in vif.iterrows():
-            mlflow.log_metric(f"vif_{factor}", row["vif"])
+            tracking.log_metrics({f"vif_{factor}": row["vif"]})
         for name in ("factors.json", "factor_importance.png", "factor_vif.png"):
             mlflow.log_artifact(str(reports / name))
 

@@ -104,12 +104,12 @@ def _thresholds(metrics: dict[str, float]) -> dict[str, str]:
     """The map threshold as version tags: `map_threshold` on the scale the model answers by
     default (the area's prevalence, where the run records one), `map_threshold_trained` on
     the trained scale."""
-    raw = metrics.get("map_threshold")
+    raw = metrics.get(tracking.metric_key("map_threshold"))
+    trained, area = (metrics.get(tracking.metric_key(f"prior_{k}")) for k in ("trained", "area"))
     if raw is None:
         return {}
-    served = raw
-    if "prior_trained" in metrics and "prior_area" in metrics:
-        served = Prior(metrics["prior_trained"], metrics["prior_area"], "").correct_threshold(raw)
+    served = raw if trained is None or area is None else Prior(
+        trained, area, "").correct_threshold(raw)
     return {"map_threshold": f"{served:.6g}", "map_threshold_trained": f"{raw:.6g}"}
 
 

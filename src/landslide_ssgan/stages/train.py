@@ -181,7 +181,7 @@ def _train_classifier(learner: learners.Learner, source: Source, seed: int,
         if len(val_labels):
             scores, _ = evaluate_probabilities(val_labels, predictor.probability(val_windows),
                                                train.threshold)
-            mlflow.log_metrics({f"val_{k}": v for k, v in scores.items()})
+            tracking.log_metrics({f"val_{k}": v for k, v in scores.items()})
         if isinstance(model, CentreLogit):
             _log_coefficients(model, staging)
 
@@ -191,7 +191,7 @@ def _log_coefficients(model: CentreLogit, staging: Path) -> None:
     model.table.to_csv(staging / bundle.COEFFICIENTS)
     mlflow.log_artifact(str(staging / bundle.COEFFICIENTS))
     for term, row in model.table.iterrows():
-        mlflow.log_metric(f"coef_{term}", float(row["estimate"]))
+        tracking.log_metrics({f"coef_{term}": row["estimate"]})
 
 
 def main(cfg: Params, kind: str, feature_set: str | None = None,

@@ -232,18 +232,20 @@ def report_study(cfg: TuneConfig, storage: str, parent_run_id: str,
     if not complete:
         raise InputError(f"study {cfg.study}: no trial completed")
     best = study.best_trial
-    summary = {"study": cfg.study, "objective": objective, "best_trial": best.number,
+    summary = {"study": cfg.study, "objective": tracking.metric_key(objective),
+               "best_trial": best.number,
                "best_value": best.value,
                "best_params": best.params, "finished_trials": len(study.get_trials(
                    deepcopy=False, states=tuning.FINISHED)),
                "pruned_trials": len(study.get_trials(
                    deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))}
     write_text(reports / "best_params.yaml", yaml.safe_dump(
-        {"train": best.params, objective: float(best.value or 0.0), "trial": best.number},
+        {"train": best.params, tracking.metric_key(objective): float(best.value or 0.0),
+         "trial": best.number},
         sort_keys=True))
     plots.study_figures(study, reports / "tune_history.png", reports / "tune_importance.png")
     with tracking.start_run(run_id=parent_run_id):
-        mlflow.log_metric(f"best_{objective}", float(best.value or 0.0))
+        tracking.log_metrics({f"best_{objective}": best.value or 0.0})
         mlflow.set_tags({"best_trial": str(best.number)})
         for name in ("best_params.yaml", "tune_history.png", "tune_importance.png"):
             if (reports / name).exists():
