@@ -13,6 +13,7 @@ import errno
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -382,16 +383,20 @@ def evaluate(
     each model's MLflow run."""
     from landslide_ssgan.stages import evaluate as stage_module
 
-    results, maps = stage_module.main(_tracked_params(params, ctx))
-    for feature_set, rows in results.items():
-        for kind, row in rows.items():
-            typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
-                       f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}")
-    for kind, areas in maps.items():
+    clock = _Lap()
+
+    def row_line(feature_set: str, kind: str, row: dict[str, Any]) -> None:
+        typer.echo(f"{feature_set:8s} {kind:9s} balanced windows: F1 {row['f1']:.3f}  "
+                   f"kappa {row['kappa']:.3f}  MIoU {row['miou']:.3f}  ({clock.lap()})")
+
+    def map_line(kind: str, areas: dict[str, Any]) -> None:
         test = areas["test"]["all"]
         typer.echo(f"map {kind:9s} test area: AUPRC {test['auprc']:.3f}  F1 {test['f1']:.3f}  "
                    f"flagged {test['flagged_share']:.1%} (inventory "
-                   f"{areas['test']['inventory_share']:.2%})")
+                   f"{areas['test']['inventory_share']:.2%})  ({clock.lap()})")
+
+    # a line per model as it is scored: the maps take minutes on a large area
+    stage_module.main(_tracked_params(params, ctx), on_row=row_line, on_map=map_line)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -439,7 +444,13 @@ def register(
     champion on the same validation data. Writes reports/champion.json."""
     from landslide_ssgan.stages import register as stage_module
 
-    summary = stage_module.main(_tracked_params(params, ctx))
+    clock, cfg = _Lap(), _tracked_params(params, ctx)
+
+    def score_line(model: str, score: float) -> None:
+        typer.echo(f"{model}: {cfg.registry.score} on the validation data {score:.4g} "
+                   f"({clock.lap()})")
+
+    summary = stage_module.main(cfg, on_score=score_line)
     verdict = "promoted to" if summary["promoted"] else "kept as"
     previous = summary["previous_champion_score"]
     typer.echo(f"{summary['name']} version {summary['version']} ({summary['kind']}) {verdict} "
@@ -584,6 +595,18 @@ def _dask_client(local: bool, scheduler: str | None, workers: int) -> Iterator[A
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
+
+
+class _Lap:
+    """Seconds since the previous lap (or the start), for a line per finished model."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def lap(self) -> str:
+        now = time.monotonic()
+        seconds, self.last = now - self.last, now
+        return f"{seconds:.0f} s"
 
 
 @contextlib.contextmanager

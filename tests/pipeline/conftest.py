@@ -57,6 +57,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
                         "startup_trials": 1, "warmup_epochs": 0})
     params = write_params(raw, root / "params.yaml")
     store = f"sqlite:///{root / 'mlflow.db'}"
+    printed: dict[str, str] = {}  # what each command printed
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", store)
         patch.chdir(root)  # the default artifact root (./mlruns) lands in the temporary folder
@@ -66,8 +67,9 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
                         ["evaluate"], ["register"], ["map"]):
             result = runner.invoke(app, [*command, "--params", str(params)])
             assert result.exit_code == 0, (command, result.output, repr(result.exception))
+            printed[" ".join(command)] = result.output
     mlflow.set_tracking_uri(store)
-    return {"raw": raw, "store": store, "root": root}
+    return {"raw": raw, "store": store, "root": root, "printed": printed}
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ logged pyfunc against Keras, the registry's champion and promotion, the study.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -434,3 +435,21 @@ def test_the_registered_version_carries_its_model_card(pipeline: dict[str, Any])
                                                                          rel=1e-5)
     assert float(version.tags["map_threshold"]) == pytest.approx(Prior.from_dict(
         info["prior"]).correct_threshold(info["threshold"]), rel=1e-5)
+
+
+def test_evaluate_and_register_print_a_line_per_model_as_it_is_scored(
+        pipeline: dict[str, Any]) -> None:
+    """The slow stages say what they have done as they go, with the seconds each model took:
+    evaluate a line per model and judgement, register a line per model it scores."""
+    raw, printed = pipeline["raw"], pipeline["printed"]
+    kinds = [*raw["evaluate"]["networks"], *raw["evaluate"]["classifiers"]]
+    lines = printed["evaluate"].splitlines()
+    for kind in kinds:
+        assert any(re.match(rf"joint +{kind} +balanced windows: F1 .*\(\d+ s\)$", line)
+                   for line in lines), (kind, lines)
+        assert any(re.match(rf"map {kind} +test area: AUPRC .*\(\d+ s\)$", line)
+                   for line in lines), (kind, lines)
+    register_lines = printed["register"].splitlines()
+    assert re.match(r"candidate \w+ \(run \w{8}\): auprc on the validation data [\d.e-]+ "
+                    r"\(\d+ s\)$", register_lines[0]), register_lines
+    assert "promoted to @champion" in register_lines[-1]

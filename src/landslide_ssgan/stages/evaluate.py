@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ from landslide_ssgan.reporting import plots, tables
 
 Results = dict[str, dict[str, dict[str, Any]]]  # feature set -> model -> scores
 HEADLINE = ("f1", "kappa", "miou")  # balanced-window figures kept as DVC metrics
+RowHook = Callable[[str, str, dict[str, Any]], None]  # feature set, kind, balanced scores
+MapHook = Callable[[str, dict[str, Any]], None]  # kind, its map's scores per area
 
 
-def run_all(cfg: Params) -> tuple[Results, MapResults]:
+def run_all(cfg: Params, on_row: RowHook | None = None,
+            on_map: MapHook | None = None) -> tuple[Results, MapResults]:
     """Both judgements of every kind params.yaml's evaluate section names: balanced test
-    windows on every feature set, then the maps of features.set."""
+    windows on every feature set, then the maps of features.set (`on_row` and `on_map` hear
+    of each model's scores as they come, for a progress line)."""
     kinds, segmenters = cfg.evaluate.window_kinds, cfg.evaluate.segmenters
     learners.check_kinds(cfg.evaluate.networks, "evaluate.networks", stage="train")
     learners.check_kinds(cfg.evaluate.classifiers, "evaluate.classifiers", stage="fit")
@@ -44,12 +49,13 @@ def run_all(cfg: Params) -> tuple[Results, MapResults]:
                   threshold=cfg.train.threshold, window=cfg.sample.window,
                   split_method=cfg.sample.split.method, stack=paths.stack,
                   samples=paths.samples, norm=paths.norm, models=paths.models,
-                  reports=paths.reports, windows=cfg.windows, segmenters=segmenters)
+                  reports=paths.reports, windows=cfg.windows, segmenters=segmenters,
+                  on_row=on_row)
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     maps = run_maps(cfg.features.set, (*kinds, *segmenters), ground, cfg.map,
                     rgb=cfg.features.rgb,
                     stack=paths.stack, models=paths.models, reports=paths.reports,
-                    protocol=tables.sampling_protocol(cfg.sample))
+                    protocol=tables.sampling_protocol(cfg.sample), on_map=on_map)
     return results, maps
 
 
@@ -57,7 +63,7 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
         threshold: float,
         window: int, split_method: str, stack: str, samples: str, norm: str, models: str,
         reports: str, windows: WindowsConfig | None = None,
-        segmenters: tuple[str, ...] = ()) -> Results:
+        segmenters: tuple[str, ...] = (), on_row: RowHook | None = None) -> Results:
     """Balanced-window test metrics of every model of `kinds` (and of `segmenters`, on
     `main_set`), to reports/ (metrics.json, evaluation_details.json, evaluation.md for
     `main_set`, feature_sets.md, loss curves) and to each model's MLflow run. A segmenter
@@ -83,6 +89,8 @@ def run(feature_sets: tuple[FeatureSet, ...], kinds: tuple[str, ...], *, main_se
             row = {**scores, "confusion_matrix": matrix.tolist(), "test_windows": len(labels)}
             results[feature_set][kind] = row
             _log_test_metrics(bundle.read_run(folder)["run_id"], scores, row)
+            if on_row is not None:
+                on_row(feature_set, kind, row)
     _write_reports(results, main_set, split_method, threshold, models, Path(reports))
     return results
 
@@ -121,7 +129,8 @@ MapResults = dict[str, dict[str, Any]]  # model -> area -> scores
 
 def run_maps(main_set: str, kinds: tuple[str, ...], ground: scoring.Ground, post: MapConfig,
              *, rgb: tuple[str, ...],
-             stack: str, models: str, reports: str, protocol: str = "") -> MapResults:
+             stack: str, models: str, reports: str, protocol: str = "",
+             on_map: MapHook | None = None) -> MapResults:
     """Every model of `kinds` on `main_set` maps the stack; its map is scored on the validation and
     test areas. Writes reports/map_evaluation.json (DVC metrics: the figures a map is judged
     by; thresholds and everything else in map_evaluation_details.json),
@@ -147,6 +156,8 @@ def run_maps(main_set: str, kinds: tuple[str, ...], ground: scoring.Ground, post
             curves[area][kind] = (recall, precision, results[kind][area]["all"]["auprc"])
         maps[kind] = probability
         _log_map_metrics(bundle.read_run(folder)["run_id"], results[kind])
+        if on_map is not None:
+            on_map(kind, results[kind])
     folder = Path(reports)
     _write_map_reports(results, main_set, folder, protocol)
     plots.pr_curves(curves, {a: results[kinds[0]][a]["all"]["prevalence"]
@@ -201,6 +212,7 @@ def _test_preview(maps: dict[str, np.ndarray], thresholds: dict[str, float],
                       landslides=small(ground.truth.ids > 0))
 
 
-def main(cfg: Params) -> tuple[Results, MapResults]:
+def main(cfg: Params, on_row: RowHook | None = None,
+         on_map: MapHook | None = None) -> tuple[Results, MapResults]:
     """The stage as `landslide evaluate` and dvc.yaml run it: params.yaml's settings."""
-    return run_all(cfg)
+    return run_all(cfg, on_row, on_map)

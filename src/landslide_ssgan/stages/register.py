@@ -9,6 +9,7 @@ protocol). Both models are re-scored here on the same data: logged numbers are n
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,11 @@ from landslide_ssgan.reporting.cards import model_card
 
 def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         experiment: str, stack: str, samples: str, norm: str, ground: scoring.Ground,
-        reports: str, windows: WindowsConfig | None = None) -> dict[str, Any]:
-    """Register the candidate, promote it if it is better, write reports/champion.json."""
+        reports: str, windows: WindowsConfig | None = None,
+        on_score: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Register the candidate, promote it if it is better, write reports/champion.json.
+    `on_score` hears of each model scored on the validation data (the candidate, then the
+    champion it must beat), as it is scored: each is a map of the validation area."""
     learners.check_kinds(cfg.kinds, "registry.kinds")
     digest = tracking.data_digest(samples, stack)
     run = tracking.best_candidate(experiment, feature_set, digest, cfg.score, cfg.kinds)
@@ -52,6 +56,9 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
         return evaluate_probabilities(val_labels, probability, threshold)[0]["f1"]
 
     candidate_score = validation_score(run.data.tags["model_uri"])
+    if on_score is not None:
+        on_score(f"candidate {run.data.tags.get('model', '')} (run {run.info.run_id[:8]})",
+                 candidate_score)
     version = tracking.registered_version(cfg.model_name, run.info.run_id,
                                           run.data.tags["model_uri"], {
         "kind": run.data.tags.get("model", ""), "feature_set": feature_set,
@@ -63,6 +70,8 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
     current = tracking.alias_version(cfg.model_name, cfg.alias)
     current_score = (validation_score(f"models:/{cfg.model_name}/{current.version}")
                      if current else None)
+    if on_score is not None and current is not None and current_score is not None:
+        on_score(f"champion version {current.version} ({_kind(current)})", current_score)
     promoted = current is None or (str(current.version) != str(version.version)
                                    and candidate_score > (current_score or 0.0))
     if promoted:
@@ -128,11 +137,11 @@ def _validation_auprc(model_uri: str, stack: str, ground: scoring.Ground) -> flo
         probability, ground.truth, ground.area("val"), "all"), 0.5)["auprc"])
 
 
-def main(cfg: Params) -> dict[str, Any]:
+def main(cfg: Params, on_score: Callable[[str, float], None] | None = None) -> dict[str, Any]:
     """The stage as `landslide register` and dvc.yaml run it: params.yaml's settings."""
     paths = cfg.paths
     ground = scoring.read_ground(paths.labels, paths.inventory_ids, paths.split)
     return run(cfg.registry, feature_set=cfg.features.set, threshold=cfg.train.threshold,
                window=cfg.sample.window, experiment=cfg.tracking.experiment, stack=paths.stack,
                samples=paths.samples, norm=paths.norm, ground=ground, reports=paths.reports,
-               windows=cfg.windows)
+               windows=cfg.windows, on_score=on_score)
