@@ -15,6 +15,8 @@ Run after `dvc repro` (it reads the real stack and the trained joint SSGAN of pa
 5. Batch normalisation folded into the convolutions of the dense twin against kept apart
    (same blocks, same model), and the floating-point rate that makes beside the machine's own
    rate on one large convolution (TensorFlow, this process's threads).
+6. The dense twin run as one traced graph (convolution, bias and activation fused) against
+   called eagerly, layer by layer, on the same blocks.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from landslide_ssgan.data.blocks import (  # noqa: E402
 )
 from landslide_ssgan.inference.mapping import WindowModel, map_probability  # noqa: E402
 from landslide_ssgan.models.dense import dense_discriminator  # noqa: E402
+from landslide_ssgan.models.graphs import run_graph  # noqa: E402
 from landslide_ssgan.stages.map import bodies_by_blocks, model_threshold  # noqa: E402
 
 PAPER_PIXELS = 4314 * 7210
@@ -130,6 +133,34 @@ def folding_versus_not(stack: str, folder: Path) -> None:
           f"({rates['folded'][0] * flops / 1e9 / machine:.0%} of it)")
 
 
+def graph_versus_eager(stack: str, folder: Path) -> None:
+    """The dense twin on the same normalised 512 x 512 blocks, run as one traced graph (what
+    mapping does: models/graphs.py) and called eagerly layer by layer (as it did before)."""
+    model = WindowModel.load(folder)
+    twin = model.bundle.predictor.twin
+    grid = stack_grid(stack)
+    bands = model.band_indices(grid, stack)
+    raws = [read_block(stack, b, bands, model.window // 2) for b in blocks_of(grid, 512)]
+    full = sorted(raws, key=lambda r: -np.isfinite(r).mean())[:2]
+    images = [np.nan_to_num((np.moveaxis(r, 0, -1) - model.mean) / model.std, nan=0.0
+                            ).astype(np.float32)[None] for r in full]
+    pixels = sum(r.shape[1] * r.shape[2] for r in full)
+    runs = {"graph": lambda image: run_graph(twin, image, output=0),
+            "eager": lambda image: np.asarray(twin(image, training=False)[0])}
+    rates = {}
+    for name, infer in runs.items():
+        infer(images[0])  # warm-up: tracing and oneDNN's kernel choice are not inference
+        start = time.perf_counter()
+        values = [infer(image) for image in images]
+        rates[name] = (pixels / (time.perf_counter() - start), values)
+    gap = max(float(np.abs(a - b).max()) for a, b in
+              zip(rates["graph"][1], rates["eager"][1], strict=True))
+    print(f"dense twin as a graph {rates['graph'][0]:12,.0f} px/s")
+    print(f"dense twin eager      {rates['eager'][0]:12,.0f} px/s")
+    print(f"graph / eager       {rates['graph'][0] / rates['eager'][0]:12.2f} x "
+          f"(max |difference| {gap:.1e} in logits)")
+
+
 def child(stack: str, folder: str, block_size: int) -> None:
     """One mapping in a fresh process; prints its peak memory as JSON."""
     cfg = load_params("params.yaml")
@@ -176,6 +207,7 @@ def main() -> None:
     print(f"per-window (batched){window_rate:12,.0f} px/s")
     print(f"dense / per-window  {dense_rate / window_rate:12.1f} x")
     folding_versus_not(stack, folder)
+    graph_versus_eager(stack, folder)
 
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = map_probability(stack, folder, Path(tmp) / "store", cfg.map.block_size)

@@ -139,8 +139,8 @@ def test_metric_names_are_grouped_for_mlflows_chart_sections(tmp_path: Path,
     are logged under their group, the longest group first, and read back by the same key."""
     assert tracking.metric_key("val_map_auprc") == "val_map/auprc"
     assert tracking.metric_key("val_f1") == "val/f1"
-    assert tracking.metric_key("champion_test_map_f1") == "champion/test_map_f1"
-    assert tracking.metric_key("map_threshold") == "map_threshold"  # no group
+    assert tracking.metric_key("map_champion_test_map_f1") == "map/champion_test_map_f1"
+    assert tracking.metric_key("oob_score") == "oob_score"  # no group
     assert tracking.epoch_key("d_labelled_loss") == "train/d_labelled_loss"
     assert tracking.epoch_key("val_kappa") == "val/kappa"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -83,7 +83,7 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
     run_id = json.loads((Path(raw["paths"]["models"]) / "joint" / "glm" / "run.json")
                         .read_text())["run_id"]
     logged = client.get_run(run_id).data.metrics
-    assert {"val_map/auprc", "test_map/auprc", "map_threshold"} <= set(logged)
+    assert {"val_map/auprc", "test_map/auprc", "map/threshold"} <= set(logged)
 
 
 def test_runs_have_losses_validation_curves_images_and_data_hashes(

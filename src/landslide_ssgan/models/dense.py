@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers
 
 from landslide_ssgan.models.discriminator import landslide_probability
+from landslide_ssgan.models.graphs import run_graph
 
 EXACT = 1e-4  # dense and per-window logits must agree to this (float32 summation order)
 
@@ -89,8 +90,9 @@ def folded_conv(conv: layers.Conv2D, norm: layers.BatchNormalization | None,
 
 
 def dense_logits(dense: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Logits for every window centre of a padded image block (rows + w - 1, cols + w - 1, C)."""
-    return np.asarray(dense(image[None].astype("float32"), training=False)[0][0])
+    """Logits for every window centre of a padded image block (rows + w - 1, cols + w - 1, C),
+    computed as one graph (models/graphs.py)."""
+    return run_graph(dense, image[None], output=0)[0]
 
 
 def per_window_logits(model: keras.Model, image: np.ndarray, batch: int = 4096) -> np.ndarray:

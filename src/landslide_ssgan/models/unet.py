@@ -20,6 +20,7 @@ from keras import layers, ops
 
 from landslide_ssgan.models.augment import Bands, weak_view
 from landslide_ssgan.models.discriminator import REAL_CLASSES
+from landslide_ssgan.models.graphs import run_graph
 
 IGNORED = 255  # data.patches.IGNORED: a target the losses skip
 LOSSES = ("cross_entropy", "focal", "dice")
@@ -79,7 +80,7 @@ def segment(network: keras.Model, image: np.ndarray) -> np.ndarray:
     multiple = tile_multiple(network)
     rows, cols = image.shape[1:3]
     pad = ((0, 0), (0, -rows % multiple), (0, -cols % multiple), (0, 0))
-    logits = network(np.pad(image.astype(np.float32), pad), training=False)
+    logits = run_graph(network, np.pad(image.astype(np.float32), pad))
     probability = ops.softmax(logits[..., :REAL_CLASSES], axis=-1)[..., 1]
     return np.asarray(probability, np.float32)[:, :rows, :cols]
 

@@ -140,12 +140,12 @@ def git_commit() -> str:
 # the project's flat names (val_map_auprc, d_labelled_loss) are logged under their group
 # (val_map/auprc); longer groups first, so val_map_f1 is val_map/f1, not val/map_f1
 METRIC_GROUPS = ("val_map", "test_map", "train", "val", "test", "prior", "coef", "importance",
-                 "vif", "best", "champion", "baseline")
+                 "vif", "best", "map")
 
 
 def metric_key(name: str) -> str:
     """The MLflow key of a flat metric name: `val_map_auprc` -> `val_map/auprc`,
-    `champion_test_map_f1` -> `champion/test_map_f1`; a name of no group is kept."""
+    `map_champion_count` -> `map/champion_count`; a name of no group is kept."""
     for group in METRIC_GROUPS:
         if name.startswith(f"{group}_"):
             return f"{group}/{name[len(group) + 1:]}"

@@ -263,11 +263,11 @@ def _log(summary: dict[str, Any], reports: Path) -> None:
         for name in PREFIX:
             if name in summary:
                 row = summary[name]
-                tracking.log_metrics({f"{name}_{k}": row[k] for k in (
+                tracking.log_metrics({f"map_{name}_{k}": row[k] for k in (
                     "count", "total_area_km2", "pixels_per_second", "threshold",
                     "flagged_share")})
                 for area, scores in row["areas"].items():
-                    tracking.log_metrics({f"{name}_{area}_map_{k}": v
+                    tracking.log_metrics({f"map_{name}_{area}_map_{k}": v
                                           for k, v in scores.items() if v == v})
         mlflow.log_artifact(str(reports / "map_summary.json"))
         mlflow.log_artifact(str(reports / "map_preview.png"))
