@@ -524,26 +524,30 @@ def study(
 @app.command()
 @stage
 def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on: 0.0.0.0 for every interface (a container).")
+    ] = "127.0.0.1",
     model_uri: Annotated[str | None, typer.Option(
         help="Default: models:/<registry.model_name>@<registry.alias>.")] = None,
     max_windows: Annotated[int | None, typer.Option(
         min=1, help="Windows per request; default: serve.max_windows.")] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Serve the champion model on 127.0.0.1: POST {"inputs": raw windows (N, 13, 13, C)} to
-    /invocations and get landslide probabilities back. A request over serve.max_windows or
-    serve.max_request_mb is answered 413; SIGTERM or Ctrl-C stops the server."""
+    """Serve the champion model (on 127.0.0.1 unless --host): POST {"inputs": raw windows
+    (N, 13, 13, C)} to /invocations and get landslide probabilities back. A request over
+    serve.max_windows or serve.max_request_mb is answered 413; SIGTERM or Ctrl-C stops the
+    server."""
     from landslide_ssgan.ops import server, tracking
 
     cfg = _params(params)
-    server.require_free_port(port)
+    server.require_free_port(port, host)
     tracking.use_tracking_store(cfg.tracking.default_uri, cfg.tracking.experiment)
     model = model_uri or f"models:/{cfg.registry.model_name}@{cfg.registry.alias}"
     app_ = server.scoring_app(model, max_windows or cfg.serve.max_windows,
                               cfg.serve.max_request_mb)
-    typer.echo(f"serving {model} at http://127.0.0.1:{port}/invocations")
-    server.serve(app_, port)
+    typer.echo(f"serving {model} at http://{host}:{port}/invocations")
+    server.serve(app_, port, host)
 
 
 @app.command()

@@ -15,6 +15,7 @@ listening).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -184,25 +185,27 @@ def _window_values(model: Any) -> int:
     return count
 
 
-def require_free_port(port: int) -> None:
+def require_free_port(port: int, host: str = "127.0.0.1") -> None:
     """One line before anything is printed or started, rather than a server that says it
     serves and then exits."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise InputError(f"--port {port}: 127.0.0.1:{port} is already in use (another "
-                             "`landslide serve` or `ui`?); stop it or choose another port"
-                             ) from None
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = ("is already in use (another `landslide serve` or `ui`?); stop it or "
+                      "choose another port") if exc.errno == errno.EADDRINUSE else (
+                f"cannot be listened on ({exc.strerror}); give --host an address of this "
+                "machine, 127.0.0.1 or 0.0.0.0")
+            raise InputError(f"--port {port}: {host}:{port} {reason}") from None
 
 
-def serve(app: ASGIApp, port: int) -> None:
+def serve(app: ASGIApp, port: int, host: str = "127.0.0.1") -> None:
     """uvicorn in this process: SIGTERM and SIGINT shut it down (uvicorn handles both), and
     SIGHUP (a closed terminal) is turned into SIGTERM."""
     import uvicorn
 
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+    uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)
 
 
 def run_group(command: list[str], env: dict[str, str]) -> int:
