@@ -125,3 +125,32 @@ def test_headline_holds_the_figures_a_map_is_judged_by() -> None:
                         "object_recall", "object_precision", "threshold"}
     assert row["object_recall"] == 0.5 and row["object_precision"] == 1.0
     assert row["flagged_share"] == 0.04
+
+
+def test_a_point_inventory_is_told_apart_and_its_report_says_to_read_the_objects() -> None:
+    """Points burn one pixel per landslide: their pixel scores count one pixel of each scar,
+    so the report says so and points to the object scores; polygons get no such note."""
+    from landslide_ssgan.evaluation.map_metrics import point_inventory
+    from landslide_ssgan.reporting.tables import map_table
+
+    polygons = _truth()  # landslides of 4 and 2 pixels
+    labels = np.full((10, 10), STABLE, np.uint8)
+    ids = np.zeros((10, 10), np.int32)
+    for i, (row, col) in enumerate([(1, 1), (5, 5), (8, 2)], start=1):
+        labels[row, col], ids[row, col] = LANDSLIDE, i
+    points = Truth(labels, ids)
+    probability = np.zeros((10, 10))
+    probability[0:3, 0:3] = 0.9  # a body over the first point's whole scar
+    bodies = np.zeros((10, 10), np.int32)
+    bodies[0:3, 0:3] = 1
+    area = np.ones((10, 10), bool)
+    scored = {truth_name: area_scores(probability, truth, area, 0.5, _bodies(bodies))
+              for truth_name, truth in (("points", points), ("polygons", polygons))}
+    assert scored["points"]["objects"]["median_landslide_pixels"] == 1.0
+    assert scored["polygons"]["objects"]["median_landslide_pixels"] == 3.0
+    assert point_inventory(scored["points"]["objects"])
+    assert not point_inventory(scored["polygons"]["objects"])
+    assert scored["points"]["objects"]["object_recall"] == pytest.approx(1 / 3)
+    for name, expected in (("points", True), ("polygons", False)):
+        table = map_table({"ssgan": {"test": scored[name], "val": scored[name]}}, "joint")
+        assert ("marks each landslide with one pixel" in table) is expected

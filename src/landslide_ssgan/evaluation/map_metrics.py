@@ -85,18 +85,29 @@ def object_scores(found: Bodies, truth: Truth, area: np.ndarray) -> dict[str, fl
     precision: mapped bodies of the area that touch a landslide (overlap, or share an edge or
     corner with one)."""
     inventory = landslides_in(truth, area)
+    sizes = np.bincount(truth.ids[area & (truth.ids > 0)])
     bodies_here = np.unique(found.labels[area & (found.labels > 0)])
     hit = np.unique(truth.ids[(found.labels > 0) & (truth.ids > 0)])
     near_landslide = ndimage.binary_dilation(truth.ids > 0, structure=np.ones((3, 3), bool))
     touching = np.unique(found.labels[near_landslide & (found.labels > 0)])
     return {
         "inventory_landslides": int(inventory.size),
+        # 1 for an inventory of points: its pixel scores count one pixel of each scar
+        "median_landslide_pixels": float(np.median(sizes[inventory])) if inventory.size
+        else float("nan"),
         "mapped_bodies": int(bodies_here.size),
         "object_recall": float(np.isin(inventory, hit).mean()) if inventory.size
         else float("nan"),
         "object_precision": float(np.isin(bodies_here, touching).mean()) if bodies_here.size
         else float("nan"),
     }
+
+
+def point_inventory(objects: dict[str, Any]) -> bool:
+    """Whether the area's inventory marks landslides by single pixels (points), where pixel
+    scores mean little and the object scores are the ones to read."""
+    size = objects.get("median_landslide_pixels", float("nan"))
+    return bool(size == size and size <= 1)
 
 
 def choose_threshold(is_landslide: np.ndarray, probability: np.ndarray,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from landslide_ssgan.config import SampleConfig, StudyConfig
-from landslide_ssgan.evaluation import budgets
+from landslide_ssgan.evaluation import budgets, map_metrics
 from landslide_ssgan.evaluation.metrics import METRIC_NAMES
 
 # --- evaluate: test metrics of every model ---------------------------------------------
@@ -95,6 +95,13 @@ def map_table(results: dict[str, dict[str, Any]], feature_set: str, protocol: st
                   f"({first['objects']['inventory_landslides']} landslides)", "",
                   "| model | " + " | ".join(name for _, name in MAP_COLUMNS) + " |",
                   "|---|" + "---|" * len(MAP_COLUMNS)]
+        if map_metrics.point_inventory(first["objects"]):
+            lines[-2:-2] = [
+                "**The inventory marks each landslide with one pixel (points).** The pixel "
+                "scores count that pixel as landslide and the rest of each scar as stable "
+                "ground, so they say little about a map that outlines scars: read object "
+                "recall (points inside a mapped body) and object precision (bodies over or "
+                "next to a point).", ""]
         for kind, scores in results.items():
             row = {**scores[area]["all"], **scores[area]["objects"],
                    "threshold": scores[area]["threshold"]}
