@@ -155,6 +155,8 @@ def test_the_served_segmenter_answers_patches_and_every_pixel(tmp_path: Path,
     with mlflow.start_run():
         uri = pyfunc.log_window_model(folder, [])
     served = mlflow.pyfunc.load_model(uri)
+    assert served.metadata.metadata["input"]["bands"] == ["a", "b"]  # the band order, named
+    assert served.metadata.metadata["input"]["shape"] == ["N", 16, 16, 2]
     patches = np.random.default_rng(7).normal(size=(3, 16, 16, 2)).astype(np.float32)
     every = np.asarray(served.predict(patches, params={"per_pixel": True}))
     assert every.shape == (3, 16, 16)

@@ -82,19 +82,30 @@ def log_window_model(folder: Path, pip_requirements: list[str]) -> str:
     if norm.window is None:
         raise InputError(f"{folder / bundle.NORMALISATION}: does not say the window size")
     window, channels = norm.window, len(norm.bands)
+    calibrated = bundle.load_info_prior(folder) is not None
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, window, window, channels))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
-        params=ParamSchema([ParamSpec("prior_correction", "boolean",
-                                      bundle.load_info_prior(folder) is not None),
+        params=ParamSchema([ParamSpec("prior_correction", "boolean", calibrated),
                             ParamSpec("per_pixel", "boolean", False)]))
     example = np.broadcast_to(norm.mean.astype(np.float32), (1, window, window, channels))
     info = mlflow.pyfunc.log_model(
         name="model", python_model=str(SERVED), input_example=example.copy(),
         artifacts={path.stem: str(path) for path in (folder / name for name in
                                                      bundle.INFERENCE_FILES) if path.is_file()},
-        code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements)
+        code_paths=[str(PACKAGE_DIR)], signature=signature, pip_requirements=pip_requirements,
+        metadata=input_metadata(norm.bands, window, calibrated))
     return str(info.model_uri)
+
+
+def input_metadata(bands: tuple[str, ...], window: int, calibrated: bool) -> dict[str, Any]:
+    """What a caller must send and gets back, in the MLmodel file beside the signature (a
+    tensor signature cannot name the bands of its last axis)."""
+    return {"input": {"shape": ["N", window, window, len(bands)], "bands": list(bands),
+                      "units": "the stack's own units (the model normalises them)"},
+            "output": "P(landslide) per window (its centre pixel)",
+            "probability_scale": "the area's prevalence (prior_correction: true)" if calibrated
+            else "as trained (no area prevalence recorded)"}
 
 
 def pinned_requirements(names: tuple[str, ...] = (
