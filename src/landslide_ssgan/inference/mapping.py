@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from landslide_ssgan.data.blocks import Block, blocks_of, read_block, stack_grid
+from landslide_ssgan.data.blocks import Block, block_reader, blocks_of, read_block, stack_grid
 from landslide_ssgan.data.grid import Grid
 from landslide_ssgan.errors import InputError
 from landslide_ssgan.models.bundle import (
@@ -150,8 +150,9 @@ BlockResult = tuple[Block, np.ndarray]
 def local_blocks(model: WindowModel, stack: str | Path, bands: list[int],
                  blocks: list[Block]) -> Iterator[BlockResult]:
     halo = model.window // 2
-    for block in blocks:
-        yield block, model.block_probability(read_block(stack, block, bands, halo))
+    with block_reader(stack) as read:
+        for block in blocks:
+            yield block, model.block_probability(read(block, bands, halo))
 
 
 _WORKER_MODELS: dict[str, WindowModel] = {}
