@@ -103,7 +103,7 @@ def machine_gflops(repeats: int = 5) -> float:
     return 2 * 510 * 510 * 9 * 64 * 64 / seconds / 1e9
 
 
-def folding_versus_not(stack: str, folder: Path) -> None:
+def folding_versus_not(stack: str, folder: Path, machine: float) -> None:
     folded = WindowModel.load(folder)
     network = folded.bundle.predictor
     apart = dataclasses.replace(folded, bundle=dataclasses.replace(
@@ -123,17 +123,17 @@ def folding_versus_not(stack: str, folder: Path) -> None:
     gap = max(float(np.nanmax(np.abs(a - b))) for a, b in
               zip(rates["folded"][1], rates["apart"][1], strict=True))
     flops = conv_flops_per_pixel(network.twin)
-    machine = machine_gflops()
     print(f"batch norm folded   {rates['folded'][0]:12,.0f} px/s")
     print(f"batch norm apart    {rates['apart'][0]:12,.0f} px/s")
     print(f"folded / apart      {rates['folded'][0] / rates['apart'][0]:12.2f} x "
           f"(max |difference| {gap:.1e} in probability)")
-    print(f"dense twin: {flops:,} FLOP per pixel -> {rates['folded'][0] * flops / 1e9:.1f} "
-          f"GFLOP/s; one large convolution on this machine: {machine:.1f} GFLOP/s "
-          f"({rates['folded'][0] * flops / 1e9 / machine:.0%} of it)")
+    print(f"block_probability (normalising, the twin, probabilities): {flops:,} FLOP per "
+          f"pixel -> {rates['folded'][0] * flops / 1e9:.1f} GFLOP/s; one large convolution on "
+          f"this machine: {machine:.1f} GFLOP/s ({rates['folded'][0] * flops / 1e9 / machine:.0%}"
+          " of it)")
 
 
-def graph_versus_eager(stack: str, folder: Path) -> None:
+def graph_versus_eager(stack: str, folder: Path, machine: float) -> None:
     """The dense twin on the same normalised 512 x 512 blocks, run as one traced graph (what
     mapping does: models/graphs.py) and called eagerly layer by layer (as it did before)."""
     model = WindowModel.load(folder)
@@ -159,6 +159,9 @@ def graph_versus_eager(stack: str, folder: Path) -> None:
     print(f"dense twin eager      {rates['eager'][0]:12,.0f} px/s")
     print(f"graph / eager       {rates['graph'][0] / rates['eager'][0]:12.2f} x "
           f"(max |difference| {gap:.1e} in logits)")
+    flops = conv_flops_per_pixel(twin) * rates["graph"][0] / 1e9
+    print(f"dense twin as a graph: {flops:.1f} GFLOP/s, {flops / machine:.0%} of one large "
+          f"convolution ({machine:.1f} GFLOP/s)")
 
 
 def child(stack: str, folder: str, block_size: int) -> None:
@@ -206,8 +209,9 @@ def main() -> None:
     print(f"dense inference     {dense_rate:12,.0f} px/s")
     print(f"per-window (batched){window_rate:12,.0f} px/s")
     print(f"dense / per-window  {dense_rate / window_rate:12.1f} x")
-    folding_versus_not(stack, folder)
-    graph_versus_eager(stack, folder)
+    machine = machine_gflops()
+    folding_versus_not(stack, folder, machine)
+    graph_versus_eager(stack, folder, machine)
 
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = map_probability(stack, folder, Path(tmp) / "store", cfg.map.block_size)

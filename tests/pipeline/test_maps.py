@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,27 @@ def test_map_on_a_local_dask_cluster_writes_the_same_rasters(pipeline: dict[str,
         with rasterio.open(tmp_path / name / "maps" / "landslide_probability.tif") as src:
             outputs[name] = src.read(1)
     np.testing.assert_array_equal(outputs["dask"], outputs["single"])
+
+
+def test_a_real_command_prints_only_the_projects_lines(pipeline: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """Library noise is filtered where it starts (quiet.py): a `landslide map` process, which
+    imports TensorFlow, downloads the champion from MLflow and maps, prints its progress
+    bar and its result, and nothing of TensorFlow's native logs, MLflow's download bars or
+    Python's warnings."""
+    import re
+    import subprocess
+    import sys
+
+    stack = tmp_path / "other" / "stack.tif"
+    stack.parent.mkdir()
+    shutil.copy(pipeline["raw"]["paths"]["stack"], stack)
+    done = subprocess.run(
+        [sys.executable, "-m", "landslide_ssgan.cli", "map", "--params",
+         str(pipeline["root"] / "params.yaml"), "--stack", str(stack), "--out",
+         str(tmp_path / "out")], cwd=pipeline["root"], capture_output=True, text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    own = re.compile(r"map champion .*\d+%.*px/s|champion +\d+ landslides, .* px/s -> \S+")
+    assert len(lines) == 2 and all(own.fullmatch(line.strip()) for line in lines), lines
