@@ -65,6 +65,15 @@ def test_the_exported_champion_answers_through_the_images_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)  # over any store an earlier test of this worker chose
+    try:
+        _export_and_serve(store, tmp_path)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _export_and_serve(store: str, tmp_path: Path) -> None:
     seed_everything(4)
     folder = tmp_path / "model"
     bundle.save_model(folder, PatchNetwork(build_unet(2, depth=2, width=4)),
@@ -78,9 +87,10 @@ def test_the_exported_champion_answers_through_the_images_command(
     build.mkdir()
     shutil.copy(ROOT / "params.yaml", build / "params.yaml")
     export = _export_command()
-    subprocess.run([str(Path(sys.executable).parent / export[0]), *export[1:]], cwd=build,
-                   check=True, capture_output=True, env={**os.environ, "MLFLOW_TRACKING_URI":
-                                                         store})
+    done = subprocess.run([str(Path(sys.executable).parent / export[0]), *export[1:]],
+                          cwd=build, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": store})
+    assert done.returncode == 0, done.stderr
     model = build / "serving" / "model"
     assert (model / "MLmodel").is_file()
 

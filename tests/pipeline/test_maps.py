@@ -271,5 +271,5 @@ def test_a_real_command_prints_only_the_projects_lines(pipeline: dict[str, Any],
         env={**os.environ, "MLFLOW_TRACKING_URI": pipeline["store"]}, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-    own = re.compile(r"map champion .*\d+%.*px/s|champion +\d+ landslides, .* px/s -> \S+")
+    own = re.compile(r"map champion .*\d+%.*px/s.*|champion +\d+ landslides, .* px/s -> \S+")
     assert len(lines) == 2 and all(own.fullmatch(line.strip()) for line in lines), lines

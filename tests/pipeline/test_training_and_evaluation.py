@@ -452,4 +452,5 @@ def test_evaluate_and_register_print_a_line_per_model_as_it_is_scored(
     register_lines = printed["register"].splitlines()
     assert re.match(r"candidate \w+ \(run \w{8}\): auprc on the validation data [\d.e-]+ "
                     r"\(\d+ s\)$", register_lines[0]), register_lines
-    assert "promoted to @champion" in register_lines[-1]
+    assert "promoted to @champion" in register_lines[-1], register_lines  # MLflow's own
+    # "Successfully registered" and "Created version" lines are not printed
