@@ -65,6 +65,7 @@ def test_the_exported_champion_answers_through_the_images_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(store)  # over any store an earlier test of this worker chose
     try:
@@ -78,7 +79,8 @@ def _export_and_serve(store: str, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     bundle.save_model(folder, PatchNetwork(build_unet(2, depth=2, width=4)),
                       Normalisation(("a", "b"), np.zeros(2), np.ones(2), 16))
-    with mlflow.start_run():
+    # its own experiment: an earlier test of this worker may have chosen one of its store
+    with mlflow.start_run(experiment_id=MlflowClient().create_experiment("serving")):
         uri = pyfunc.log_window_model(folder, [])
     version = mlflow.register_model(uri, "landslide-ssgan")
     MlflowClient().set_registered_model_alias("landslide-ssgan", "champion", version.version)
