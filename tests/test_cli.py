@@ -220,6 +220,10 @@ def test_the_runs_page_asks_for_the_machine_learning_view() -> None:
     assert runs_url("http://127.0.0.1:5000", None) == "http://127.0.0.1:5000/"
     assert runs_url("http://127.0.0.1:5000", "3") == (
         "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning")
+    # sorted by what register ranks by: MLflow's own order key, backticks and all
+    assert runs_url("http://127.0.0.1:5000", "3", best_first="val_map/auprc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_map%2Fauprc%60&orderByAsc=false")
 
 
 @pytest.mark.slow  # creates a tracking store (MLflow's schema migrations take seconds)
@@ -239,4 +243,5 @@ def test_the_ui_is_announced_at_the_experiments_runs(tmp_path: Path,
     monkeypatch.setattr("landslide_ssgan.ops.server.run_group", lambda *args: 0)
     result = runner.invoke(app, ["ui", "--port", "5999"])
     assert result.exit_code == 0, result.output
-    assert f"/#/experiments/{experiment}/runs?workflowType=machine_learning" in result.output
+    assert (f"/#/experiments/{experiment}/runs?workflowType=machine_learning"
+            "&orderByKey=metrics.%60val_map%2Fauprc%60&orderByAsc=false") in result.output

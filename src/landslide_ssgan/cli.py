@@ -568,8 +568,11 @@ def ui(
     server.require_free_port(port)
     uri = tracking.tracking_uri(cfg.tracking.default_uri)
     found = MlflowClient(uri).get_experiment_by_name(cfg.tracking.experiment)
-    page = urls.runs_url(f"http://127.0.0.1:{port}", found.experiment_id if found else None)
-    typer.echo(f"MLflow UI for {uri}: the runs of {cfg.tracking.experiment} at {page}")
+    ranked = tracking.metric_key(tracking.SCORE_METRICS[cfg.registry.score][0])
+    page = urls.runs_url(f"http://127.0.0.1:{port}", found.experiment_id if found else None,
+                         best_first=ranked)
+    typer.echo(f"MLflow UI for {uri}: the runs of {cfg.tracking.experiment}, best "
+               f"{ranked} first, at {page}")
     raise typer.Exit(server.run_group(
         [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", uri],
