@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/visible_scars.py [--size 320] [--seed 0]
         [--models forest,baseline,glm] [--segmenters unet] [--keep DIR] [--json]
     .venv/bin/python benchmarks/visible_scars.py --study unet,segmatch,segssgan,forest
-        [--budgets 0.1,1.0] [--keep DIR]
+        [--budgets 0.1,1.0] [--keep DIR] [--seeds 0,1,2] [-- --train.consistency.threshold 0.9]
 
 Chattogram cannot answer whether segmenting patches finds landslides better than classifying
 13 x 13 windows: its inventory marks are fixed-size circles and every model there reaches only
@@ -12,7 +12,9 @@ Chattogram cannot answer whether segmenting patches finds landslides better than
 command (prepare, sample, train, fit, segment, calibrate, evaluate) and prints each model's
 test-area map scores, every pixel at the real prevalence. With `--study KINDS` it runs the
 label-efficiency study instead (`landslide study`: those kinds, `--budgets` of the labelled
-training polygons, the seeds of params.yaml) and prints its paired answers.
+training polygons, `--seeds`) and prints its paired answers; settings after `--` go to
+`landslide study` as they are (a variant of a learner's settings). A kept folder whose area
+is already prepared and sampled is reused, so variants are compared on the same samples.
 
 The area: smooth hills (a DEM), vegetation in four Sentinel-2-like bands with texture, and
 three kinds of bare ground with one and the same spectrum: landslide scars (tapered bodies
@@ -156,13 +158,16 @@ def study(args: argparse.Namespace) -> None:
     """The label-efficiency study on the area; its answer lines and map table."""
     folder = args.keep or Path(tempfile.mkdtemp(prefix="visible-scars-"))
     try:
-        build_area(folder, args.size, args.seed)
-        params = area_params(folder, ["forest"], [])  # evaluate's lists: unused here
+        params = folder / "params.yaml"
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
-        landslide("prepare", params=params, env=env)
-        landslide("sample", params=params, env=env)
+        if not (folder / "out" / "data" / "samples").exists():
+            build_area(folder, args.size, args.seed)
+            params = area_params(folder, ["forest"], [])  # evaluate's lists: unused here
+            landslide("prepare", params=params, env=env)
+            landslide("sample", params=params, env=env)
         landslide("study", "--study.models", f"[{args.study}]", "--study.budgets",
-                  f"[{args.budgets}]", "--study.variants", "{}", params=params, env=env)
+                  f"[{args.budgets}]", "--study.seeds", f"[{args.seeds}]",
+                  "--study.variants", "{}", *args.settings, params=params, env=env)
         report = (folder / "out" / "reports" / "label_efficiency.md").read_text()
     finally:
         if args.keep is None:
@@ -183,6 +188,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--study", help="kinds of a label-efficiency study to run instead")
     parser.add_argument("--budgets", default="0.1,1.0")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("settings", nargs="*", help="after --: settings for landslide study")
     args = parser.parse_args()
     if args.study:
         study(args)

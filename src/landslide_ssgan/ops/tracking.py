@@ -7,6 +7,7 @@ tracking URI is chosen by `use_tracking_store`, called by the commands that log.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import socket
@@ -342,7 +343,9 @@ def _ranking(run: Any, score: str) -> tuple[float, float, int]:
 
 
 def registered_version(name: str, run_id: str, model_uri: str, tags: dict[str, str]) -> Any:
-    """The registry version of this run's model, registering it the first time."""
+    """The registry version of this run's model, registering it the first time. MLflow's
+    own "Successfully registered model" and "Created version" lines are not printed: the
+    command that registers says what happened in its own words."""
     client = MlflowClient()
     try:
         existing = list(client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'"))
@@ -350,7 +353,8 @@ def registered_version(name: str, run_id: str, model_uri: str, tags: dict[str, s
         existing = []
     if existing:
         return existing[0]
-    return mlflow.register_model(model_uri, name, tags=tags)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return mlflow.register_model(model_uri, name, tags=tags)
 
 
 def alias_version(name: str, alias: str) -> Any | None:

@@ -8,8 +8,6 @@ protocol). Both models are re-scored here on the same data: logged numbers are n
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,14 +59,11 @@ def run(cfg: RegistryConfig, *, feature_set: str, threshold: float, window: int,
     if on_score is not None:
         on_score(f"candidate {run.data.tags.get('model', '')} (run {run.info.run_id[:8]})",
                  candidate_score)
-    # MLflow prints "Successfully registered model" and "Created version" itself; the
-    # command prints its own verdict with the version
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        version = tracking.registered_version(cfg.model_name, run.info.run_id,
-                                              run.data.tags["model_uri"], {
-            "kind": run.data.tags.get("model", ""), "feature_set": feature_set,
-            "data_digest": digest, f"val_{cfg.score}": f"{candidate_score:.6f}",
-            "stage": run.data.tags.get("stage", ""), **_thresholds(run.data.metrics)})
+    version = tracking.registered_version(cfg.model_name, run.info.run_id,
+                                          run.data.tags["model_uri"], {
+        "kind": run.data.tags.get("model", ""), "feature_set": feature_set,
+        "data_digest": digest, f"val_{cfg.score}": f"{candidate_score:.6f}",
+        "stage": run.data.tags.get("stage", ""), **_thresholds(run.data.metrics)})
     card = _card(run, feature_set, digest)
     MlflowClient().update_model_version(cfg.model_name, version.version, description=card)
     current = tracking.alias_version(cfg.model_name, cfg.alias)

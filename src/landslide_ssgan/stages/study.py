@@ -51,7 +51,7 @@ from landslide_ssgan.reporting import plots, tables
 from landslide_ssgan.training.fit import Source, train_network
 
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
-           "generator_realism")
+           "val_map_auprc", "generator_realism")
 REALISM_WINDOWS = 500
 Maps = tuple[str, scoring.Ground, int]  # the stack, the ground, calibrate.min_val_landslides
 
@@ -169,7 +169,7 @@ def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
     scores, _ = evaluate_probabilities(
         test_labels, balanced(model.probability(test_windows), trained), train.threshold)
     nan = float("nan")
-    scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan,
+    scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan, "val_map_auprc": nan,
                "generator_realism": realism}
     if maps is not None:
         scores |= _map_scores(model, *maps)
@@ -179,13 +179,16 @@ def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
 def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground,
                 min_landslides: int) -> dict[str, float]:
     """AUPRC and flagged share of the model's map on the test area, every pixel; F1 at the
-    threshold that is best on the validation area (only those two areas are mapped)."""
+    threshold that is best on the validation area (only those two areas are mapped); the
+    validation area's AUPRC, which is what a choice between settings may look at."""
     probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
     threshold, _ = scoring.validation_threshold(probability, ground, None, min_landslides)
     test = map_metrics.pixel_scores(*map_metrics.scored_pixels(
         probability, ground.truth, ground.area("test"), "all"), threshold)
+    val = map_metrics.pixel_scores(*map_metrics.scored_pixels(
+        probability, ground.truth, ground.area("val"), "all"), threshold)
     return {"map_auprc": test["auprc"], "map_f1": test["f1"],
-            "map_flagged": test["flagged_share"]}
+            "map_flagged": test["flagged_share"], "val_map_auprc": val["auprc"]}
 
 
 def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig,
