@@ -257,7 +257,8 @@ def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyC
                            **(tracking.train_params(variant.train)
                               if learners.learner(kind).network else {})})
         scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)
-        tracking.log_metrics({f"test_{k}": v for k, v in scores.items() if v == v})
+        tracking.log_metrics({k if k.startswith("val_") else f"test_{k}": v
+                              for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},
             "seconds": round(time.perf_counter() - started, 2)}
 
