@@ -194,6 +194,10 @@ class ConsistencyConfig:
     ssgan_weight: float = setting(0.0, low=0.0, high=1000.0, tunable=True)
     feature_dropout: float = setting(0.0, low=0.0, high=0.95, tunable=True)  # segmatch's
                                 # feature-perturbation stream (UniMatch); 0 = none
+    rampup: int = setting(0, low=0, tunable=True)  # segmatch: optimiser steps over which
+                                # the unlabelled weight rises from 0 (Laine & Aila); 0 = none
+    balance: bool = setting(False, tunable=True)  # segmatch: each class's pseudo-labels
+                                # weigh the same in the unlabelled loss
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from keras import layers
 
 from landslide_ssgan.models.augment import Bands, Strong
 from landslide_ssgan.models.consistency import ConsistencySettings
-from landslide_ssgan.models.segmatch import SegMatch, channel_dropout, cutmix
+from landslide_ssgan.models.segmatch import SegMatch, channel_dropout, cutmix, pseudo_loss, ramp
 from landslide_ssgan.models.segssgan import SegSSGAN, build_patch_generator, pixel_real_logit
 from landslide_ssgan.models.ssgan import LossWeights
 from landslide_ssgan.models.unet import build_unet, split_unet
@@ -95,6 +95,32 @@ def test_segmatch_adds_unimatchs_feature_stream_when_asked(rate: float) -> None:
         plain = SegMatch(build_unet(2, depth=2, width=4), BANDS,
                          ConsistencySettings(1.0, 0.5, 0.0, Strong(0.1, 3, 0.1)), seed=0)
         assert len(model.weights) == len(plain.weights)  # the halves hold no weights
+
+
+def test_a_balanced_pseudo_loss_weighs_each_class_alike() -> None:
+    """Two confident landslide pixels, and 62 confident others: unbalanced, the few count
+    1/32 of the loss; balanced, half of it, the total weight unchanged."""
+    pseudo = np.zeros((1, 8, 8), np.int32)
+    pseudo[0, 0, :2] = 1
+    mask = np.ones((1, 8, 8), np.float32)
+    logits = np.zeros((1, 8, 8, 3), np.float32)
+    logits[..., 0] = np.where(pseudo == 1, 4.0, -4.0)  # every pixel badly wrong ...
+    logits[0, 0, :2, 0] = 0.0  # ... but the landslide pixels only mildly
+    wrong, mild = np.log1p(np.exp(4.0)), np.log(2.0)  # their cross-entropies
+    plain = float(pseudo_loss(pseudo, mask, logits))
+    balanced = float(pseudo_loss(pseudo, mask, logits, balance=True))
+    assert plain == pytest.approx((62 * wrong + 2 * mild) / 64, rel=1e-5)
+    assert balanced == pytest.approx((wrong + mild) / 2, rel=1e-5)
+    half = mask.copy()
+    half[0, 4:] = 0.0  # unconfident pixels count nothing, and the total scales with them
+    assert float(pseudo_loss(pseudo, half, logits, balance=True)) == pytest.approx(
+        0.5 * (wrong + mild) / 2, rel=1e-5)
+
+
+def test_the_unlabelled_weight_ramps_up_from_almost_nothing() -> None:
+    shares = [float(ramp(tf.constant(step), 100)) for step in (0, 50, 100, 1000)]
+    assert shares[0] < 0.01 and shares[0] < shares[1] < shares[2] == shares[3] == 1.0
+    assert float(ramp(tf.constant(0), 0)) == 1.0  # no ramp: full weight from the start
 
 
 def test_the_patch_ssgan_keeps_generated_patches_out_of_the_moving_statistics() -> None:

@@ -95,7 +95,7 @@ def _read_open(src: Any, block: Block, bands: list[int], halo: int) -> np.ndarra
     bottom = min(block.row + block.height + halo, src.height)
     right = min(block.col + block.width + halo, src.width)
     window = Window(left, top, right - left, bottom - top)  # type: ignore[call-arg]
-    inside = src.read([b + 1 for b in bands], window=window).astype(np.float32)
+    inside = src.read([b + 1 for b in bands], window=window).astype(np.float32, copy=False)
     out = np.full((len(bands), block.height + 2 * halo, block.width + 2 * halo), np.nan,
                   np.float32)
     r0, c0 = top - (block.row - halo), left - (block.col - halo)

@@ -29,6 +29,8 @@ class ConsistencySettings:
     teacher_ema: float = 0.0
     strong: Strong = Strong()
     feature_dropout: float = 0.0  # a segmenter's feature-perturbation stream (segmatch.py)
+    rampup: int = 0  # steps over which a segmenter's unlabelled weight rises (segmatch.py)
+    balance: bool = False  # a segmenter's pseudo-labels weighed by class (segmatch.py)
 
 
 class ConsistencyTerm:

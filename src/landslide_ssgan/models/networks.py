@@ -148,7 +148,8 @@ def _compiled(model: Supervised | FixMatch, cfg: TrainConfig,
 def consistency(cfg: TrainConfig, weight: float) -> ConsistencySettings:
     c = cfg.consistency
     return ConsistencySettings(weight, c.threshold, c.teacher_ema,
-                               Strong(c.noise, c.cutout, c.band_dropout), c.feature_dropout)
+                               Strong(c.noise, c.cutout, c.band_dropout), c.feature_dropout,
+                               c.rampup, c.balance)
 
 
 def view_bands(source: WindowSource) -> Bands:

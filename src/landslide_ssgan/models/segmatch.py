@@ -58,11 +58,36 @@ def channel_dropout(features: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Ten
     return features * tf.cast(keep, features.dtype) / (1.0 - rate)
 
 
-def pseudo_loss(pseudo: tf.Tensor, mask: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """The mean cross-entropy of the confident pixels' pseudo-labels (the others count 0)."""
+def pseudo_loss(pseudo: tf.Tensor, mask: tf.Tensor, logits: tf.Tensor,
+                balance: bool = False) -> tf.Tensor:
+    """The mean cross-entropy of the confident pixels' pseudo-labels (the others count 0).
+    With `balance`, each class's confident pixels carry half of the confident pixels'
+    weight, however few they are: on an area of a few per cent landslides the pseudo-labels
+    are otherwise almost all "not landslide", and they teach the student to say so."""
     per_pixel = keras.losses.sparse_categorical_crossentropy(
         pseudo, logits[..., :REAL_CLASSES], from_logits=True)
-    return ops.mean(mask * per_pixel)
+    if not balance:
+        return ops.mean(mask * per_pixel)
+    positive = ops.cast(pseudo, mask.dtype) * mask
+    negative = mask - positive
+    share = ops.sum(mask) / tf.cast(tf.size(mask), mask.dtype)  # as unbalanced, in total
+
+    def class_mean(which: tf.Tensor) -> tf.Tensor:
+        return ops.sum(which * per_pixel) / ops.maximum(ops.sum(which), 1.0)
+
+    present = ops.cast(ops.sum(positive) > 0, mask.dtype) + ops.cast(ops.sum(negative) > 0,
+                                                                      mask.dtype)
+    return share * (class_mean(positive) + class_mean(negative)) / ops.maximum(present, 1.0)
+
+
+def ramp(step: tf.Tensor, steps: int) -> tf.Tensor:
+    """The unlabelled weight's share at `step`: exp(-5 (1 - t)^2) for t = step / steps up to
+    1 (Laine & Aila 2017), so early pseudo-labels, from a network that knows little, count
+    little; 1 throughout with `steps` 0."""
+    if steps <= 0:
+        return tf.constant(1.0)
+    t = tf.minimum(tf.cast(step, tf.float32) / float(steps), 1.0)
+    return tf.exp(-5.0 * tf.square(1.0 - t))
 
 
 class SegMatch(Segmenter):
@@ -117,12 +142,17 @@ class SegMatch(Segmenter):
         with tf.GradientTape() as tape:
             supervised = pixel_loss(targets, self.network(patches, training=True),
                                     self.loss_kind, self.class_weights)
-            consistency = pseudo_loss(pseudo, mask, self.network(strong, training=True))
+            balance = self.settings.balance
+            consistency = pseudo_loss(pseudo, mask, self.network(strong, training=True),
+                                      balance)
             if self.halves is not None:
                 streams["feature_consistency_loss"] = pseudo_loss(
-                    weak_pseudo, weak_mask, self._perturbed_features(weak, seed_s + [0, 7]))
+                    weak_pseudo, weak_mask, self._perturbed_features(weak, seed_s + [0, 7]),
+                    balance)
                 consistency = 0.5 * (consistency + streams["feature_consistency_loss"])
-            loss = supervised + self.settings.unlabelled_weight * consistency
+            weight = self.settings.unlabelled_weight * ramp(self.view_step.value,
+                                                            self.settings.rampup)
+            loss = supervised + weight * consistency
         variables = self.network.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
                                            strict=True))
