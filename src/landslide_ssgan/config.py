@@ -196,8 +196,8 @@ class ConsistencyConfig:
                                 # feature-perturbation stream (UniMatch); 0 = none
     rampup: int = setting(0, low=0, tunable=True)  # segmatch: optimiser steps over which
                                 # the unlabelled weight rises from 0 (Laine & Aila); 0 = none
-    balance: bool = setting(False, tunable=True)  # segmatch: each class's pseudo-labels
-                                # weigh the same in the unlabelled loss
+    pseudo_classes: Literal["both", "balanced", "landslide"] = "both"  # segmatch: which
+                                # confident pixels teach (segmatch.pseudo_loss)
 
 
 @dataclass(frozen=True, kw_only=True)

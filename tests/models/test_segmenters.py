@@ -97,9 +97,10 @@ def test_segmatch_adds_unimatchs_feature_stream_when_asked(rate: float) -> None:
         assert len(model.weights) == len(plain.weights)  # the halves hold no weights
 
 
-def test_a_balanced_pseudo_loss_weighs_each_class_alike() -> None:
+def test_pseudo_labels_teach_by_class_as_asked() -> None:
     """Two confident landslide pixels, and 62 confident others: unbalanced, the few count
-    1/32 of the loss; balanced, half of it, the total weight unchanged."""
+    1/32 of the loss; balanced, half of it, the total weight unchanged; landslide only, all
+    of it."""
     pseudo = np.zeros((1, 8, 8), np.int32)
     pseudo[0, 0, :2] = 1
     mask = np.ones((1, 8, 8), np.float32)
@@ -108,12 +109,14 @@ def test_a_balanced_pseudo_loss_weighs_each_class_alike() -> None:
     logits[0, 0, :2, 0] = 0.0  # ... but the landslide pixels only mildly
     wrong, mild = np.log1p(np.exp(4.0)), np.log(2.0)  # their cross-entropies
     plain = float(pseudo_loss(pseudo, mask, logits))
-    balanced = float(pseudo_loss(pseudo, mask, logits, balance=True))
+    balanced = float(pseudo_loss(pseudo, mask, logits, "balanced"))
+    landslide = float(pseudo_loss(pseudo, mask, logits, "landslide"))
     assert plain == pytest.approx((62 * wrong + 2 * mild) / 64, rel=1e-5)
     assert balanced == pytest.approx((wrong + mild) / 2, rel=1e-5)
+    assert landslide == pytest.approx(2 * mild / 64, rel=1e-5)
     half = mask.copy()
     half[0, 4:] = 0.0  # unconfident pixels count nothing, and the total scales with them
-    assert float(pseudo_loss(pseudo, half, logits, balance=True)) == pytest.approx(
+    assert float(pseudo_loss(pseudo, half, logits, "balanced")) == pytest.approx(
         0.5 * (wrong + mild) / 2, rel=1e-5)
 
 

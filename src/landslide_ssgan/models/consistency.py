@@ -30,7 +30,7 @@ class ConsistencySettings:
     strong: Strong = Strong()
     feature_dropout: float = 0.0  # a segmenter's feature-perturbation stream (segmatch.py)
     rampup: int = 0  # steps over which a segmenter's unlabelled weight rises (segmatch.py)
-    balance: bool = False  # a segmenter's pseudo-labels weighed by class (segmatch.py)
+    pseudo_classes: str = "both"  # which of a segmenter's pseudo-labels teach (segmatch.py)
 
 
 class ConsistencyTerm:

@@ -59,16 +59,21 @@ def channel_dropout(features: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Ten
 
 
 def pseudo_loss(pseudo: tf.Tensor, mask: tf.Tensor, logits: tf.Tensor,
-                balance: bool = False) -> tf.Tensor:
-    """The mean cross-entropy of the confident pixels' pseudo-labels (the others count 0).
-    With `balance`, each class's confident pixels carry half of the confident pixels'
-    weight, however few they are: on an area of a few per cent landslides the pseudo-labels
-    are otherwise almost all "not landslide", and they teach the student to say so."""
+                classes: str = "both") -> tf.Tensor:
+    """The cross-entropy of the confident pixels' pseudo-labels, over every pixel (the
+    others count 0). On an area of a few per cent landslides almost every confident pixel
+    says "not landslide", and learning that again may teach the student to miss the scars
+    the teacher was unsure of. `classes`: `both` (FixMatch), `balanced` (each class's
+    confident pixels carry half of their total weight, however few they are), `landslide`
+    (only the confident landslide pixels teach: where the stable ground is labelled
+    everywhere, as when only landslides go unmapped, the others add little)."""
     per_pixel = keras.losses.sparse_categorical_crossentropy(
         pseudo, logits[..., :REAL_CLASSES], from_logits=True)
-    if not balance:
-        return ops.mean(mask * per_pixel)
     positive = ops.cast(pseudo, mask.dtype) * mask
+    if classes == "both":
+        return ops.mean(mask * per_pixel)
+    if classes == "landslide":
+        return ops.mean(positive * per_pixel)
     negative = mask - positive
     share = ops.sum(mask) / tf.cast(tf.size(mask), mask.dtype)  # as unbalanced, in total
 
@@ -142,13 +147,13 @@ class SegMatch(Segmenter):
         with tf.GradientTape() as tape:
             supervised = pixel_loss(targets, self.network(patches, training=True),
                                     self.loss_kind, self.class_weights)
-            balance = self.settings.balance
+            classes = self.settings.pseudo_classes
             consistency = pseudo_loss(pseudo, mask, self.network(strong, training=True),
-                                      balance)
+                                      classes)
             if self.halves is not None:
                 streams["feature_consistency_loss"] = pseudo_loss(
                     weak_pseudo, weak_mask, self._perturbed_features(weak, seed_s + [0, 7]),
-                    balance)
+                    classes)
                 consistency = 0.5 * (consistency + streams["feature_consistency_loss"])
             weight = self.settings.unlabelled_weight * ramp(self.view_step.value,
                                                             self.settings.rampup)
