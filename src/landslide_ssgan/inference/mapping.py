@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -152,17 +151,13 @@ BlockResult = tuple[Block, np.ndarray]
 
 def local_blocks(model: WindowModel, stack: str | Path, bands: list[int],
                  blocks: list[Block]) -> Iterator[BlockResult]:
-    """Each block's probabilities, in order. The next block is read in a thread while this
-    one is classified and written: GDAL's decoding and TensorFlow's kernels both release
-    the GIL, so the read no longer waits for the model or the model for the read."""
+    """Each block's probabilities, in order. (Reading the next block in a thread while this
+    one is classified was measured and dropped: on 2 cores inference already keeps both
+    busy, and the map took the same time with 80 MiB more; docs/benchmarks.md.)"""
     halo = model.window // 2
-    with block_reader(stack) as read, ThreadPoolExecutor(max_workers=1) as reader:
-        ahead = [reader.submit(read, block, bands, halo) for block in blocks[:1]]
-        for index, block in enumerate(blocks):
-            raw = ahead.pop().result()
-            if index + 1 < len(blocks):  # one reader thread: the file is never read twice at once
-                ahead.append(reader.submit(read, blocks[index + 1], bands, halo))
-            yield block, model.block_probability(raw)
+    with block_reader(stack) as read:
+        for block in blocks:
+            yield block, model.block_probability(read(block, bands, halo))
 
 
 _WORKER_MODELS: dict[str, WindowModel] = {}
