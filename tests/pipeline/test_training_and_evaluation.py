@@ -389,6 +389,9 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     spatial = rows[rows.split == "spatial"]
     assert spatial.map_auprc.between(0, 1).all() and spatial.map_f1.between(0, 1).all()
     assert rows[rows.split == "random"].map_auprc.isna().all()  # no held-out area there
+    # what a choice between settings may look at: the validation area, beside the test's
+    assert spatial.val_map_auprc.between(0, 1).all()
+    assert rows[rows.split == "random"].val_map_auprc.isna().all()
     gans = rows.model.str.startswith("ssgan")
     assert rows[gans].generator_realism.between(0, 1).all()
     assert rows[~gans].generator_realism.isna().all()
@@ -405,6 +408,8 @@ def test_a_tiny_study_runs_end_to_end_and_writes_the_report(pipeline: dict[str, 
     assert len(children) == len(rows)
     assert {c.data.tags["budget"] for c in children} == {"0.5", "1.0"}
     assert all("test/f1" in c.data.metrics for c in children)
+    assert all(("val_map/auprc" in c.data.metrics) == (c.data.tags["split_method"] == "spatial")
+               for c in children)
     pools = {(c.data.tags["model"], c.data.tags["budget"]): c.data.params
              for c in children if c.data.tags["split_method"] == "spatial"}
     assert pools[("ssgan+pool", "1.0")]["steps"] == "3"  # a variant's own steps and pool
