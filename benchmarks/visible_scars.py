@@ -28,7 +28,6 @@ measurement of any real area: real scars are judged on real areas.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -39,11 +38,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import rasterio
 import yaml
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+from landslide_ssgan.evaluation.budgets import summary_table
 from landslide_ssgan.models.learners import learner, of_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +171,7 @@ def study(args: argparse.Namespace) -> None:
                   f"[{args.budgets}]", "--study.seeds", f"[{args.seeds}]",
                   "--study.variants", "{}", *args.settings, params=params, env=env)
         report = (folder / "out" / "reports" / "label_efficiency.md").read_text()
-        runs = list(csv.DictReader((folder / "out" / "reports" / "label_efficiency.csv")
-                                   .open()))
+        runs = pd.read_csv(folder / "out" / "reports" / "label_efficiency.csv")
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -179,19 +179,8 @@ def study(args: argparse.Namespace) -> None:
     for section in report.split("\n## ")[1:]:
         if section.startswith(("The answer", "The map")):
             print("## " + section.strip() + "\n")
-    print("Validation-area AUPRC, mean over seeds (what to compare settings by):")
-    for (model, budget), values in validation_auprc(runs).items():
-        print(f"  {model:24s} {budget:>5s}  {np.mean(values):.3f}  ({len(values)} seeds)")
-
-
-def validation_auprc(runs: list[dict[str, str]]) -> dict[tuple[str, str], list[float]]:
-    """Each (model, budget)'s validation-area AUPRC over seeds (spatial split only)."""
-    found: dict[tuple[str, str], list[float]] = {}
-    for run in runs:
-        if run["split"] == "spatial" and run["val_map_auprc"] not in ("", "nan"):
-            found.setdefault((run["model"], run["budget"]), []).append(
-                float(run["val_map_auprc"]))
-    return found
+    print("Validation-area AUPRC over seeds (what to compare settings by):")
+    print(summary_table(runs[runs.split == "spatial"], ["val_map_auprc"]).to_string())
 
 
 def main() -> None:

@@ -183,10 +183,9 @@ def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground,
     validation area's AUPRC, which is what a choice between settings may look at."""
     probability = scoring.model_map(stack, model, ground, scoring.SCORED_AREAS)
     threshold, _ = scoring.validation_threshold(probability, ground, None, min_landslides)
-    test = map_metrics.pixel_scores(*map_metrics.scored_pixels(
-        probability, ground.truth, ground.area("test"), "all"), threshold)
-    val = map_metrics.pixel_scores(*map_metrics.scored_pixels(
-        probability, ground.truth, ground.area("val"), "all"), threshold)
+    val, test = (map_metrics.pixel_scores(*map_metrics.scored_pixels(
+        probability, ground.truth, ground.area(name), "all"), threshold)
+        for name in ("val", "test"))
     return {"map_auprc": test["auprc"], "map_f1": test["f1"],
             "map_flagged": test["flagged_share"], "val_map_auprc": val["auprc"]}
 
