@@ -69,9 +69,9 @@ def pseudo_loss(pseudo: tf.Tensor, mask: tf.Tensor, logits: tf.Tensor,
     everywhere, as when only landslides go unmapped, the others add little)."""
     per_pixel = keras.losses.sparse_categorical_crossentropy(
         pseudo, logits[..., :REAL_CLASSES], from_logits=True)
-    positive = ops.cast(pseudo, mask.dtype) * mask
     if classes == "both":
         return ops.mean(mask * per_pixel)
+    positive = ops.cast(pseudo, mask.dtype) * mask
     if classes == "landslide":
         return ops.mean(positive * per_pixel)
     negative = mask - positive
