@@ -44,7 +44,7 @@ def pipeline(base_params: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     raw["train"]["patch"].update({"size": 32, "depth": 2, "width": 4, "epochs": 1,
                                   "batch_size": 8})
     raw["evaluate"] = {"feature_sets": ["joint"],
-                       "networks": base_params["evaluate"]["networks"],
+                       "networks": ["ssgan", "baseline", "fixmatch"],  # every window network
                        "classifiers": base_params["evaluate"]["classifiers"],
                        "segmenters": ["unet"]}
     raw["map"].update({"block_size": 100, "preview_size": 200})
