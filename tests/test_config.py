@@ -109,6 +109,16 @@ def test_config_is_frozen() -> None:
         params.seed = 3  # type: ignore[misc]
 
 
+def test_pseudo_labels_from_the_batch_have_no_teacher_to_average() -> None:
+    raw = copy.deepcopy(_raw())
+    raw["train"]["consistency"].update(pseudo_from="batch", teacher_ema=0.99)
+    with pytest.raises(ConfigError, match="train.consistency.pseudo_from: batch takes the "
+                       "pseudo-labels from the network's own training pass"):
+        parse_params(raw)
+    raw["train"]["consistency"]["teacher_ema"] = 0.0
+    assert parse_params(raw).train.consistency.pseudo_from == "batch"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda raw: raw["train"].update(epocs=3),
      "train.epocs is not a setting (did you mean train.epochs?)"),

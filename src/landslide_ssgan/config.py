@@ -198,6 +198,15 @@ class ConsistencyConfig:
                                 # the unlabelled weight rises from 0 (Laine & Aila); 0 = none
     pseudo_classes: Literal["both", "balanced", "landslide"] = "both"  # segmatch: which
                                 # confident pixels teach (segmatch.pseudo_loss)
+    pseudo_from: Literal["teacher", "batch"] = "teacher"  # segmatch: the weak views'
+                                # pseudo-labels from the teacher at inference (FixMatch) or
+                                # from the training pass beside the labelled patches (UniMatch)
+
+    def __post_init__(self) -> None:
+        if self.pseudo_from == "batch" and self.teacher_ema > 0:
+            raise Invalid("pseudo_from", "batch takes the pseudo-labels from the network's own "
+                          "training pass, so there is no teacher to average: set teacher_ema "
+                          "to 0 or pseudo_from to teacher")
 
 
 @dataclass(frozen=True, kw_only=True)

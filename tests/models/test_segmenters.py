@@ -97,6 +97,28 @@ def test_segmatch_adds_unimatchs_feature_stream_when_asked(rate: float) -> None:
         assert len(model.weights) == len(plain.weights)  # the halves hold no weights
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_segmatch_takes_pseudo_labels_from_the_training_pass_when_asked(rate: float) -> None:
+    # moving statistics far from any batch's: the network at inference is sure of every
+    # pixel; in the training pass (batch statistics) a fresh network is sure of none
+    shares = {}
+    for source in ("teacher", "batch"):
+        seed_everything(0)
+        network = build_unet(2, depth=2, width=4)
+        for norm in (layer for layer in network.layers
+                     if isinstance(layer, layers.BatchNormalization)):
+            norm.moving_mean.assign(np.full(norm.moving_mean.shape, -50.0, np.float32))
+            norm.moving_variance.assign(np.full(norm.moving_variance.shape, 1e-4, np.float32))
+        settings = ConsistencySettings(1.0, 0.99, 0.0, Strong(0.1, 3, 0.1),
+                                       feature_dropout=rate, pseudo_from=source)
+        model = SegMatch(network, BANDS, settings, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        logs = _fit_once(model, _batch(np.random.default_rng(1)))
+        assert ("feature_consistency_loss" in logs) == (rate > 0)
+        shares[source] = logs["pseudo_label_share"]
+    assert shares["teacher"] > 0.9 and shares["batch"] < 0.1
+
+
 def test_pseudo_labels_teach_by_class_as_asked() -> None:
     """Two confident landslide pixels, and 62 confident others: unbalanced, the few count
     1/32 of the loss; balanced, half of it, the total weight unchanged; landslide only, all

@@ -31,6 +31,7 @@ class ConsistencySettings:
     feature_dropout: float = 0.0  # a segmenter's feature-perturbation stream (segmatch.py)
     rampup: int = 0  # steps over which a segmenter's unlabelled weight rises (segmatch.py)
     pseudo_classes: str = "both"  # which of a segmenter's pseudo-labels teach (segmatch.py)
+    pseudo_from: str = "teacher"  # where a segmenter's pseudo-labels come from (segmatch.py)
 
 
 class ConsistencyTerm:

@@ -149,7 +149,7 @@ def consistency(cfg: TrainConfig, weight: float) -> ConsistencySettings:
     c = cfg.consistency
     return ConsistencySettings(weight, c.threshold, c.teacher_ema,
                                Strong(c.noise, c.cutout, c.band_dropout), c.feature_dropout,
-                               c.rampup, c.pseudo_classes)
+                               c.rampup, c.pseudo_classes, c.pseudo_from)
 
 
 def view_bands(source: WindowSource) -> Bands:

@@ -124,15 +124,37 @@ class SegMatch(Segmenter):
         probability = ops.stop_gradient(ops.softmax(logits, axis=-1)[..., 1])
         return pseudo_labels(probability, self.settings.threshold)
 
-    def _perturbed_features(self, weak: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def _perturbed_features(self, features: list[tf.Tensor], seed: tf.Tensor) -> tf.Tensor:
         """The decoder's logits from the weak view's encoder features, each level's channels
         dropped (UniMatch's feature perturbation)."""
         assert self.halves is not None
-        encoder, decoder = self.halves
-        features = encoder(weak, training=True)
         rate = self.settings.feature_dropout
-        return decoder([channel_dropout(f, rate, seed + [0, level])
-                        for level, f in enumerate(features)], training=True)
+        return self.halves[1]([channel_dropout(f, rate, seed + [0, level])
+                               for level, f in enumerate(features)], training=True)
+
+    def _forward(self, patches: tf.Tensor, weak: tf.Tensor
+                 ) -> tuple[tf.Tensor, list[tf.Tensor] | None, tuple[tf.Tensor, tf.Tensor]]:
+        """The labelled patches' logits, the weak views' encoder features from the same pass
+        (None: none yet) and the weak views' pseudo-labels. With `pseudo_from: batch` the labelled
+        patches and the weak views go through the network in one training pass, as UniMatch
+        does: the pseudo-labels then come from batch statistics rather than the moving ones,
+        which a network a few hundred steps old has not yet settled (Keras's momentum 0.99)."""
+        encoder = self.halves[0] if self.halves is not None else None
+        if self.settings.pseudo_from == "batch":
+            n = tf.shape(patches)[0]
+            both = tf.concat([patches, weak], axis=0)
+            if encoder is None:
+                logits, weak_features = self.network(both, training=True), None
+            else:
+                features = encoder(both, training=True)
+                logits = self.halves[1](features, training=True)  # type: ignore[index]
+                weak_features = [f[n:] for f in features]
+            probability = ops.stop_gradient(
+                ops.softmax(logits[n:, ..., :REAL_CLASSES], axis=-1)[..., 1])
+            return (logits[:n], weak_features,
+                    pseudo_labels(probability, self.settings.threshold))
+        pseudo = self._pseudo(weak)
+        return self.network(patches, training=True), None, pseudo
 
     def train_step(self, data: tuple) -> dict[str, tf.Tensor]:
         (patches, targets), unlabelled = data
@@ -140,20 +162,21 @@ class SegMatch(Segmenter):
         if self.bands is not None:
             patches, targets = augmented(patches, targets, self.bands, seed_l)
         weak = weak_view(unlabelled, self.view_bands, seed_u)
-        weak_pseudo, weak_mask = self._pseudo(weak)
-        strong = perturbed(weak, self.view_bands, self.settings.strong, seed_s)
-        strong, pseudo, mask = cutmix(strong, weak_pseudo, weak_mask, seed_s + [0, 5])
         streams = {}
         with tf.GradientTape() as tape:
-            supervised = pixel_loss(targets, self.network(patches, training=True),
-                                    self.loss_kind, self.class_weights)
+            logits, weak_features, (weak_pseudo, weak_mask) = self._forward(patches, weak)
+            supervised = pixel_loss(targets, logits, self.loss_kind, self.class_weights)
+            strong = perturbed(weak, self.view_bands, self.settings.strong, seed_s)
+            strong, pseudo, mask = cutmix(strong, weak_pseudo, weak_mask, seed_s + [0, 5])
             classes = self.settings.pseudo_classes
             consistency = pseudo_loss(pseudo, mask, self.network(strong, training=True),
                                       classes)
             if self.halves is not None:
+                if weak_features is None:  # after the strong pass: the moving statistics
+                    weak_features = self.halves[0](weak, training=True)  # take it last
                 streams["feature_consistency_loss"] = pseudo_loss(
-                    weak_pseudo, weak_mask, self._perturbed_features(weak, seed_s + [0, 7]),
-                    classes)
+                    weak_pseudo, weak_mask,
+                    self._perturbed_features(weak_features, seed_s + [0, 7]), classes)
                 consistency = 0.5 * (consistency + streams["feature_consistency_loss"])
             weight = self.settings.unlabelled_weight * ramp(self.view_step.value,
                                                             self.settings.rampup)
