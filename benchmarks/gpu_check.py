@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from child import ChildFailed, child_json  # benchmarks/child.py: a measurement in a fresh process
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -110,11 +111,10 @@ def run_child(args: argparse.Namespace, gpu: bool) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", "--params", str(args.params),
                "--epochs", str(args.epochs), "--blocks", str(args.blocks),
                "--block", str(args.block), *(["--require-gpu"] if gpu else [])]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    try:
+        return child_json(command, env)
+    except ChildFailed as failed:
+        return {"error": failed.line or str(failed)}
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
+from child import child_json  # benchmarks/child.py: a measurement in a fresh process
 
 from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.blocks import (  # noqa: E402
@@ -197,9 +197,8 @@ def mosaic(stack: str, path: Path) -> None:
 
 
 def measured(stack: str, folder: Path, block_size: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", stack, str(folder),
-                          str(block_size)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json([sys.executable, __file__, "--child", stack, str(folder),
+                       str(block_size)])
 
 
 def main() -> None:

@@ -21,12 +21,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from child import ChildFailed, child_json  # benchmarks/child.py: a measurement in a fresh process
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -71,11 +72,10 @@ def run_child(args: argparse.Namespace, fresh: bool) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", "--params", str(args.params),
                "--models", args.models, "--seeds", str(args.seeds), "--steps", str(args.steps),
                *([] if fresh else ["--without-fresh-state"])]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise SystemExit(f"the study runs failed: {lines[-1] if lines else done.returncode}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    try:
+        return child_json(command)
+    except ChildFailed as failed:
+        raise SystemExit(f"the study runs failed: {failed.line or failed}") from None
 
 
 def main() -> None:

@@ -39,7 +39,6 @@ import math
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ import geopandas as gpd  # noqa: E402
 import pandas as pd  # noqa: E402
 import rasterio  # noqa: E402
 import yaml  # noqa: E402
+from child import ChildFailed, child_json  # benchmarks/child.py: a measurement in a fresh process
 from rasterio.enums import Resampling  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
@@ -119,13 +119,12 @@ def run_stage(stage: str, params: Path, model: str, env: dict[str, str]) -> dict
     """One stage in its own process: seconds and peak memory (MiB), or how it died."""
     command = [sys.executable, __file__, "--child", stage, str(params), model]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        return {"seconds": round(seconds, 1), "peak_mib": None,
-                "failed": f"exit {done.returncode}: "
-                          f"{(done.stderr.strip().splitlines() or ['killed'])[-1][:200]}"}
-    return {"seconds": round(seconds, 1), **json.loads(done.stdout.strip().splitlines()[-1])}
+    try:
+        figures = child_json(command, env)
+    except ChildFailed as failed:
+        return {"seconds": round(time.perf_counter() - start, 1), "peak_mib": None,
+                "failed": str(failed if failed.line else f"{failed}: killed")[:200]}
+    return {"seconds": round(time.perf_counter() - start, 1), **figures}
 
 
 def child(stage: str, params: str, model: str) -> None:
