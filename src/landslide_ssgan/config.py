@@ -217,6 +217,7 @@ class PatchConfig:
     stride: int = setting(16, low=1, high=1024)  # pixels between patch centres
     min_inside: float = setting(0.5, low=0.0, low_open=True, high=1.0)  # share in its area
     negative_ratio: float = setting(1.0, low=0.0, high=100.0)  # patches without a landslide
+    max_labelled: int | None = setting(4096, low=1)  # labelled patches at most (null: all)
     depth: int = setting(3, low=1, high=6, tunable=True)       # halvings
     width: int = setting(16, low=1, high=512, tunable=True)    # filters at full resolution
     dropout: float = setting(0.0, low=0.0, high=0.95, tunable=True)  # at the bottom

@@ -73,6 +73,26 @@ def test_patch_centres_keep_the_area_and_balance_the_labelled_patches() -> None:
     assert np.array_equal(again.labelled, centres.labelled)  # seeded
 
 
+def test_at_most_max_labelled_patches_are_labelled_the_rest_join_the_pool() -> None:
+    target = np.full((120, 120), patches.NEGATIVE, np.uint8)
+    target[::6, ::6] = patches.LANDSLIDE  # scars everywhere: every patch holds one
+    free = patches.patch_centres(target, 8, 4, 0.5, 1.0, seed=3)
+    assert free.landslide.sum() > 100
+    capped = patches.patch_centres(target, 8, 4, 0.5, 1.0, seed=3, max_labelled=40)
+    assert np.array_equal(capped.rows, free.rows) and np.array_equal(capped.cols, free.cols)
+    assert (capped.labelled & capped.landslide).sum() == 20  # half of 40: negative_ratio 1
+    pool_rows, _ = capped.part(labelled=False)
+    assert len(pool_rows) == len(free.rows) - capped.labelled.sum()  # the rest: unlabelled
+    again = patches.patch_centres(target, 8, 4, 0.5, 1.0, seed=3, max_labelled=40)
+    assert np.array_equal(again.labelled, capped.labelled)  # seeded
+    # below the cap: the very patches drawn without one
+    sparse = _target()
+    for cap in (None, 10_000):
+        below = patches.patch_centres(sparse, 8, 4, 0.5, 1.0, seed=1, max_labelled=cap)
+        assert np.array_equal(below.labelled, patches.patch_centres(
+            sparse, 8, 4, 0.5, 1.0, seed=1).labelled)
+
+
 def _source(target: np.ndarray, size: int) -> patches.PatchSource:
     """Band 0 is the target itself (so a batch can be checked against its targets), band 1
     is ones."""

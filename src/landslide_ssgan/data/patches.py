@@ -85,10 +85,14 @@ class PatchCentres:
 
 
 def patch_centres(target: np.ndarray, size: int, stride: int, min_inside: float,
-                  negative_ratio: float, seed: int) -> PatchCentres:
+                  negative_ratio: float, seed: int, max_labelled: int | None = None
+                  ) -> PatchCentres:
     """Centres on a `stride` grid whose patch lies at least `min_inside` in the area; every
     patch with a landslide pixel is labelled, and patches without one at `negative_ratio` per
-    landslide patch (drawn with `seed`), as long as they hold a known pixel."""
+    landslide patch (drawn with `seed`), as long as they hold a known pixel. With
+    `max_labelled`, at most that many are labelled: the landslide patches beyond their share
+    are drawn out at random and join the unlabelled pool, so an epoch of an area with scars
+    everywhere stays minutes long (below the cap, the same patches as without it)."""
     inside = box_sums(target != OUTSIDE, size) >= min_inside * size * size
     slides = box_sums(target == LANDSLIDE, size) > 0
     known = box_sums(target == NEGATIVE, size) > 0
@@ -96,12 +100,25 @@ def patch_centres(target: np.ndarray, size: int, stride: int, min_inside: float,
     grid[stride // 2::stride, stride // 2::stride] = True
     rows, cols = np.nonzero(grid & inside)
     landslide = slides[rows, cols]
-    quiet = np.flatnonzero(~landslide & known[rows, cols])
-    take = min(len(quiet), int(round(negative_ratio * landslide.sum())))
-    chosen = np.random.default_rng(seed).choice(quiet, size=take, replace=False)
+    rng = np.random.default_rng(seed)
     labelled = landslide.copy()
-    labelled[chosen] = True
+    if max_labelled is not None:
+        labelled = _capped(landslide, max(1, int(max_labelled / (1.0 + negative_ratio))), rng)
+    quiet = np.flatnonzero(~landslide & known[rows, cols])
+    take = min(len(quiet), int(round(negative_ratio * labelled.sum())))
+    labelled[rng.choice(quiet, size=take, replace=False)] = True
     return PatchCentres(rows.astype(np.int32), cols.astype(np.int32), landslide, labelled)
+
+
+def _capped(landslide: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """The landslide patches, `cap` of them drawn at random where there are more (the draw
+    happens only then, so below the cap `rng` is left as it was)."""
+    chosen = landslide.copy()
+    slides = np.flatnonzero(landslide)
+    if len(slides) > cap:
+        chosen[:] = False
+        chosen[rng.choice(slides, size=cap, replace=False)] = True
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -210,7 +227,7 @@ def load_patch_source(data: TrainingData, feature_set: str, patch: PatchConfig,
     valid = valid_mask(stack_parts(data.stack), labels.shape)
     target = pixel_targets(labels, negatives, areas, valid, "train")
     centres = patch_centres(target, patch.size, patch.stride, patch.min_inside,
-                            patch.negative_ratio, seed)
+                            patch.negative_ratio, seed, patch.max_labelled)
     if not centres.labelled.any():
         raise InputError(f"{data.split}: the training area holds no patch of "
                          f"train.patch.size {patch.size} with a landslide pixel (lower "

@@ -152,7 +152,7 @@ def _patch_source(image: Stack, samples: Samples, norm: Normalisation, feature_s
     target = np.where(withheld, np.uint8(patches.UNKNOWN), target)
     patch = train.patch
     centres = patches.patch_centres(target, patch.size, patch.stride, patch.min_inside,
-                                    patch.negative_ratio, seed)
+                                    patch.negative_ratio, seed, patch.max_labelled)
     return patches.PatchSource.of(window_source(image, samples, norm, feature_set, patch.size),
                                   target, centres)
 
