@@ -17,7 +17,7 @@ import pytest
 from landslide_ssgan.data.blocks import Block
 from landslide_ssgan.data.stack import Stack, write_stack
 from landslide_ssgan.data.windows import cut_windows, normalised_image
-from landslide_ssgan.inference.mapping import map_probability
+from landslide_ssgan.inference.mapping import WindowModel, map_probability, probability_map
 from landslide_ssgan.models.dense import (
     dense_discriminator,
     dense_logits,
@@ -114,6 +114,23 @@ def test_block_map_equals_per_window_across_seams_edges_and_nodata(
     expected = _per_window_reference(map_inputs)
     assert np.array_equal(np.isnan(got), ~map_inputs["valid"])  # nodata stays nodata
     assert np.nanmax(np.abs(got - expected)) < 1e-5
+
+
+def test_an_area_map_computes_only_the_area_rows_and_columns_with_the_same_values(
+        map_inputs: dict[str, Any]) -> None:
+    """Scoring maps only the validation or test area: a window model's blocks shrink to the
+    area's rows and columns, and its pixels keep the values of the whole map."""
+    valid = map_inputs["valid"]
+    area = np.zeros_like(valid)
+    area[10:20, 5:15] = area[40:44, 50:60] = area[100:110, 20:40] = True  # one across the hole
+    model = WindowModel.load(map_inputs["model"])
+    got, _ = probability_map(map_inputs["stack"], model, block_size=64, only=area)
+    expected = _per_window_reference(map_inputs)
+    assert np.nanmax(np.abs(got[area] - expected[area])) < 1e-5
+    assert np.array_equal(np.isnan(got[area]), ~valid[area])  # the hole stays nodata
+    # the first block computes rows 10 to 43, columns 5 to 59; the second 100 to 109, 20 to 39
+    assert np.isnan(got[:10]).all() and np.isnan(got[44:100]).all() and np.isnan(got[110:]).all()
+    assert np.isfinite(got).sum() <= 34 * 55 + 10 * 20 < 2 * 64 * 64
 
 
 def test_an_architecture_without_exact_dense_form_falls_back_with_a_warning(

@@ -312,7 +312,7 @@ def segment(
     with _epoch_progress(f"{model} on {feature_set.value if feature_set else cfg.features.set}"
                          ) as on_epoch:
         out = stage_module.main(cfg, model, feature_set.value if feature_set else None,
-                                restart, on_epoch)
+                                restart, on_epoch, on_patches=typer.echo)
     _say_trained(model, out)
 
 

@@ -83,6 +83,9 @@ def test_at_most_max_labelled_patches_are_labelled_the_rest_join_the_pool() -> N
     assert (capped.labelled & capped.landslide).sum() == 20  # half of 40: negative_ratio 1
     pool_rows, _ = capped.part(labelled=False)
     assert len(pool_rows) == len(free.rows) - capped.labelled.sum()  # the rest: unlabelled
+    pool = len(free.rows) - 20  # no patch without a scar to add as a negative
+    assert capped.summary(16) == (f"20 labelled patches (20 with a landslide), {pool} in the "
+                                  "unlabelled pool; 2 steps an epoch")  # 20 / 16, rounded up
     again = patches.patch_centres(target, 8, 4, 0.5, 1.0, seed=3, max_labelled=40)
     assert np.array_equal(again.labelled, capped.labelled)  # seeded
     # below the cap: the very patches drawn without one

@@ -104,6 +104,10 @@ def test_a_tiled_map_is_the_same_at_two_tile_sizes_with_edges_and_nodata(tmp_pat
     nodata = np.isnan(rasterio.open(stack).read(1))
     assert np.array_equal(np.isnan(small), nodata) and np.array_equal(np.isnan(large), nodata)
     assert np.nanmax(np.abs(small - large)) < 1e-4
+    area = np.zeros(grid.shape, bool)
+    area[40:50, 40:50] = True  # a segmenter keeps whole blocks: the same tiles as the map
+    only, _ = probability_map(stack, model, block_size=128, only=area)
+    assert np.array_equal(only, large, equal_nan=True)
 
 
 def test_the_window_protocol_reads_a_segmenter_folder(tmp_path: Path) -> None:

@@ -459,3 +459,10 @@ def test_evaluate_and_register_print_a_line_per_model_as_it_is_scored(
                     r"\(\d+ s\)$", register_lines[0]), register_lines
     assert "promoted to @champion" in register_lines[-1], register_lines  # MLflow's own
     # "Successfully registered" and "Created version" lines are not printed
+
+
+def test_segment_says_how_many_patches_it_trains_on(pipeline: dict[str, Any]) -> None:
+    """The training time grows with the labelled patches: the stage says how many, first."""
+    assert re.search(r"^\d+ labelled patches \(\d+ with a landslide\), \d+ in the unlabelled "
+                     r"pool; \d+ steps an epoch$", pipeline["printed"]["segment unet"],
+                     re.MULTILINE), pipeline["printed"]["segment unet"]

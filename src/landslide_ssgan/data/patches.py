@@ -13,7 +13,9 @@ windows, with the same labels:
   patch sees a pixel of the validation or test areas, not even as unlabelled context;
 - labelled patches are those that hold a landslide pixel, plus patches without one at
   `negative_ratio` per landslide patch; the unlabelled pool is every other patch of the
-  training area (its targets withheld; every patch of it where none is left over).
+  training area (its targets withheld; every patch of it where none is left over). At most
+  `train.patch.max_labelled` patches are labelled: on an area with scars everywhere the
+  landslide patches beyond their share join the unlabelled pool, so an epoch stays bounded.
 
 The patches are cut from a window source (models train on its normalised image, in memory or
 in a temporary file), so memory holds the targets (one byte a pixel), not the stack.
@@ -83,6 +85,14 @@ class PatchCentres:
             return self.rows, self.cols
         return self.rows[keep], self.cols[keep]
 
+    def summary(self, batch_size: int) -> str:
+        """How many patches of each part, and the steps an epoch takes: what a user needs to
+        foresee the training time (it grows with the labelled patches)."""
+        labelled = int(self.labelled.sum())
+        return (f"{labelled} labelled patches ({int((self.labelled & self.landslide).sum())} "
+                f"with a landslide), {len(self.part(False)[0])} in the unlabelled pool; "
+                f"{-(-labelled // batch_size)} steps an epoch")
+
 
 def patch_centres(target: np.ndarray, size: int, stride: int, min_inside: float,
                   negative_ratio: float, seed: int, max_labelled: int | None = None
@@ -101,9 +111,8 @@ def patch_centres(target: np.ndarray, size: int, stride: int, min_inside: float,
     rows, cols = np.nonzero(grid & inside)
     landslide = slides[rows, cols]
     rng = np.random.default_rng(seed)
-    labelled = landslide.copy()
-    if max_labelled is not None:
-        labelled = _capped(landslide, max(1, int(max_labelled / (1.0 + negative_ratio))), rng)
+    labelled = (landslide.copy() if max_labelled is None else
+                _capped(landslide, max(1, int(max_labelled / (1.0 + negative_ratio))), rng))
     quiet = np.flatnonzero(~landslide & known[rows, cols])
     take = min(len(quiet), int(round(negative_ratio * labelled.sum())))
     labelled[rng.choice(quiet, size=take, replace=False)] = True
