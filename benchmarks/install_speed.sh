@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The set-up's install, side by side: the project's pinned dependencies into two new virtual
 # environments, one with pip and one with uv, each with an empty cache (what a fresh machine
-# has), then the two environments' package lists compared. Prints each time and the ratio.
+# has), both compiling the bytecode (pip does by default), then the two environments'
+# package lists compared, and the time to import the package in each. Prints the ratios.
 # Usage: bash benchmarks/install_speed.sh   (about 4 minutes; needs the package registry)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,21 @@ pip_s=$(seconds env PIP_NO_CACHE_DIR=1 "$work/pip/bin/python" -m pip install --q
 "$PYTHON" -m venv "$work/uv"
 uv_s=$(seconds bash -c "PIP_NO_CACHE_DIR=1 '$work/uv/bin/python' -m pip install --quiet \
   --disable-pip-version-check 'uv==$UV_VERSION' && UV_NO_CACHE=1 '$work/uv/bin/uv' pip install \
-  --quiet --python '$work/uv/bin/python' pip==25.3 -c requirements.lock -e '.[dev]'")
+  --quiet --compile-bytecode --python '$work/uv/bin/python' pip==25.3 -c requirements.lock -e '.[dev]'")
 
 freeze() { "$1/bin/python" -m pip list --format=freeze --exclude-editable | grep -v -i -E '^(pip|setuptools|uv)==' | sort; }
 if diff <(freeze "$work/pip") <(freeze "$work/uv") >"$work/diff"; then same="same packages and versions"
 else same="DIFFERENT packages: $(grep -c '^[<>]' "$work/diff") lines differ"; fi
+# a stage's start: importing the training code, bytecode read rather than compiled
+imported() {
+  local best=999 t
+  for _ in 1 2; do
+    t=$( { /usr/bin/time -f %e env PYTHONDONTWRITEBYTECODE=1 "$1/bin/python" -c \
+      'import landslide_ssgan.stages.train' >/dev/null 2>"$work/err"; } 2>&1; tail -1 "$work/err")
+    best=$(python3 -c "print(min($best, $t))")
+  done
+  echo "$best"
+}
+pip_import=$(imported "$work/pip"); uv_import=$(imported "$work/uv")
+echo "import of the training code (a stage's start): pip's environment ${pip_import} s, uv's ${uv_import} s"
 echo "install of the pinned dependencies, empty caches: pip ${pip_s} s, uv ${uv_s} s (uv included), $(python3 -c "print(f'{$pip_s/max($uv_s,1):.1f}')") times faster; $same"

@@ -27,10 +27,12 @@ if [ "${1:-}" = "--gpu" ]; then extras=dev,gpu; locks+=(requirements-gpu.lock); 
 stamp=.venv/.installed-$( (cat pyproject.toml "${locks[@]}"; [ "$extras" = dev ] || echo "$extras") \
   | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  # uv installs the same pinned versions as pip, in parallel: 18 s against pip's 141 s from
-  # empty caches (benchmarks/install_speed.sh); pip stays in the venv, pinned, for users.
+  # uv installs the same pinned versions as pip, in parallel, and compiles the bytecode as
+  # pip does (without it, where PYTHONDONTWRITEBYTECODE is set, every stage would compile
+  # TensorFlow's sources anew: 10 s more each); benchmarks/install_speed.sh compares the two.
+  # pip stays in the venv, pinned, for users.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
-  .venv/bin/uv pip install --quiet --python .venv/bin/python "pip==25.3" \
+  .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python "pip==25.3" \
     "${locks[@]/#/-c}" -e ".[$extras]"
   rm -f .venv/.installed-*
   touch "$stamp"
