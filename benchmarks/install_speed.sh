@@ -32,9 +32,9 @@ else same="DIFFERENT packages: $(grep -c '^[<>]' "$work/diff") lines differ"; fi
 imported() {
   local best=999 t
   for _ in 1 2; do
-    t=$( { /usr/bin/time -f %e env PYTHONDONTWRITEBYTECODE=1 "$1/bin/python" -c \
-      'import landslide_ssgan.stages.train' >/dev/null 2>"$work/err"; } 2>&1; tail -1 "$work/err")
-    best=$(python3 -c "print(min($best, $t))")
+    /usr/bin/time -o "$work/seconds" -f %e env PYTHONDONTWRITEBYTECODE=1 "$1/bin/python" -c \
+      'import landslide_ssgan.stages.train' >/dev/null 2>&1
+    t=$(cat "$work/seconds"); best=$(python3 -c "print(min($best, $t))")
   done
   echo "$best"
 }
