@@ -4,7 +4,10 @@ logged pyfunc against Keras, the registry's champion and promotion, the study.""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +469,27 @@ def test_segment_says_how_many_patches_it_trains_on(pipeline: dict[str, Any]) ->
     assert re.search(r"^\d+ labelled patches \(\d+ with a landslide\), \d+ in the unlabelled "
                      r"pool; \d+ steps an epoch$", pipeline["printed"]["segment unet"],
                      re.MULTILINE), pipeline["printed"]["segment unet"]
+
+
+def test_the_classifier_and_factor_stages_never_load_tensorflow(pipeline: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """`fit` and `factors` need no network: a process of either that loaded TensorFlow would
+    spend seconds on it (seven such stages in `dvc repro`). Run as dvc runs them, in a fresh
+    process, into a folder and store of their own."""
+    raw = json.loads(json.dumps(pipeline["raw"]))
+    raw["paths"].update({"trained": str(tmp_path / "trained"),
+                         "reports": str(tmp_path / "reports")})
+    params = write_params(raw, tmp_path / "params.yaml")
+    commands = [["factors"], ["fit", "forest"], ["fit", "glm"]]
+    code = ("import json, sys\nfrom landslide_ssgan.cli import app\n"
+            f"for command in {commands!r}:\n"
+            "    app([*command, '--params', sys.argv[1]], standalone_mode=False)\n"
+            "print(json.dumps(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, str(params)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ,
+                               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    for kind, file in (("forest", "forest.joblib"), ("glm", "glm.joblib")):
+        assert (tmp_path / "trained" / "joint" / kind / file).is_file()

@@ -14,14 +14,16 @@ import os
 import tempfile
 import weakref
 from collections.abc import Iterator
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import tensorflow as tf
 
 from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.sampling import window_footprint
 from landslide_ssgan.data.squares import square_dilation
+
+if TYPE_CHECKING:  # imported where a dataset is made: the classifiers never load TensorFlow
+    import tensorflow as tf
 
 Range = tuple[np.ndarray, np.ndarray]  # per band: lowest and highest value
 
@@ -54,6 +56,8 @@ def window_dataset(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels
                    window: int, batch_size: int, shuffle: bool = False,
                    seed: int = 0) -> tf.data.Dataset:
     """(windows, labels) batches; `image` comes from `normalised_image`."""
+    import tensorflow as tf
+
     pixels = tf.constant(image)
     size = tf.constant([window, window, image.shape[-1]])
     centres = _centre_table(rows, cols, labels)
@@ -70,6 +74,8 @@ def window_dataset(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels
 
 def _centre_table(rows: np.ndarray, cols: np.ndarray, labels: np.ndarray) -> tf.Tensor:
     """(n, 3) int32: row, col, label of each centre, gathered by position."""
+    import tensorflow as tf
+
     return tf.constant(np.stack([rows, cols, labels], axis=1).astype(np.int32))
 
 
@@ -79,6 +85,8 @@ def _order(count: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     whatever the count: an unlabelled pool of millions (a Sentinel-2 tile's) costs no shuffle
     buffer, and a pass that uses a fraction of it costs only that fraction. Depends on the
     count and the seed only, so every kind of window source draws the same batches."""
+    import tensorflow as tf
+
     order = tf.data.Dataset.range(count)
     if not shuffle or count == 0:
         return order
@@ -200,6 +208,8 @@ class FileWindows:
 
     def dataset(self, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, batch_size: int,
                 shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        import tensorflow as tf
+
         shape = (None, self.window, self.window, self.channels)
         centres = _centre_table(rows, cols, labels)
 

@@ -24,9 +24,8 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from landslide_ssgan.data.normalisation import Normalisation
@@ -42,6 +41,9 @@ from landslide_ssgan.models.predictors import (
     family_of,
 )
 from landslide_ssgan.models.prior import Prior
+
+if TYPE_CHECKING:  # loaded where a generator is: a classifier's stage never loads TensorFlow
+    import keras
 
 DISCRIMINATOR, SEGMENTER = WindowNetwork.file, PatchNetwork.file
 FOREST, GLM = Forest.file, Glm.file
@@ -146,7 +148,11 @@ def save_run(folder: str | Path, run_id: str, model_uri: str | None = None) -> N
 def load_generator(folder: str | Path) -> keras.Model | None:
     """The generator an SSGAN was trained with (None where the folder holds none)."""
     path = Path(folder) / GENERATOR
-    return keras.saving.load_model(path, compile=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    import keras
+
+    return keras.saving.load_model(path, compile=False)
 
 
 def read_info(folder: str | Path) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import numpy as np
 from landslide_ssgan.config import TrainConfig
 from landslide_ssgan.data.source import WindowSource
 from landslide_ssgan.errors import ConfigError
-from landslide_ssgan.models import networks
 from landslide_ssgan.models.forest import fit_forest
 from landslide_ssgan.models.glm import fit_glm
 from landslide_ssgan.models.predictors import Forest, Glm, PatchNetwork, Predictor, WindowNetwork
@@ -41,6 +40,19 @@ _WINDOW_NETWORK = ("epochs", "batch_size", "d_widths", "d_hidden", "dropout", "l
                    "lr_d", "beta1", "class_weighting", "ema", "threshold")
 _GENERATOR = ("latent_dim", "g_width", "lr_g", "loss_weights", "image_every")
 _SEGMENTER = ("patch", "class_weighting", "threshold")
+
+
+def _built_by(builder: str) -> Build:
+    """The network builder `networks.<builder>`, imported when a network is built: the
+    classifiers' stage (fit) and the commands that only read the table never load
+    TensorFlow, seconds of every such process."""
+    def build(train: TrainConfig, source: Any, seed: int) -> Any:
+        from landslide_ssgan.models import networks
+
+        return getattr(networks, builder)(train, source, seed)
+
+    build.__name__ = builder
+    return build
 
 
 def _window_network(model: Any) -> Predictor:
@@ -106,16 +118,17 @@ def _glm(train: TrainConfig, source: WindowSource, seed: int) -> Any:
 
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
     Learner("ssgan", "SSGAN", "the paper's semi-supervised GAN: N + 1 outputs, a generator",
-            "tab:red", _window_network, build=networks.build_ssgan, unlabelled=True,
+            "tab:red", _window_network, build=_built_by("build_ssgan"), unlabelled=True,
             generator=True, twin="baseline",
             reads=(*_WINDOW_NETWORK, *_GENERATOR, "feature_matching", "gradient_penalty",
                    "consistency")),
     Learner("baseline", "supervised twin",
             "the SSGAN's supervised twin: the same discriminator, labels only",
-            "tab:blue", _window_network, build=networks.build_supervised, reads=_WINDOW_NETWORK),
+            "tab:blue", _window_network, build=_built_by("build_supervised"),
+            reads=_WINDOW_NETWORK),
     Learner("fixmatch", "FixMatch",
             "the twin taught by its confident weak views of unlabelled windows",
-            "tab:purple", _window_network, build=networks.build_fixmatch, unlabelled=True,
+            "tab:purple", _window_network, build=_built_by("build_fixmatch"), unlabelled=True,
             twin="baseline", reads=(*_WINDOW_NETWORK, "consistency")),
     Learner("forest", "random forest",
             "a random forest on window features (centre, mean, deviation)",
@@ -123,16 +136,16 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (
     Learner("glm", "GLM", "a logistic regression on the centre pixel's bands", "tab:brown",
             Glm, fit=_glm, reads=("threshold",)),
     Learner("unet", "U-Net", "a U-Net segmenting whole patches, labels only", "tab:orange",
-            _patch_network, build=networks.build_segmenter, patches=True, reads=_SEGMENTER),
+            _patch_network, build=_built_by("build_segmenter"), patches=True, reads=_SEGMENTER),
     Learner("segssgan", "patch SSGAN",
             "the SSGAN carried to patches: the U-Net with N + 1 outputs per pixel, a generator "
-            "of whole patches", "tab:pink", _patch_network, build=networks.build_segssgan,
+            "of whole patches", "tab:pink", _patch_network, build=_built_by("build_segssgan"),
             unlabelled=True, generator=True, patches=True, twin="unet",
             reads=(*_SEGMENTER, *_GENERATOR, "leaky_slope", "beta1")),
     Learner("segmatch", "patch FixMatch",
             "the U-Net taught by its confident weak views of unlabelled patches (CutMix, "
             "perturbed features)",
-            "tab:cyan", _patch_network, build=networks.build_segmatch, unlabelled=True,
+            "tab:cyan", _patch_network, build=_built_by("build_segmatch"), unlabelled=True,
             patches=True, twin="unet", reads=(*_SEGMENTER, "consistency")),
 )}
 KINDS: tuple[str, ...] = tuple(LEARNERS)

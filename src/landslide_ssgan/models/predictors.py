@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import joblib
-import keras
 import numpy as np
 
 from landslide_ssgan.files import atomic_path
-from landslide_ssgan.models import dense as dense_twin
 from landslide_ssgan.models import forest as forests
 from landslide_ssgan.models.glm import CentreLogit
-from landslide_ssgan.models.ssgan import predict_probability
-from landslide_ssgan.models.unet import centre_probability, segment
+
+# The networks' modules are imported where a network is used, so that a classifier's stage
+# (fit) never loads TensorFlow (seconds of every such process).
+if TYPE_CHECKING:
+    import keras
 
 
 class Predictor(Protocol):
@@ -70,15 +71,21 @@ class WindowNetwork:
         return int(self.discriminator.input_shape[1])
 
     def probability(self, windows: np.ndarray) -> np.ndarray:
+        from landslide_ssgan.models.ssgan import predict_probability
+
         return predict_probability(self.discriminator, windows)
 
     def block_probability(self, image: np.ndarray, valid: np.ndarray,
                           window: int) -> np.ndarray:
+        from landslide_ssgan.models import dense as dense_twin
+
         logits = (dense_twin.dense_logits(self.twin, image) if self.twin is not None
                   else dense_twin.per_window_logits(self.discriminator, image))
         return dense_twin.probability_of(logits)
 
     def for_maps(self) -> WindowNetwork:
+        from landslide_ssgan.models import dense as dense_twin
+
         return replace(self, twin=dense_twin.exact_dense_twin(self.discriminator))
 
     @property
@@ -90,6 +97,8 @@ class WindowNetwork:
 
     @classmethod
     def load(cls, folder: Path) -> WindowNetwork:
+        import keras
+
         return cls(keras.saving.load_model(folder / cls.file, compile=False))
 
 
@@ -106,13 +115,19 @@ class PatchNetwork:
         return None  # any size the pooling allows: the patch is in normalisation.json
 
     def probability(self, windows: np.ndarray) -> np.ndarray:
+        from landslide_ssgan.models.unet import centre_probability
+
         return centre_probability(self.segmenter, windows)
 
     def pixel_probability(self, patches: np.ndarray) -> np.ndarray:
+        from landslide_ssgan.models.unet import segment
+
         return segment(self.segmenter, patches)
 
     def block_probability(self, image: np.ndarray, valid: np.ndarray,
                           window: int) -> np.ndarray:
+        from landslide_ssgan.models.unet import segment
+
         half, (rows, cols) = window // 2, valid.shape
         return segment(self.segmenter, image[None])[0][half:half + rows, half:half + cols]
 
@@ -128,6 +143,8 @@ class PatchNetwork:
 
     @classmethod
     def load(cls, folder: Path) -> PatchNetwork:
+        import keras
+
         return cls(keras.saving.load_model(folder / cls.file, compile=False))
 
 

@@ -20,7 +20,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -33,7 +33,10 @@ from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.models.glm import CentreLogit
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting.grids import grid_columns, window_grid
-from landslide_ssgan.training.fit import EpochHook, EpochReport, Source, train_network
+
+if TYPE_CHECKING:  # the network training (Keras) is imported where a network trains: the
+    # classifiers' stage (fit), which runs this module too, never loads TensorFlow
+    from landslide_ssgan.training.fit import EpochHook, Source
 
 IMAGE_ROWS = 8  # generated windows per image logged to MLflow
 
@@ -139,13 +142,16 @@ def _train_logged(learner: learners.Learner, source: Source, seed: int, train: T
                   on_epoch: EpochHook | None = None) -> None:
     """Train in the run (which MLflow ends FAILED on an error, and the next command ends
     KILLED if this process is killed) and fill the staging folder."""
+    from landslide_ssgan.ops.callbacks import MlflowEpochLogger
+    from landslide_ssgan.training.fit import EpochReport, train_network
+
     with tracking.start_run(run_id):
         image = (_generator_image(source, rgb, train.latent_dim, seed) if learner.generator
                  else None)
         if image is not None:  # the image series' caption: one window per row, these columns
             mlflow.set_tag("generator_image_columns", ", ".join(grid_columns(source.bands,
                                                                              rgb)))
-        logger = tracking.MlflowEpochLogger(run_id, train.image_every, image)
+        logger = MlflowEpochLogger(run_id, train.image_every, image)
         epochs = (train.patch if learner.patches else train).epochs
         report = (EpochReport(on_epoch, epochs),) if on_epoch is not None else ()
         trained = train_network(learner, train, source, seed, workdir=backup / "keras",

@@ -30,6 +30,7 @@ from landslide_ssgan.evaluation import scoring
 from landslide_ssgan.files import write_json, write_text
 from landslide_ssgan.models import bundle, learners
 from landslide_ssgan.ops import pyfunc, tracking, tuning
+from landslide_ssgan.ops.callbacks import MlflowEpochLogger
 from landslide_ssgan.ops.urls import redacted
 from landslide_ssgan.reporting import plots
 from landslide_ssgan.training.fit import Source, train_network
@@ -186,7 +187,7 @@ def _trial(trial: optuna.Trial, cfg: TuneConfig, trials: Trials, source: Source)
     with tracking.start_run(run_id=run_id, nested=True), tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"optuna_study": cfg.study, "optuna_trial": str(trial.number),
                          "mlflow.runName": f"trial-{trial.number}"})
-        callbacks = (tracking.MlflowEpochLogger(run_id, train.image_every),
+        callbacks = (MlflowEpochLogger(run_id, train.image_every),
                      tuning.PruneOnValidationF1(trial))
         try:
             trained = train_network(learners.learner(cfg.model, "tune.model"), train, source,
