@@ -11,10 +11,12 @@ import pytest
 
 from landslide_ssgan.data.grid import Part
 from landslide_ssgan.data.windows import (
+    NORMALISED_STRIP,
     FileWindows,
     ImageWindows,
     cut_windows,
     file_windows,
+    normalised_bands,
     normalised_image,
     window_dataset,
 )
@@ -32,6 +34,21 @@ def test_window_in_the_interior_is_the_normalised_neighbourhood() -> None:
     window = cut_windows(image, np.array([10]), np.array([12]), 5)[0]
     expected = (data[:, 8:13, 10:15] - mean[:, None, None]) / std[:, None, None]
     np.testing.assert_allclose(window, np.moveaxis(expected, 0, -1))
+
+
+def test_the_image_normalised_by_strips_is_the_whole_stack_normalised_at_once() -> None:
+    """More rows than a strip and a last strip cut short, nodata, a subset of the bands in
+    another order: bit for bit the whole-array arithmetic, zero-padded."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(50, 20, size=(4, NORMALISED_STRIP * 2 + 7, 33)).astype(np.float32)
+    data[2, NORMALISED_STRIP - 1:NORMALISED_STRIP + 1, 4] = np.nan
+    mean, std, bands = np.array([50.0, 40.0, 60.0, 1.0]), np.array([20.0, 3.0, 7.0, 2.0]), [2, 0]
+    whole = np.pad(normalised_bands(data[bands], mean[bands], std[bands]),
+                   ((6, 6), (6, 6), (0, 0)))
+    image = normalised_image(data, bands, mean, std, 13)
+    assert image.dtype == np.float32 and image.shape == whole.shape
+    np.testing.assert_array_equal(image, whole)
+    assert image[6 + NORMALISED_STRIP, 10, 0] == 0.0  # the nodata pixel, at a strip's seam
 
 
 def test_window_at_the_corner_is_zero_padded() -> None:
