@@ -151,3 +151,14 @@ def test_a_kind_sees_only_the_train_settings_it_reads() -> None:
                                             "train.threshold": train.threshold}
     ssgan = learners.learner("ssgan").settings(train)
     assert ssgan.patch is None and ssgan.lr_g == train.lr_g
+
+
+def test_every_network_names_a_builder_of_the_networks_module() -> None:
+    """A network's builder is named by a string (imported only when a network is built, so
+    the classifiers' stage never loads TensorFlow): each name must be a function there."""
+    from landslide_ssgan.models import networks
+
+    for learner in learners.LEARNERS.values():
+        if learner.network:
+            assert learner.build is not None
+            assert callable(getattr(networks, learner.build.__name__, None)), learner.name
