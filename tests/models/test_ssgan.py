@@ -13,6 +13,7 @@ from landslide_ssgan.models.ssgan import (
     SSGAN,
     LossWeights,
     Supervised,
+    predict_probability,
     real_logit,
 )
 
@@ -34,6 +35,17 @@ def test_p_real_is_stable_for_huge_logits() -> None:
     logits = np.array([[500.0, 480.0, -500.0], [-500.0, -520.0, 500.0]], "float32")
     logit = np.asarray(real_logit(logits))
     assert np.isfinite(logit).all() and logit[0] > 900 and logit[1] < -900
+
+
+def test_window_probabilities_are_those_of_keras_predict_to_the_bit() -> None:
+    """A batch at a time through the compiled predict function: the same numbers as Keras'
+    `predict`, over whole batches and a remainder, and none for no windows."""
+    discriminator = _tiny_gan().discriminator
+    windows = np.random.default_rng(2).normal(size=(19, WINDOW, WINDOW, CHANNELS))
+    expected = landslide_probability(discriminator.predict(windows, batch_size=8, verbose=0)[0])
+    np.testing.assert_array_equal(predict_probability(discriminator, windows, batch_size=8),
+                                  np.asarray(expected, np.float64))
+    assert predict_probability(discriminator, windows[:0]).shape == (0,)
 
 
 def _tiny_gan(seed: int = 0, **weights: float | bool) -> SSGAN:

@@ -25,8 +25,13 @@ def real_logit(logits: tf.Tensor) -> tf.Tensor:
 
 def predict_probability(discriminator: keras.Model, windows: np.ndarray,
                         batch_size: int = 1024) -> np.ndarray:
-    """P(landslide) of normalised windows (N, w, w, C)."""
-    logits = discriminator.predict(windows, batch_size=batch_size, verbose=0)[0]
+    """P(landslide) of normalised windows (N, w, w, C), a batch at a time through Keras'
+    compiled predict function: the numbers `predict` gives, without the 0.1 to 0.2 s it
+    spends building a dataset on every call (every epoch's validation scores call this)."""
+    if len(windows) == 0:
+        return np.zeros(0)
+    logits = np.concatenate([discriminator.predict_on_batch(windows[i:i + batch_size])[0]
+                             for i in range(0, len(windows), batch_size)])
     return np.asarray(landslide_probability(logits), dtype=np.float64)
 
 
