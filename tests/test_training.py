@@ -38,9 +38,9 @@ def tiny(crop_params: Params) -> Params:
 
 
 def _trained(kind: str, cfg: Params, source: WindowSource, backup: Path,
-             extra: list | None = None) -> TrainedNetwork:
+             extra: list | None = None, every_s: float = 0.0) -> TrainedNetwork:
     return train_network(learner(kind), cfg.train, source, cfg.seed, workdir=backup,
-                         threshold=0.5, callbacks=tuple(extra or []))
+                         threshold=0.5, callbacks=tuple(extra or []), checkpoint_every_s=every_s)
 
 
 def _probabilities(trained: TrainedNetwork, source: WindowSource) -> np.ndarray:
@@ -49,8 +49,8 @@ def _probabilities(trained: TrainedNetwork, source: WindowSource) -> np.ndarray:
 
 
 def _train_once(kind: str, cfg: Params, source: WindowSource, backup: Path,
-                extra: list | None = None) -> tuple[np.ndarray, list]:
-    trained = _trained(kind, cfg, source, backup, extra)
+                extra: list | None = None, every_s: float = 0.0) -> tuple[np.ndarray, list]:
+    trained = _trained(kind, cfg, source, backup, extra, every_s)
     return _probabilities(trained, source), trained.history
 
 
@@ -96,6 +96,21 @@ def test_interrupted_training_resumes_at_its_last_epoch(tiny: Params, source: Wi
     assert not backup.exists()  # the backup is removed once training completes
 
 
+def test_a_checkpoint_is_written_once_its_interval_has_passed_not_every_epoch(
+        tiny: Params, source: WindowSource, tmp_path: Path) -> None:
+    """Killed before an hour of training had passed, a run left no checkpoint, so its
+    resume trains every epoch again and ends with the weights of a run straight through."""
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        _train_once("ssgan", tiny, source, backup, [_Interrupt()], every_s=3600.0)
+    assert not (backup / "training_metadata.json").exists()
+    epochs = _Epochs()
+    resumed, _ = _train_once("ssgan", tiny, source, backup, [epochs], every_s=3600.0)
+    assert epochs.seen == [0, 1, 2]
+    straight, _ = _train_once("ssgan", tiny, source, tmp_path / "straight")
+    np.testing.assert_array_equal(resumed, straight)
+
+
 def test_the_ssgan_trains_on_a_fully_labelled_mask(tiny: Params, crop_stack: Stack,
                                                   crop_labels: tuple, tmp_path: Path) -> None:
     """A mask inventory (0 / 1, nothing unknown) still gives the SSGAN unlabelled windows: any
@@ -127,7 +142,7 @@ def test_a_resumed_training_ends_where_an_uninterrupted_one_does(
 
     def train(backup: Path, extra: tuple = ()) -> keras.Model:
         return train_network(learner(kind), cfg.train, source, cfg.seed, workdir=backup,
-                             threshold=0.5, callbacks=extra).model
+                             threshold=0.5, callbacks=extra, checkpoint_every_s=0.0).model
 
     straight = _all_weights(train(tmp_path / "a"))
     with pytest.raises(KeyboardInterrupt):

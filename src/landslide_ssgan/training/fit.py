@@ -9,6 +9,7 @@ Keras: MLflow comes in only as a callback handed in by the stages.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,13 +99,18 @@ class ValidationScores(keras.callbacks.Callback):
             self.history_path.write_text(json.dumps(self.history))
 
 
+CHECKPOINT_EVERY_S = 30.0  # at most this much training is lost to a kill
+
+
 def fit(model: Network, data: tf.data.Dataset, epochs: int,
-        callbacks: list[keras.callbacks.Callback], backup_dir: Path) -> None:
-    """Train; an interrupted run resumes from the last finished epoch in `backup_dir`
-    (weights, optimizer moments, noise stream and epoch; removed when training completes).
-    The batches of the finished epochs are drawn again, untrained on, so that each later
-    epoch sees the very batches it would have seen without the interruption."""
-    backup = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True)
+        callbacks: list[keras.callbacks.Callback], backup_dir: Path,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
+    """Train; an interrupted run resumes from the last checkpointed epoch in `backup_dir`
+    (weights, optimizer moments, noise stream and epoch, written at the end of the first epoch
+    that ends `checkpoint_every_s` after the last; removed when training completes). The
+    batches of the finished epochs are drawn again, untrained on, so that each later epoch
+    sees the very batches it would have seen without the interruption."""
+    checkpoint = Checkpoint(backup_dir, checkpoint_every_s)
     # the dataset Keras would make (distributing rebuilds it, with a fresh shuffle state),
     # made here so that the replay advances the very shuffle state training goes on with
     batches = tf.distribute.get_strategy().experimental_distribute_dataset(data)
@@ -112,21 +118,25 @@ def fit(model: Network, data: tf.data.Dataset, epochs: int,
         for _ in batches:  # each iterator draws the next shuffle order
             pass
         iter(batches)  # Keras opens the next epoch's iterator as an epoch ends, then another
-    model.fit(batches, epochs=epochs, callbacks=[backup, RandomState(backup_dir), *callbacks],
-              verbose=0, shuffle=False)
+    model.fit(batches, epochs=epochs, callbacks=[checkpoint, *callbacks], verbose=0,
+              shuffle=False)
     if model.averaged is not None:  # the averaged weights are the trained model
         model.averaged.swap_in()
 
 
-class RandomState(keras.callbacks.Callback):
-    """Keeps what Keras' checkpoint leaves out: the random streams (the generator's noise,
-    dropout), without which a resumed run would draw the noise of epoch 1 again, and the
-    averaged weights. Comes after BackupAndRestore, which it agrees with on the epoch; a
-    state a kill left one epoch behind is not restored."""
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, written every `every_s` seconds of training rather than every
+    epoch (a window network's 40 epochs wrote 40 checkpoints, 5 s of its minute), with what
+    Keras' checkpoint leaves out: the random streams (the generator's noise, dropout), without
+    which a resumed run would draw the noise of epoch 1 again, and the averaged weights. A
+    state a kill left one epoch behind the weights is not restored. Epochs after the last
+    checkpoint run again on a resume, and the epoch logger logs them again, same numbers."""
 
-    def __init__(self, backup_dir: Path) -> None:
-        super().__init__()
-        self.path = backup_dir / "random_state.npz"
+    def __init__(self, backup_dir: Path, every_s: float) -> None:
+        super().__init__(str(backup_dir), delete_checkpoint=True)
+        self.streams_path = backup_dir / "random_state.npz"
+        self.every_s = every_s
+        self.saved_at = time.monotonic()
 
     def _streams(self) -> list[keras.Variable]:
         averaged = self.model.averaged  # type: ignore[attr-defined]
@@ -135,20 +145,27 @@ class RandomState(keras.callbacks.Callback):
                 *(averaged.averages if averaged is not None else [])]
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        if not self.path.is_file():
+        super().on_train_begin(logs)
+        self.saved_at = time.monotonic()
+        if not self.streams_path.is_file():
             return
-        with np.load(self.path) as saved:
-            if int(saved["epoch"]) != finished_epochs(self.path.parent):
+        with np.load(self.streams_path) as saved:
+            if int(saved["epoch"]) != finished_epochs(self.streams_path.parent):
                 return
             for i, stream in enumerate(self._streams()):
                 stream.assign(saved[f"s{i}"])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        staging = self.path.with_name(".random_state.tmp.npz")
+        self._current_epoch, self._last_batch_seen = epoch + 1, 0  # what Keras' own keeps
+        if time.monotonic() - self.saved_at < self.every_s:
+            return
+        self._save_model()
+        staging = self.streams_path.with_name(".random_state.tmp.npz")
         arrays: dict[str, Any] = {f"s{i}": np.asarray(stream)
                                   for i, stream in enumerate(self._streams())}
         np.savez(staging, epoch=np.asarray(epoch + 1), **arrays)
-        staging.replace(self.path)
+        staging.replace(self.streams_path)
+        self.saved_at = time.monotonic()
 
 
 def finished_epochs(backup_dir: Path) -> int:
@@ -180,14 +197,16 @@ class EpochReport(keras.callbacks.Callback):
 def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int, *,
                   workdir: Path, epochs: int | None = None, threshold: float | None = None,
                   callbacks: tuple[keras.callbacks.Callback, ...] = (),
-                  history_path: Path | None = None) -> TrainedNetwork:
+                  history_path: Path | None = None,
+                  checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> TrainedNetwork:
     """Seed, build, train for `epochs` (default cfg.epochs) and return the trained network.
 
     With a `threshold`, validation scores at that threshold join each epoch's logs before the
     caller's `callbacks` see them (a pruner needs val_f1); `history_path` keeps them across an
-    interruption. `workdir` holds the checkpoint an interrupted run resumes from. Seeding
-    happens here, right before the weights are drawn: call this after anything (MLflow) that
-    may draw from Python's random module.
+    interruption. `workdir` holds the checkpoint an interrupted run resumes from, written every
+    `checkpoint_every_s` seconds of training (0: every epoch). Seeding happens here, right
+    before the weights are drawn: call this after anything (MLflow) that may draw from
+    Python's random module.
     """
     fresh_keras_state()
     seed_everything(seed)
@@ -200,5 +219,6 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
                                 trained=trained)] if threshold is not None else [])
     schedule = cfg.patch if learner.patches else cfg  # a segmenter's batches and epochs
     data = training_dataset(learner, source, schedule.batch_size, seed)
-    fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir)
+    fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir,
+        checkpoint_every_s)
     return TrainedNetwork(model, scores[0].history if scores else [])
