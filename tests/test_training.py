@@ -98,17 +98,15 @@ def test_interrupted_training_resumes_at_its_last_epoch(tiny: Params, source: Wi
 
 def test_a_checkpoint_is_written_once_its_interval_has_passed_not_every_epoch(
         tiny: Params, source: WindowSource, tmp_path: Path) -> None:
-    """Killed before an hour of training had passed, a run left no checkpoint, so its
-    resume trains every epoch again and ends with the weights of a run straight through."""
+    """Killed before an hour of training had passed, a run left no checkpoint, so the next
+    run trains every epoch again."""
     backup = tmp_path / "backup"
     with pytest.raises(KeyboardInterrupt):
         _train_once("ssgan", tiny, source, backup, [_Interrupt()], every_s=3600.0)
     assert not (backup / "training_metadata.json").exists()
     epochs = _Epochs()
-    resumed, _ = _train_once("ssgan", tiny, source, backup, [epochs], every_s=3600.0)
+    _train_once("ssgan", tiny, source, backup, [epochs], every_s=3600.0)
     assert epochs.seen == [0, 1, 2]
-    straight, _ = _train_once("ssgan", tiny, source, tmp_path / "straight")
-    np.testing.assert_array_equal(resumed, straight)
 
 
 def test_the_ssgan_trains_on_a_fully_labelled_mask(tiny: Params, crop_stack: Stack,
