@@ -126,7 +126,7 @@ def fit(model: Network, data: tf.data.Dataset, epochs: int,
 
 class Checkpoint(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, written every `every_s` seconds of training rather than every
-    epoch (a window network's 40 epochs wrote 40, about 0.05 s each), with what
+    epoch (a window network's 40 epochs wrote 40 of them), with what
     Keras' checkpoint leaves out: the random streams (the generator's noise, dropout), without
     which a resumed run would draw the noise of epoch 1 again, and the averaged weights. A
     state a kill left one epoch behind the weights is not restored. Epochs after the last
