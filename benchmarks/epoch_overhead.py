@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,7 +36,7 @@ from landslide_ssgan.data.source import load_window_source  # noqa: E402
 from landslide_ssgan.models import ssgan  # noqa: E402
 from landslide_ssgan.models.discriminator import landslide_probability  # noqa: E402
 from landslide_ssgan.models.learners import learner  # noqa: E402
-from landslide_ssgan.training.fit import train_network  # noqa: E402
+from landslide_ssgan.training.fit import CHECKPOINT_EVERY_S, train_network  # noqa: E402
 
 
 def keras_predict(discriminator, windows, batch_size=1024):  # type: ignore[no-untyped-def]
@@ -66,17 +66,13 @@ def main() -> None:
                                 cfg.features.set, cfg.sample.window)
 
     def run(as_it_was: bool) -> float:
-        with tempfile.TemporaryDirectory() as tmp:
+        scoring = scored_by_predict() if as_it_was else nullcontext()
+        every_s = 0.0 if as_it_was else CHECKPOINT_EVERY_S
+        with tempfile.TemporaryDirectory() as tmp, scoring:
             start = time.perf_counter()
-            if as_it_was:
-                with scored_by_predict():
-                    train_network(learner(args.kind), cfg.train, source, cfg.seed,
-                                  workdir=Path(tmp), epochs=args.epochs,
-                                  threshold=cfg.train.threshold, checkpoint_every_s=0.0)
-            else:
-                train_network(learner(args.kind), cfg.train, source, cfg.seed,
-                              workdir=Path(tmp), epochs=args.epochs,
-                              threshold=cfg.train.threshold)
+            train_network(learner(args.kind), cfg.train, source, cfg.seed, workdir=Path(tmp),
+                          epochs=args.epochs, threshold=cfg.train.threshold,
+                          checkpoint_every_s=every_s)
             return time.perf_counter() - start
 
     run(False)  # warm-up: the first training in a process traces its functions
