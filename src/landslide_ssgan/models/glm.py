@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.special import expit
 
 
@@ -54,7 +53,11 @@ def fit_glm(centres: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> 
     """Maximum-likelihood fit; where the classes separate perfectly the estimates run off and
     statsmodels warns, and the fit stops at its iteration limit (a usable, if overconfident,
     model: its standard errors then say so). Newton's method first, BFGS where Newton's
-    Hessian turns singular (a few labels, a one-hot level seen with one class only)."""
+    Hessian turns singular (a few labels, a one-hot level seen with one class only).
+    statsmodels is imported here, by the processes that fit: the others (every network's
+    stage, the maps) only predict, and its import costs each about half a second."""
+    import statsmodels.api as sm
+
     x = np.asarray(centres, np.float64)
     columns = independent_columns(x)
     design = sm.add_constant(x[:, columns], has_constant="add")
