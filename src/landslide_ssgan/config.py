@@ -226,6 +226,7 @@ class PatchConfig:
     epochs: int = setting(20, low=1)             # passes over the labelled patches
     batch_size: int = setting(16, low=1, tunable=True)
     lr: float = setting(0.001, low=0.0, low_open=True, high=1.0, tunable=True)
+    lr_schedule: Literal["constant", "poly"] = "constant"  # poly: falls to 0 over the epochs
 
     def __post_init__(self) -> None:
         if self.size % 2 ** (self.depth + 1):  # half a patch of context, a whole number of

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,3 +170,24 @@ def test_each_segmenter_trains_on_patches_through_the_networks_recipe(
     windows, _ = source.windows("val")
     assert np.allclose(bundle.load_bundle(tmp_path / "model").probability(windows),
                        trained.model.window_probability(windows), atol=1e-6)
+
+
+@pytest.mark.parametrize(("schedule", "factors"), [("constant", [1.0, 1.0, 1.0]),
+                                                   ("poly", [1.0, (2 / 3) ** 0.9,
+                                                             (1 / 3) ** 0.9])])
+def test_a_segmenter_learns_at_the_rate_its_schedule_gives_each_epoch(
+        schedule: Literal["constant", "poly"], factors: list[float], tmp_path: Path) -> None:
+    """poly: lr * (1 - epoch / epochs) ** 0.9 from each epoch's start, read back from the
+    optimizer the step uses."""
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    small = replace(params.train.patch, size=8, depth=2, width=4, epochs=3, batch_size=8,
+                    lr=0.01, lr_schedule=schedule)
+    rates: list[float] = []
+
+    class Rates(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            rates.append(float(np.asarray(self.model.optimizer.learning_rate)))
+
+    train_network(learners.learner("unet"), replace(params.train, patch=small),
+                  _source(_target(), 8), 0, workdir=tmp_path / "keras", callbacks=(Rates(),))
+    assert rates == pytest.approx([0.01 * f for f in factors])

@@ -174,6 +174,17 @@ def finished_epochs(backup_dir: Path) -> int:
     return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
 
 
+POLY_POWER = 0.9  # DeepLab's and UniMatch's
+
+
+def poly_decay(lr: float, epochs: int) -> keras.callbacks.Callback:
+    """The learning rate of epoch e (from 0) of `epochs`: lr * (1 - e / epochs) ** 0.9, the
+    'poly' schedule of segmentation training (DeepLab, UniMatch), set at each epoch's start
+    from its number, so a resumed run goes on with the rate it would have had."""
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: lr * (1.0 - epoch / epochs) ** POLY_POWER)
+
+
 @dataclass(frozen=True)
 class TrainedNetwork:
     model: Network
@@ -219,6 +230,8 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
                                 trained=trained)] if threshold is not None else [])
     schedule = cfg.patch if learner.patches else cfg  # a segmenter's batches and epochs
     data = training_dataset(learner, source, schedule.batch_size, seed)
-    fit(model, data, epochs or schedule.epochs, [*scores, *callbacks], workdir,
-        checkpoint_every_s)
+    epochs = epochs or schedule.epochs
+    decay = ([poly_decay(cfg.patch.lr, epochs)]
+             if learner.patches and cfg.patch.lr_schedule == "poly" else [])
+    fit(model, data, epochs, [*decay, *scores, *callbacks], workdir, checkpoint_every_s)
     return TrainedNetwork(model, scores[0].history if scores else [])
