@@ -37,10 +37,6 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from child import child_json  # benchmarks/child.py: a measurement in a fresh process
 
-# landslide_ssgan.cli: the commands' environment, which the measured children inherit too:
-# GDAL's block cache capped as `landslide map` caps it (without the cap the cache grows to 5 %
-# of the machine's memory, and a 2 x 2 mosaic's map read 40 % above the stack's)
-import landslide_ssgan.cli  # noqa: E402, F401
 from landslide_ssgan.config import load_params  # noqa: E402
 from landslide_ssgan.data.blocks import (  # noqa: E402
     blocks_of,

@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from landslide_ssgan.config import Params
 
 quiet_environment()  # before TensorFlow, absl or MLflow are imported by any command
-# GDAL's block cache defaults to 5 % of the machine's memory and grows with what a stage
-# reads: `landslide map` of 30 M pixels peaked 760 MiB above 7.5 M pixels, 70 MiB with this
-# cap (benchmarks/tile_scale.py). Reads and writes here are block-sized; a fixed cap (MiB)
-# keeps memory flat.
-os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
 class OneLineErrors(TyperGroup):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,14 @@ from scipy import ndimage
 
 from landslide_ssgan.data.grid import Grid, Part
 from landslide_ssgan.errors import InputError, first_line
+
+# GDAL's block cache defaults to 5 % of the machine's memory and grows with what a process
+# reads: `landslide map` of 30 M pixels peaked 760 MiB above 7.5 M pixels, 70 MiB with this
+# cap (benchmarks/tile_scale.py). Reads and writes here are block-sized; a fixed cap (MiB)
+# keeps memory flat, for the commands and for any other caller of the data layer (a
+# benchmark's map process grew 20 MiB a block without it). Set before GDAL reads anything;
+# a GDAL_CACHEMAX of the user's own is kept.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 VECTOR_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml"})
 MAX_DISTANCE_GRID_PIXELS = 400_000_000
