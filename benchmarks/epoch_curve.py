@@ -1,19 +1,27 @@
-"""How many epochs a segmenter needs: its validation-area map AUPRC after each epoch, over seeds.
+"""How a segmenter's maps move over its epochs: the validation-area map AUPRC after each epoch
+and of the trained model, over seeds.
 
     .venv/bin/python benchmarks/epoch_curve.py [--params params.yaml] [--kind unet]
-        [--epochs 30] [--every 2] [--seeds 0,1,2] [--set NAME=VALUE] [--json FILE]
+        [--epochs 30] [--every 2] [--seeds 0,1,2] [--set NAME=VALUE] [--json FILE] [--test]
+    .venv/bin/python benchmarks/epoch_curve.py --pair A.json B.json
 
 After `dvc repro` (or on a folder kept by `benchmarks/visible_scars.py --keep DIR`: `--params
 DIR/params.yaml`) it trains the segmenter as the segment stage does (the params file's train
 settings and patches, the seed's own patch draw and weights) and every `--every` epochs maps
-the validation area and scores every pixel at the real prevalence, as calibrate and register
-do. Training is deterministic and the learning rate constant, so the model after epoch k is
-the model `train.patch.epochs: k` trains: the curve chooses the number of epochs on the
-validation area alone (the test area is never mapped). That holds for
-`train.patch.lr_schedule: constant` only: with `poly` the rate depends on `--epochs`, so
-compare settings at the epochs they would run (`--every` equal to `--epochs`). `--set` gives
-a setting of the params file (as YAML; repeatable). It prints one line per point (seed,
-epoch, seconds of training so far, validation AUPRC) and a table of the means over seeds.
+the validation area with the weights of that epoch's end, and once more with the trained
+model (the mean of the last epochs' weights under `train.patch.average`, else the last
+weights), scoring every pixel at the real prevalence, as calibrate and register do. Training is
+deterministic, so with the constant rate the weights after epoch k are those `train.patch.epochs:
+k` ends with: the curve reads off the number of epochs on the validation area alone. With
+`poly` the rate depends on `--epochs`, so compare settings at the epochs they would run
+(`--every` equal to `--epochs`). `--set` gives a setting of the params file (as YAML;
+repeatable). It prints one line per point and a table of the means over seeds.
+
+`--test` measures rules, never chooses: it also maps the test area, and prints whether
+keeping the epoch of the best validation AUPRC (a choice made on validation alone) gives a
+better test-area map than the trained model, paired by seed with a 95 % interval. `--pair`
+reads two `--json` files of the same seeds (two settings) and prints the paired difference
+of their trained models on each area mapped.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from scipy import stats
 
 from landslide_ssgan.config import load_params
 from landslide_ssgan.data.patches import load_patch_source
@@ -36,17 +45,19 @@ from landslide_ssgan.models import learners
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.training.fit import train_network
 
+Row = dict[str, Any]
 
-class ValidationCurve(keras.callbacks.Callback):
-    """Every `every` epochs: the validation area's map AUPRC and the training seconds so far
-    (the mapping's own time left out)."""
+
+class MapCurve(keras.callbacks.Callback):
+    """Every `every` epochs: the areas' map AUPRC and the training seconds so far (the
+    mapping's own time left out)."""
 
     def __init__(self, kind: str, source: Any, stack: str, ground: scoring.Ground, every: int,
-                 seed: int) -> None:
+                 seed: int, areas: tuple[str, ...]) -> None:
         super().__init__()
         self.kind, self.source, self.stack, self.ground = kind, source, stack, ground
-        self.every, self.seed = every, seed
-        self.rows: list[dict[str, float]] = []
+        self.every, self.seed, self.areas = every, seed, areas
+        self.rows: list[Row] = []
         self.bundle: ModelBundle | None = None  # made once: it holds the model's variables
         self.trained_s = 0.0
         self.started = time.perf_counter()
@@ -56,25 +67,29 @@ class ValidationCurve(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.trained_s += time.perf_counter() - self.started
-        if (epoch + 1) % self.every:
-            return
-        row = {"seed": self.seed, "epoch": epoch + 1, "seconds": round(self.trained_s, 1),
-               "val_map_auprc": self._auprc()}
+        if not (epoch + 1) % self.every:
+            self.point(epoch + 1)
+
+    def point(self, epoch: int | str) -> None:
+        """Map the areas with the model's weights now; `epoch` names the point."""
+        row = {"seed": self.seed, "epoch": epoch, "seconds": round(self.trained_s, 1),
+               **self._auprc()}
         print(json.dumps(row), flush=True)
         self.rows.append(row)
 
-    def _auprc(self) -> float:
+    def _auprc(self) -> dict[str, float]:
+        """Each area's map AUPRC, every pixel at the real prevalence."""
         if self.bundle is None:
             self.bundle = ModelBundle(self.source.normalisation,
                                       learners.learner(self.kind).predictor(self.model))
-        probability = scoring.model_map(self.stack, self.bundle, self.ground, ("val",))
-        scores = map_metrics.pixel_scores(*map_metrics.scored_pixels(
-            probability, self.ground.truth, self.ground.area("val"), "all"), 0.5)
-        return round(float(scores["auprc"]), 5)
+        probability = scoring.model_map(self.stack, self.bundle, self.ground, self.areas)
+        return {f"{area}_map_auprc": round(float(map_metrics.pixel_scores(
+            *map_metrics.scored_pixels(probability, self.ground.truth, self.ground.area(area),
+                                       "all"), 0.5)["auprc"]), 5) for area in self.areas}
 
 
 def curve(params: Path, overrides: dict[str, str], kind: str, epochs: int, every: int,
-          seed: int) -> list[dict[str, float]]:
+          seed: int, areas: tuple[str, ...]) -> list[Row]:
     cfg = load_params(params, overrides)
     data = TrainingData.of(cfg)
     learner = learners.learner(kind)
@@ -83,11 +98,64 @@ def curve(params: Path, overrides: dict[str, str], kind: str, epochs: int, every
                          f"{', '.join(learners.of_stage('segment'))})")
     source = load_patch_source(data, cfg.features.set, cfg.train.patch, cfg.sample, seed)
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
-    callback = ValidationCurve(kind, source, data.stack, ground, every, seed)
+    callback = MapCurve(kind, source, data.stack, ground, every, seed, areas)
     with tempfile.TemporaryDirectory() as tmp:
         train_network(learner, cfg.train, source, seed, workdir=Path(tmp) / "backup",
                       epochs=epochs, callbacks=(callback,))
+    callback.point("trained")  # the averaged weights, where they are averaged
     return callback.rows
+
+
+def paired(a: list[float], b: list[float]) -> str:
+    """Mean of a - b over seeds with its 95 % t interval and how many seeds are above."""
+    diff = np.array(a) - np.array(b)
+    half = (stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+            if len(diff) > 1 else float("nan"))
+    return (f"{diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}], "
+            f"{int((diff > 0).sum())} of {len(diff)} seeds above")
+
+
+def trained_rows(rows: list[Row]) -> dict[int, Row]:
+    return {row["seed"]: row for row in rows if row["epoch"] == "trained"}
+
+
+def print_table(rows: list[Row], label: str) -> None:
+    print(f"\n{label}: validation-area map AUPRC, mean over seeds (min to max), training "
+          "seconds")
+    print(f"{'epoch':>7s} {'seconds':>8s}  validation AUPRC, mean (min to max)")
+    for epoch in [*sorted({r["epoch"] for r in rows if r["epoch"] != "trained"}), "trained"]:
+        at = [row for row in rows if row["epoch"] == epoch]
+        auprc = np.array([row["val_map_auprc"] for row in at])
+        seconds = np.mean([row["seconds"] for row in at])
+        print(f"{epoch!s:>7s} {seconds:8.1f}  {auprc.mean():.4f} ({auprc.min():.4f} to "
+              f"{auprc.max():.4f})")
+
+
+def print_choice(rows: list[Row]) -> None:
+    """Test-area AUPRC of each seed's trained model and of its epoch of best validation
+    AUPRC, and their paired difference."""
+    best, final = [], []
+    for seed, trained in trained_rows(rows).items():
+        points = [row for row in rows if row["seed"] == seed and row["epoch"] != "trained"]
+        chosen = max(points, key=lambda row: row["val_map_auprc"])
+        best.append(chosen["test_map_auprc"])
+        final.append(trained["test_map_auprc"])
+        print(f"seed {seed}: best validation at epoch {chosen['epoch']}; test AUPRC "
+              f"{best[-1]:.4f} there, {final[-1]:.4f} for the trained model")
+    print(f"test AUPRC, best-by-validation epoch {np.mean(best):.4f} ± "
+          f"{np.std(best, ddof=1):.4f}, trained model {np.mean(final):.4f} ± "
+          f"{np.std(final, ddof=1):.4f}; paired {paired(best, final)}")
+
+
+def print_pair(a_path: Path, b_path: Path) -> None:
+    """The trained models of two runs of the same seeds, paired by seed, area by area."""
+    a, b = (trained_rows(json.loads(path.read_text())) for path in (a_path, b_path))
+    seeds = sorted(set(a) & set(b))
+    for key in [k for k in a[seeds[0]] if k.endswith("_map_auprc")]:
+        first, second = [a[s][key] for s in seeds], [b[s][key] for s in seeds]
+        print(f"{key}: {a_path.name} {np.mean(first):.4f} ± {np.std(first, ddof=1):.4f}, "
+              f"{b_path.name} {np.mean(second):.4f} ± {np.std(second, ddof=1):.4f}; "
+              f"paired {paired(first, second)}")
 
 
 def main() -> None:
@@ -100,22 +168,24 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the params file, as YAML (repeatable)")
     parser.add_argument("--json", type=Path, help="also write every point to this file")
+    parser.add_argument("--test", action="store_true",
+                        help="also map the test area: trained model against best-by-validation")
+    parser.add_argument("--pair", type=Path, nargs=2, metavar=("A", "B"),
+                        help="pair the trained models of two --json files (no training)")
     args = parser.parse_args()
+    if args.pair:
+        print_pair(*args.pair)
+        return
     overrides = dict(item.split("=", 1) for item in args.set)
+    areas = ("val", "test") if args.test else ("val",)
     rows = [row for seed in args.seeds.split(",")
             for row in curve(args.params, overrides, args.kind, args.epochs, args.every,
-                             int(seed))]
+                             int(seed), areas)]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(f"\n{args.kind}, {args.params}: validation-area map AUPRC, mean over seeds "
-          f"{args.seeds} (min to max), training seconds")
-    print(f"{'epoch':>5s} {'seconds':>8s}  validation AUPRC, mean (min to max)")
-    for epoch in sorted({row["epoch"] for row in rows}):
-        at = [row for row in rows if row["epoch"] == epoch]
-        auprc = np.array([row["val_map_auprc"] for row in at])
-        seconds = np.mean([row["seconds"] for row in at])
-        print(f"{epoch:5d} {seconds:8.1f}  {auprc.mean():.4f} ({auprc.min():.4f} to "
-              f"{auprc.max():.4f})")
+    print_table(rows, f"{args.kind}, {args.params}, seeds {args.seeds}")
+    if args.test:
+        print_choice(rows)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,8 @@ class PatchConfig:
     batch_size: int = setting(16, low=1, tunable=True)
     lr: float = setting(0.001, low=0.0, low_open=True, high=1.0, tunable=True)
     lr_schedule: Literal["constant", "poly"] = "constant"  # poly: falls to 0 over the epochs
+    average: float = setting(0.25, low=0.0, high=1.0)  # share of the last epochs whose end
+    # weights are averaged into the model (stochastic weight averaging); 0: the last weights
 
     def __post_init__(self) -> None:
         if self.size % 2 ** (self.depth + 1):  # half a patch of context, a whole number of

@@ -191,3 +191,49 @@ def test_a_segmenter_learns_at_the_rate_its_schedule_gives_each_epoch(
     train_network(learners.learner("unet"), replace(params.train, patch=small),
                   _source(_target(), 8), 0, workdir=tmp_path / "keras", callbacks=(Rates(),))
     assert rates == pytest.approx([0.01 * f for f in factors])
+
+
+def _averaged_unet(epochs: int, workdir: Path,
+                   callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> keras.Model:
+    """A small U-Net trained for `epochs` with train.patch.average 0.5: the mean of the
+    weights at the end of its last half of the epochs."""
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    small = replace(params.train.patch, size=8, depth=2, width=4, epochs=epochs, batch_size=8,
+                    lr=0.01, average=0.5)
+    return train_network(learners.learner("unet"), replace(params.train, patch=small),
+                         _source(_target(), 8), 0, workdir=workdir, callbacks=callbacks,
+                         checkpoint_every_s=0.0).model.network
+
+
+def test_a_segmenter_becomes_the_mean_of_its_last_epochs_weights(tmp_path: Path) -> None:
+    """average 0.5 of 4 epochs: the model is the mean of the weights at the end of epochs 3
+    and 4, not the last weights."""
+    ends: list[list[np.ndarray]] = []
+
+    class Ends(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ends.append([np.asarray(v) for v in self.model.network.trainable_variables])
+
+    final = [np.asarray(v) for v in _averaged_unet(4, tmp_path / "keras",
+                                                   (Ends(),)).trainable_variables]
+    assert len(ends) == 4
+    for weight, third, fourth in zip(final, ends[2], ends[3], strict=True):
+        np.testing.assert_allclose(weight, (third + fourth) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(final[0], ends[3][0])
+
+
+def test_a_segmenter_killed_while_averaging_resumes_to_the_same_mean(tmp_path: Path) -> None:
+    """Killed after epoch 3 of 4 (the mean holds one epoch) and resumed from its checkpoint,
+    it ends with the weights of a run straight through."""
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    straight = [np.asarray(v) for v in _averaged_unet(4, tmp_path / "a").weights]
+    with pytest.raises(KeyboardInterrupt):
+        _averaged_unet(4, tmp_path / "b", (Kill(),))
+    resumed = [np.asarray(v) for v in _averaged_unet(4, tmp_path / "b").weights]
+    for a, b in zip(straight, resumed, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

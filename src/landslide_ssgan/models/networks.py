@@ -77,7 +77,7 @@ def build_segmenter(cfg: TrainConfig, source: PatchSource, seed: int) -> Segment
     network = build_unet(source.channels, patch.depth, patch.width, patch.dropout)
     bands = view_bands(source.source) if patch.augment else None
     model = Segmenter(network, patch.loss, weights_of(cfg, source.training_labels()), bands,
-                      seed=seed)
+                      seed=seed, average=patch.average > 0)
     return _compiled_segmenter(model, keras.optimizers.Adam(patch.lr), source)
 
 
@@ -87,7 +87,8 @@ def build_segmatch(cfg: TrainConfig, source: PatchSource, seed: int) -> SegMatch
     network = build_unet(source.channels, patch.depth, patch.width, patch.dropout)
     model = SegMatch(network, view_bands(source.source),
                      consistency(cfg, cfg.consistency.unlabelled_weight), patch.loss,
-                     weights_of(cfg, source.training_labels()), patch.augment, seed=seed)
+                     weights_of(cfg, source.training_labels()), patch.augment, seed=seed,
+                     average=patch.average > 0)
     return _compiled_segmenter(model, keras.optimizers.Adam(patch.lr), source)
 
 
@@ -102,7 +103,8 @@ def build_segssgan(cfg: TrainConfig, source: PatchSource, seed: int) -> SegSSGAN
                           cfg.loss_weights.generated,
                           class_weights=weights_of(cfg, source.training_labels()))
     model = SegSSGAN(network, generator, cfg.latent_dim, weights, patch.loss,
-                     view_bands(source.source) if patch.augment else None, seed=seed)
+                     view_bands(source.source) if patch.augment else None, seed=seed,
+                     average=patch.average > 0)
     g_opt = _adam(cfg, cfg.lr_g)
     model = _compiled_segmenter(model, keras.optimizers.Adam(patch.lr, beta_1=cfg.beta1),
                                 source, g_opt)

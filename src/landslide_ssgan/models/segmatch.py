@@ -102,9 +102,10 @@ class SegMatch(Segmenter):
 
     def __init__(self, network: keras.Model, bands: Bands, settings: ConsistencySettings,
                  loss: str = "cross_entropy", class_weights: tuple[float, float] = (1.0, 1.0),
-                 augment: bool = True, seed: int = 0, **kwargs: object) -> None:
+                 augment: bool = True, seed: int = 0, average: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(network, loss, class_weights, bands if augment else None, seed,
-                         **kwargs)
+                         average, **kwargs)
         self.view_bands, self.settings = bands, settings
         self.term = ConsistencyTerm(network, bands, settings, seed)  # seeds, teacher
         self.view_step, self.teacher = self.term.step, self.term.teacher  # in checkpoints

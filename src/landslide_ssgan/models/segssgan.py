@@ -57,8 +57,8 @@ class SegSSGAN(Segmenter):
 
     def __init__(self, network: keras.Model, generator: keras.Model, latent_dim: int,
                  weights: LossWeights, loss: str = "cross_entropy", bands: Bands | None = None,
-                 seed: int = 0, **kwargs: object) -> None:
-        super().__init__(network, loss, weights.class_weights, bands, seed, **kwargs)
+                 seed: int = 0, average: bool = False, **kwargs: object) -> None:
+        super().__init__(network, loss, weights.class_weights, bands, seed, average, **kwargs)
         self.generator, self.latent_dim, self.weights_ = generator, latent_dim, weights
         self.noise = keras.random.SeedGenerator(seed + 1)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in (

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from landslide_ssgan.models.averaging import AveragedWeights
 from landslide_ssgan.models.consistency import ConsistencyTerm
 from landslide_ssgan.models.discriminator import REAL_CLASSES, landslide_probability
 
@@ -44,26 +45,6 @@ class LossWeights:
     gradient_penalty: float = 0.0
     class_weights: tuple[float, float] = (1.0, 1.0)  # stable, landslide: for imbalanced labels
     ema: float = 0.0  # momentum of the averaged discriminator weights used after training
-
-
-class AveragedWeights:
-    """An exponential moving average of the discriminator's trainable weights, updated after
-    every step; a smoother model to evaluate than the last step's weights of a GAN, whose
-    discriminator keeps moving with the generator."""
-
-    def __init__(self, discriminator: keras.Model, momentum: float) -> None:
-        self.momentum = momentum
-        self.targets = list(discriminator.trainable_variables)
-        self.averages = [keras.Variable(np.array(v.numpy()), trainable=False, name=f"ema_{i}")
-                         for i, v in enumerate(self.targets)]
-
-    def update(self) -> None:
-        for average, target in zip(self.averages, self.targets, strict=True):
-            average.assign(self.momentum * average + (1.0 - self.momentum) * target)
-
-    def swap_in(self) -> None:
-        for average, target in zip(self.averages, self.targets, strict=True):
-            target.assign(average)
 
 
 def judged_generated(network: keras.Model, fake: tf.Tensor) -> tf.Tensor:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from landslide_ssgan.models.augment import Bands, weak_view
+from landslide_ssgan.models.averaging import AveragedWeights
 from landslide_ssgan.models.discriminator import REAL_CLASSES
 from landslide_ssgan.models.graphs import run_graph
 
@@ -134,18 +135,20 @@ def _with_target(bands: Bands) -> Bands:
 
 class Segmenter(keras.Model):
     """The supervised segmenter: trained on (patches, targets) batches with a masked pixel
-    loss, each batch under a random symmetry when `bands` is given."""
+    loss, each batch under a random symmetry when `bands` is given. With `average`, it
+    carries an average of the network's weights, which training/fit.py folds the last
+    epochs' weights into and swaps in when training ends."""
 
     def __init__(self, network: keras.Model, loss: str = "cross_entropy",
                  class_weights: tuple[float, float] = (1.0, 1.0), bands: Bands | None = None,
-                 seed: int = 0, **kwargs: object) -> None:
+                 seed: int = 0, average: bool = False, **kwargs: object) -> None:
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ValueError(f"loss {loss!r}: expected one of {', '.join(LOSSES)}")
         self.network, self.loss_kind, self.class_weights = network, loss, class_weights
         self.bands = bands
         self.views = keras.random.SeedGenerator(seed)
-        self.averaged = None  # training/fit.py: no averaged weights to swap in
+        self.averaged = AveragedWeights(network) if average else None
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("segmentation_loss", "pixel_accuracy")}
 

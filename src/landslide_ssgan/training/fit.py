@@ -104,13 +104,16 @@ CHECKPOINT_EVERY_S = 30.0  # at most this much training is lost to a kill
 
 def fit(model: Network, data: tf.data.Dataset, epochs: int,
         callbacks: list[keras.callbacks.Callback], backup_dir: Path,
-        checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S, average_last: int = 0) -> None:
     """Train; an interrupted run resumes from the last checkpointed epoch in `backup_dir`
     (weights, optimizer moments, noise stream and epoch, written at the end of the first epoch
     that ends `checkpoint_every_s` after the last; removed when training completes). The
     batches of the finished epochs are drawn again, untrained on, so that each later epoch
-    sees the very batches it would have seen without the interruption."""
+    sees the very batches it would have seen without the interruption. With `average_last`,
+    the model becomes the mean of its weights at the end of its last `average_last` epochs."""
     checkpoint = Checkpoint(backup_dir, checkpoint_every_s)
+    # the mean takes each epoch's weights before the checkpoint saves it
+    mean = [EpochMean(epochs, average_last)] if average_last else []
     # the dataset Keras would make (distributing rebuilds it, with a fresh shuffle state),
     # made here so that the replay advances the very shuffle state training goes on with
     batches = tf.distribute.get_strategy().experimental_distribute_dataset(data)
@@ -118,7 +121,7 @@ def fit(model: Network, data: tf.data.Dataset, epochs: int,
         for _ in batches:  # each iterator draws the next shuffle order
             pass
         iter(batches)  # Keras opens the next epoch's iterator as an epoch ends, then another
-    model.fit(batches, epochs=epochs, callbacks=[checkpoint, *callbacks], verbose=0,
+    model.fit(batches, epochs=epochs, callbacks=[*mean, checkpoint, *callbacks], verbose=0,
               shuffle=False)
     if model.averaged is not None:  # the averaged weights are the trained model
         model.averaged.swap_in()
@@ -172,6 +175,29 @@ def finished_epochs(backup_dir: Path) -> int:
     """Epochs an interrupted run finished, from the checkpoint Keras' BackupAndRestore keeps."""
     metadata = backup_dir / "training_metadata.json"
     return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
+
+
+class EpochMean(keras.callbacks.Callback):
+    """Folds the weights at the end of each of the last `last` of `epochs` epochs into the
+    model's averaged weights as their running mean (the n-th with share 1 / n): stochastic
+    weight averaging (Izmailov et al. 2018). A segmenter's map moves by up to a third
+    between one epoch's weights and the next; their mean is steadier. The count comes from
+    the epoch's number, so a resumed run goes on with the mean it had."""
+
+    def __init__(self, epochs: int, last: int) -> None:
+        super().__init__()
+        self.first = epochs - last  # epochs (from 1) after this one are averaged
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        n = epoch + 1 - self.first
+        if n >= 1:
+            self.model.averaged.update(1.0 / n)  # type: ignore[attr-defined]
+
+
+def averaged_epochs(share: float, epochs: int) -> int:
+    """How many of the last epochs `train.patch.average` averages: at least one once it is
+    above 0 (the last epoch alone is the last weights)."""
+    return max(1, round(share * epochs)) if share > 0 else 0
 
 
 POLY_POWER = 0.9  # DeepLab's and UniMatch's
@@ -233,5 +259,7 @@ def train_network(learner: Learner, cfg: TrainConfig, source: Source, seed: int,
     epochs = epochs or schedule.epochs
     decay = ([poly_decay(cfg.patch.lr, epochs)]
              if learner.patches and cfg.patch.lr_schedule == "poly" else [])
-    fit(model, data, epochs, [*decay, *scores, *callbacks], workdir, checkpoint_every_s)
+    average = averaged_epochs(cfg.patch.average, epochs) if learner.patches else 0
+    fit(model, data, epochs, [*decay, *scores, *callbacks], workdir, checkpoint_every_s,
+        average)
     return TrainedNetwork(model, scores[0].history if scores else [])
