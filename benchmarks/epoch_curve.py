@@ -35,12 +35,13 @@ from typing import Any
 
 import keras
 import numpy as np
-from scipy import stats
+import pandas as pd
 
 from landslide_ssgan.config import load_params
 from landslide_ssgan.data.patches import load_patch_source
 from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.evaluation import map_metrics, scoring
+from landslide_ssgan.evaluation.budgets import paired_difference
 from landslide_ssgan.models import learners
 from landslide_ssgan.models.bundle import ModelBundle
 from landslide_ssgan.training.fit import train_network
@@ -107,12 +108,16 @@ def curve(params: Path, overrides: dict[str, str], kind: str, epochs: int, every
 
 
 def paired(a: list[float], b: list[float]) -> str:
-    """Mean of a - b over seeds with its 95 % t interval and how many seeds are above."""
-    diff = np.array(a) - np.array(b)
-    half = (stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-            if len(diff) > 1 else float("nan"))
-    return (f"{diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}], "
-            f"{int((diff > 0).sum())} of {len(diff)} seeds above")
+    """Mean of a - b over seeds with its 95 % t interval (the study's paired_difference) and
+    how many seeds are above."""
+    runs = pd.DataFrame([{"split": "-", "budget": 0, "seed": seed, "model": model,
+                          "auprc": value}
+                         for model, values in (("a", a), ("b", b))
+                         for seed, value in enumerate(values)])
+    diff = paired_difference(runs, "auprc", "a", "b").iloc[0]
+    above = int((np.array(a) > np.array(b)).sum())
+    return (f"{diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}], "
+            f"{above} of {len(a)} seeds above")
 
 
 def trained_rows(rows: list[Row]) -> dict[int, Row]:
