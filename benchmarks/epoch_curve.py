@@ -10,12 +10,13 @@ DIR/params.yaml`) it trains the segmenter as the segment stage does (the params 
 settings and patches, the seed's own patch draw and weights) and every `--every` epochs maps
 the validation area with the weights of that epoch's end, and once more with the trained
 model (the mean of the last epochs' weights under `train.patch.average`, else the last
-weights), scoring every pixel at the real prevalence, as calibrate and register do. Training is
-deterministic, so with the constant rate the weights after epoch k are those `train.patch.epochs:
-k` ends with: the curve reads off the number of epochs on the validation area alone. With
-`poly` the rate depends on `--epochs`, so compare settings at the epochs they would run
-(`--every` equal to `--epochs`). `--set` gives a setting of the params file (as YAML;
-repeatable). It prints one line per point and a table of the means over seeds.
+weights), scoring every pixel at the real prevalence, as calibrate and register do (the map
+the mean over `calibrate.symmetries`). Training is deterministic, so with the constant rate
+the weights after epoch k are those `train.patch.epochs: k` ends with: the curve reads off
+the number of epochs on the validation area alone. With `poly` the rate depends on
+`--epochs`, so compare settings at the epochs they would run (`--every` equal to `--epochs`).
+`--set` gives a setting of the params file (as YAML; repeatable). It prints one line per
+point and a table of the means over seeds.
 
 `--test` measures rules, never chooses: it also maps the test area, and prints whether
 keeping the epoch of the best validation AUPRC (a choice made on validation alone) gives a
@@ -43,7 +44,7 @@ from landslide_ssgan.data.source import TrainingData
 from landslide_ssgan.evaluation import map_metrics, scoring
 from landslide_ssgan.evaluation.budgets import paired_difference
 from landslide_ssgan.models import learners
-from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.models.bundle import ModelBundle, with_symmetries
 from landslide_ssgan.training.fit import train_network
 
 Row = dict[str, Any]
@@ -54,9 +55,10 @@ class MapCurve(keras.callbacks.Callback):
     mapping's own time left out)."""
 
     def __init__(self, kind: str, source: Any, stack: str, ground: scoring.Ground, every: int,
-                 seed: int, areas: tuple[str, ...]) -> None:
+                 seed: int, areas: tuple[str, ...], symmetries: int) -> None:
         super().__init__()
         self.kind, self.source, self.stack, self.ground = kind, source, stack, ground
+        self.symmetries = symmetries
         self.every, self.seed, self.areas = every, seed, areas
         self.rows: list[Row] = []
         self.bundle: ModelBundle | None = None  # made once: it holds the model's variables
@@ -81,8 +83,9 @@ class MapCurve(keras.callbacks.Callback):
     def _auprc(self) -> dict[str, float]:
         """Each area's map AUPRC, every pixel at the real prevalence."""
         if self.bundle is None:
-            self.bundle = ModelBundle(self.source.normalisation,
-                                      learners.learner(self.kind).predictor(self.model))
+            self.bundle = with_symmetries(ModelBundle(
+                self.source.normalisation, learners.learner(self.kind).predictor(self.model)),
+                self.symmetries)
         probability = scoring.model_map(self.stack, self.bundle, self.ground, self.areas)
         return {f"{area}_map_auprc": round(float(map_metrics.pixel_scores(
             *map_metrics.scored_pixels(probability, self.ground.truth, self.ground.area(area),
@@ -99,7 +102,8 @@ def curve(params: Path, overrides: dict[str, str], kind: str, epochs: int, every
                          f"{', '.join(learners.of_stage('segment'))})")
     source = load_patch_source(data, cfg.features.set, cfg.train.patch, cfg.sample, seed)
     ground = scoring.read_ground(data.labels, data.inventory_ids, data.split)
-    callback = MapCurve(kind, source, data.stack, ground, every, seed, areas)
+    callback = MapCurve(kind, source, data.stack, ground, every, seed, areas,
+                        cfg.calibrate.symmetries)
     with tempfile.TemporaryDirectory() as tmp:
         train_network(learner, cfg.train, source, seed, workdir=Path(tmp) / "backup",
                       epochs=epochs, callbacks=(callback,))

@@ -61,7 +61,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         study.label_efficiency(cfg, TrainingData.of(params), seed=params.seed,
                                sample=params.sample, feature_set=params.features.set,
                                train=params.train,
-                               min_val_landslides=params.calibrate.min_val_landslides,
+                               calibrate=params.calibrate,
                                on_run=lambda _: after.append(resident_gib()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"after_each_run": after, "peak": peak}

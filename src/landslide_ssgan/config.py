@@ -273,6 +273,7 @@ class CalibrateConfig:
     min_val_landslides: int = setting(5, low=1)  # fewer in the validation area: no choosing
     prevalence: Literal["auto"] | float = setting(  # the area's landslide share the model's
         "auto", low=0.0, low_open=True, high=1.0)   # probabilities are corrected to on request
+    symmetries: Literal[1, 8] = 8  # a segmenter's map: the mean over the square's 8 symmetries
 
 
 @dataclass(frozen=True, kw_only=True)

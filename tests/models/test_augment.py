@@ -7,11 +7,14 @@ import tensorflow as tf
 
 from landslide_ssgan.data.terrain import aspect_degrees, slope_degrees
 from landslide_ssgan.models.augment import (
+    SYMMETRIES,
     Bands,
     Strong,
     pseudo_labels,
     strong_view,
+    symmetric_view,
     turned_aspect,
+    undo_symmetry,
     weak_view,
 )
 
@@ -61,6 +64,30 @@ def _normalised_batch(count: int) -> tuple[np.ndarray, Bands, list[np.ndarray]]:
     mean, std = raw.mean(axis=(0, 1, 2)), raw.std(axis=(0, 1, 2))
     bands = Bands.of(("slope", "aspect", "class_a"), (False, False, True), mean, std)
     return ((raw - mean) / std).astype(np.float32), bands, dems
+
+
+def test_a_maps_symmetric_views_are_the_turned_dems_bands_and_undo_back() -> None:
+    """Each of the eight views a segmenter's map is averaged over (test-time augmentation)
+    is what the turned ground would have given: its slope moved, its aspect the aspect of the
+    turned DEM (flat ground flat); undoing the view puts a map back on the image's grid."""
+    windows, bands, dems = _normalised_batch(2)
+    views = Bands.of_map(("slope", "aspect", "class_a"), bands.aspect_mean * np.ones(3),
+                         bands.aspect_std * np.ones(3))
+    assert (views.aspect, views.aspect_mean, views.aspect_std) == (1, bands.aspect_mean,
+                                                                    bands.aspect_std)
+    assert len(set(SYMMETRIES)) == 8
+    for turns, mirrored in SYMMETRIES:
+        viewed = symmetric_view(windows, views, turns, mirrored)
+        for window, view, dem in zip(windows, viewed, dems, strict=True):
+            np.testing.assert_array_equal(view[..., 0], _symmetry(window[..., 0], turns,
+                                                                  mirrored))
+            degrees = view[..., 1] * bands.aspect_std + bands.aspect_mean
+            recomputed = aspect_degrees(_symmetry(dem, turns, mirrored), RESOLUTION)
+            flat = recomputed == -1.0
+            assert np.abs(degrees[flat] + 1.0).max() < 1e-3
+            assert _angle_gap(degrees[~flat], recomputed[~flat]).max() < 1e-2, (turns, mirrored)
+        back = undo_symmetry(viewed[..., 0], turns, mirrored)
+        np.testing.assert_array_equal(back, windows[..., 0])
 
 
 def test_the_weak_view_turns_every_band_and_the_aspect_with_it() -> None:

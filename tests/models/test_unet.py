@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.inference.mapping import WindowModel, probability_map
 from landslide_ssgan.models import bundle
-from landslide_ssgan.models.augment import Bands
+from landslide_ssgan.models.augment import SYMMETRIES, Bands, symmetric_view, undo_symmetry
 from landslide_ssgan.models.predictors import PatchNetwork
 from landslide_ssgan.models.prior import Prior
 from landslide_ssgan.models.unet import (
@@ -70,6 +70,30 @@ def test_a_view_turns_the_targets_with_the_patch() -> None:
         assert np.array_equal(np.asarray(viewed)[..., 0], np.asarray(turned).astype(np.float32))
 
 
+def test_a_map_over_the_symmetries_turns_with_the_image_and_its_aspect() -> None:
+    """The mean over the square's eight symmetries is the same map whichever way the image
+    lies: turn or mirror the image (its aspect band turned too, as a slope's compass
+    direction turns with the ground) and the map turns with it. It fails if a view or its
+    undoing goes the wrong way, or if the aspect band is left as it was."""
+    seed_everything(7)
+    network = build_unet(3, depth=2, width=4)
+    rng = np.random.default_rng(7)
+    names, mean, std = ("red", "aspect", "slope"), np.array([0, 180, 10]), np.array([1, 100, 5])
+    degrees = rng.uniform(0, 360, size=(2, 16, 16))
+    degrees[:, :3, :3] = -1.0  # flat ground stays flat
+    image = np.stack([rng.normal(size=(2, 16, 16)), (degrees - 180) / 100,
+                      rng.normal(size=(2, 16, 16))], -1).astype(np.float32)
+    views = Bands.of_map(names, mean, std)
+    mean_map = segment(network, image, views)
+    assert np.abs(mean_map - segment(network, image)).max() > 1e-4  # the views were used
+    for turns, mirrored in SYMMETRIES:
+        turned = symmetric_view(image, views, turns, mirrored)
+        back = undo_symmetry(segment(network, turned, views), turns, mirrored)
+        assert np.abs(back - mean_map).max() < 1e-5, (turns, mirrored)
+    assert np.array_equal(undo_symmetry(symmetric_view(image[..., :1], Bands.of_map(
+        ("red",), mean[:1], std[:1]), 3, True)[..., 0], 3, True), image[..., 0])
+
+
 def _stack(tmp_path: Path, size: int = 128) -> Path:
     """A 128 x 128, 2-band stack with nodata in one corner and a NaN pixel inside."""
     data = np.random.default_rng(3).normal(size=(2, size, size)).astype(np.float32)
@@ -93,11 +117,16 @@ def _segmenter_folder(tmp_path: Path, patch: int) -> Path:
     return folder
 
 
-def test_a_tiled_map_is_the_same_at_two_tile_sizes_with_edges_and_nodata(tmp_path: Path) -> None:
+@pytest.mark.parametrize("symmetries", [1, 8])
+def test_a_tiled_map_is_the_same_at_two_tile_sizes_with_edges_and_nodata(
+        tmp_path: Path, symmetries: int) -> None:
     """Half a patch of context (32 pixels) outreaches this U-Net's receptive field, so every
-    pixel is the same whatever tile it is computed in (to float rounding)."""
+    pixel is the same whatever tile it is computed in (to float rounding), with one pass or
+    the mean over the symmetries (context on every side, so on every side of a turned tile)."""
     stack = _stack(tmp_path)
-    model = WindowModel.load(_segmenter_folder(tmp_path, patch=64))
+    folder = _segmenter_folder(tmp_path, patch=64)
+    bundle.save_info(folder, {"symmetries": symmetries})
+    model = WindowModel.load(folder)
     small, _ = probability_map(stack, model, block_size=32)
     large, grid = probability_map(stack, model, block_size=128)
     assert small.shape == grid.shape == (128, 128)
@@ -108,6 +137,24 @@ def test_a_tiled_map_is_the_same_at_two_tile_sizes_with_edges_and_nodata(tmp_pat
     area[40:50, 40:50] = True  # a segmenter keeps whole blocks: the same tiles as the map
     only, _ = probability_map(stack, model, block_size=128, only=area)
     assert np.array_equal(only, large, equal_nan=True)
+
+
+def test_a_segmenter_answers_with_the_symmetries_its_folder_records(tmp_path: Path) -> None:
+    """calibrate records calibrate.symmetries in model.json; every reader of the folder (the
+    maps, the served model, the window protocol) then answers with that mean."""
+    folder = _segmenter_folder(tmp_path, patch=64)
+    patches = np.random.default_rng(8).normal(size=(2, 64, 64, 2)).astype(np.float32)
+    network = bundle.load_bundle(folder).predictor.segmenter
+    once = bundle.load_bundle(folder).raw_pixel_probability(patches)
+    assert np.allclose(once, segment(network, patches), atol=1e-6)
+    bundle.save_info(folder, {"kind": "unet", "symmetries": 8})
+    loaded = bundle.load_bundle(folder)
+    views = Bands.of_map(("a", "b"), np.zeros(2), np.ones(2))
+    assert np.allclose(loaded.raw_pixel_probability(patches), segment(network, patches, views),
+                       atol=1e-6)
+    assert np.abs(loaded.raw_pixel_probability(patches) - once).max() > 1e-4
+    assert np.allclose(loaded.probability(patches), segment(network, patches, views)[:, 32, 32],
+                       atol=1e-6)
 
 
 def test_the_window_protocol_reads_a_segmenter_folder(tmp_path: Path) -> None:

@@ -75,8 +75,12 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
         assert info["threshold"] == details[kind]["test"]["threshold"]
         assert "validation area" in info["threshold_source"]
         assert 0 <= info["validation_map"]["auprc"] <= 1
+    segmenter = json.loads((Path(raw["paths"]["models"]) / "joint" / "unet" / "model.json")
+                           .read_text())
+    assert segmenter["symmetries"] == 8 and "validation area" in segmenter["threshold_source"]
     gan = json.loads((Path(raw["paths"]["models"]) / "joint" / "ssgan" / "model.json")
                      .read_text())
+    assert "symmetries" not in gan  # a window model maps once
     assert 0.5 <= gan["generator_realism_auroc"] <= 1  # a 2-epoch generator is easy to spot
     for name in ("map_pr_curves.png", "map_test_preview.png"):
         assert (reports / name).stat().st_size > 10_000, name

@@ -1,4 +1,5 @@
-"""Views of a batch of normalised windows for consistency training (issue 17, FixMatch family).
+"""Views of a batch of normalised windows for consistency training (issue 17, FixMatch family),
+and the symmetric views a segmenter's map is averaged over (test-time augmentation).
 
 A window is labelled by its centre pixel, so every view keeps the centre where it is and the
 label with it:
@@ -43,6 +44,12 @@ class Bands:
         return cls(aspect, float(mean[aspect]) if aspect is not None else 0.0,
                    float(std[aspect]) if aspect is not None else 1.0, tuple(categorical))
 
+    @classmethod
+    def of_map(cls, names: Sequence[str], mean: np.ndarray, std: np.ndarray) -> Bands:
+        """What a map's symmetric views need: the aspect band (they add no noise, so no band
+        needs to be known as a class)."""
+        return cls.of(names, [False] * len(names), mean, std)
+
 
 def turned_aspect(degrees: tf.Tensor, quarter_turns: tf.Tensor, mirrored: tf.Tensor
                   ) -> tf.Tensor:
@@ -70,16 +77,42 @@ def weak_view(windows: tf.Tensor, bands: Bands, seed: tf.Tensor) -> tf.Tensor:
     mirrors = tf.random.stateless_uniform([n], seed + 1, 0, 2, dtype=tf.int32) > 0
     viewed = tf.map_fn(lambda args: _symmetry(*args), (windows, turns, mirrors),
                        fn_output_signature=windows.dtype)
+    return _aspect_turned(viewed, bands, turns[:, None, None], mirrors[:, None, None])
+
+
+def _aspect_turned(viewed: tf.Tensor, bands: Bands, turns: tf.Tensor | int,
+                   mirrors: tf.Tensor | bool) -> tf.Tensor:
+    """`viewed` (turned and mirrored images) with its z-scored aspect band turned as the
+    images were (`turns` and `mirrors` broadcast against (N, rows, cols))."""
     if bands.aspect is None:
         return viewed
     z = viewed[..., bands.aspect]
     degrees = z * bands.aspect_std + bands.aspect_mean
     flat = tf.abs(degrees - FLAT_ASPECT) < 1e-3
     degrees = tf.where(flat, FLAT_ASPECT, degrees)
-    turned = turned_aspect(degrees, turns[:, None, None], mirrors[:, None, None])
+    turned = turned_aspect(degrees, turns, mirrors)
     turned_z = tf.where(flat, z, (turned - bands.aspect_mean) / bands.aspect_std)
     return tf.concat([viewed[..., :bands.aspect], turned_z[..., None],
                       viewed[..., bands.aspect + 1:]], axis=-1)
+
+
+SYMMETRIES = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
+
+
+def symmetric_view(images: np.ndarray, bands: Bands, turns: int, mirrored: bool
+                   ) -> np.ndarray:
+    """Normalised images (N, rows, cols, C) in one of the square's eight symmetries (mirrored
+    east-west if `mirrored`, then turned `turns` times anticlockwise, as the weak view does),
+    the aspect band turned with them: one of the views a segmenter's map is the mean of."""
+    viewed = np.rot90(images[:, :, ::-1] if mirrored else images, turns, axes=(1, 2))
+    return np.asarray(_aspect_turned(tf.constant(np.ascontiguousarray(viewed)), bands,
+                                     turns, mirrored))
+
+
+def undo_symmetry(maps: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    """Maps (N, rows, cols) of a symmetric view back on the images' own grid."""
+    back = np.rot90(maps, -turns, axes=(1, 2))
+    return back[:, :, ::-1] if mirrored else back
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ hold:
 - `normalisation.json`: the bands it sees, their training mean and std, the window size (for
   a segmenter, the patch size: the context a map gives each tile on every side is half of it);
 - `model.json`: the model's kind and the landslide share it was trained at (train); its map
-  threshold and validation map scores, chosen on the validation area, and its prior (calibrate);
+  threshold and validation map scores, chosen on the validation area, its prior and, for a
+  segmenter, the symmetries its answers are the mean over (calibrate);
 - `generator.keras` (the SSGANs) and `history.csv` (networks): for the realism check and plots;
 - `run.json`: the MLflow run it was trained in, and (once calibrated) the model logged there.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,8 +190,26 @@ def load_bundle(folder: str | Path) -> ModelBundle:
     if family is None:
         raise InputError(f"{folder}: no trained model ({', '.join(CLASSIFIERS)}); run "
                          "`dvc repro`, or `landslide train` then `landslide calibrate`")
-    return ModelBundle(Normalisation.load(folder / NORMALISATION), family.load(folder),
-                       read_info(folder))
+    info = read_info(folder)
+    loaded = ModelBundle(Normalisation.load(folder / NORMALISATION), family.load(folder), info)
+    return with_symmetries(loaded, int(info.get("symmetries", 1)))
+
+
+def with_symmetries(model: ModelBundle, symmetries: int) -> ModelBundle:
+    """The model whose segmenter answers with the mean over the square's 8 symmetries
+    (`symmetries` 8, calibrate.symmetries; recorded in its model.json so every map, served
+    answer and threshold of it is made alike), or in one pass (1). A window model as it is:
+    it maps once."""
+    if not isinstance(model.predictor, PatchNetwork):
+        return model
+    views = None
+    if symmetries > 1:
+        from landslide_ssgan.models.augment import Bands  # TensorFlow: only for a segmenter
+
+        norm = model.normalisation
+        views = Bands.of_map(norm.bands, norm.mean, norm.std)
+    return replace(model, predictor=replace(model.predictor, views=views),
+                   info={**model.info, "symmetries": symmetries})
 
 
 def _inference_files(folder: str | Path) -> list[Path]:

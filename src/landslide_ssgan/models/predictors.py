@@ -25,6 +25,8 @@ from landslide_ssgan.models.glm import CentreLogit
 if TYPE_CHECKING:
     import keras
 
+    from landslide_ssgan.models.augment import Bands
+
 
 class Predictor(Protocol):
     file: ClassVar[str]     # the one file of a model folder that holds it
@@ -104,9 +106,11 @@ class WindowNetwork:
 
 @dataclass(frozen=True)
 class PatchNetwork:
-    """A segmenter's U-Net: every pixel of a patch at once."""
+    """A segmenter's U-Net: every pixel of a patch at once; with `views` (its bands), every
+    answer the mean over the square's eight symmetries (unet.segment)."""
 
     segmenter: keras.Model
+    views: Bands | None = None
     file: ClassVar[str] = "segmenter.keras"
     per_pixel: ClassVar[bool] = True
 
@@ -117,19 +121,20 @@ class PatchNetwork:
     def probability(self, windows: np.ndarray) -> np.ndarray:
         from landslide_ssgan.models.unet import centre_probability
 
-        return centre_probability(self.segmenter, windows)
+        return centre_probability(self.segmenter, windows, self.views)
 
     def pixel_probability(self, patches: np.ndarray) -> np.ndarray:
         from landslide_ssgan.models.unet import segment
 
-        return segment(self.segmenter, patches)
+        return segment(self.segmenter, patches, self.views)
 
     def block_probability(self, image: np.ndarray, valid: np.ndarray,
                           window: int) -> np.ndarray:
         from landslide_ssgan.models.unet import segment
 
         half, (rows, cols) = window // 2, valid.shape
-        return segment(self.segmenter, image[None])[0][half:half + rows, half:half + cols]
+        answer = segment(self.segmenter, image[None], self.views)[0]
+        return answer[half:half + rows, half:half + cols]
 
     def for_maps(self) -> PatchNetwork:
         return self

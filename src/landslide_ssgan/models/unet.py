@@ -18,7 +18,13 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from landslide_ssgan.models.augment import Bands, weak_view
+from landslide_ssgan.models.augment import (
+    SYMMETRIES,
+    Bands,
+    symmetric_view,
+    undo_symmetry,
+    weak_view,
+)
 from landslide_ssgan.models.averaging import AveragedWeights
 from landslide_ssgan.models.discriminator import REAL_CLASSES
 from landslide_ssgan.models.graphs import run_graph
@@ -74,10 +80,24 @@ def tile_multiple(network: keras.Model) -> int:
     return 2 ** sum(isinstance(layer, layers.MaxPooling2D) for layer in network.layers)
 
 
-def segment(network: keras.Model, image: np.ndarray) -> np.ndarray:
-    """P(landslide) of every pixel of normalised images (N, rows, cols, C): zero-padded at the
-    bottom and right to the network's tile multiple (nodata is 0 after normalisation too), run
-    at inference, cropped back."""
+def segment(network: keras.Model, image: np.ndarray, views: Bands | None = None) -> np.ndarray:
+    """P(landslide) of every pixel of normalised images (N, rows, cols, C). With `views` (the
+    images' bands), the mean over the image's eight symmetries, each map turned back: a
+    network trained on turned and mirrored patches still answers a turned scar a little
+    differently, and the mean of its answers is a steadier map (test-time augmentation)."""
+    if views is None:
+        return _segment_once(network, image)
+    total = np.zeros(image.shape[:3], np.float64)
+    for turns, mirrored in SYMMETRIES:
+        answer = _segment_once(network, symmetric_view(image, views, turns, mirrored))
+        total += undo_symmetry(answer, turns, mirrored)
+    return (total / len(SYMMETRIES)).astype(np.float32)
+
+
+def _segment_once(network: keras.Model, image: np.ndarray) -> np.ndarray:
+    """P(landslide) of every pixel, one pass: zero-padded at the bottom and right to the
+    network's tile multiple (nodata is 0 after normalisation too), run at inference, cropped
+    back."""
     multiple = tile_multiple(network)
     rows, cols = image.shape[1:3]
     pad = ((0, 0), (0, -rows % multiple), (0, -cols % multiple), (0, 0))
@@ -86,12 +106,13 @@ def segment(network: keras.Model, image: np.ndarray) -> np.ndarray:
     return np.asarray(probability, np.float32)[:, :rows, :cols]
 
 
-def centre_probability(network: keras.Model, windows: np.ndarray,
+def centre_probability(network: keras.Model, windows: np.ndarray, views: Bands | None = None,
                        batch_size: int = 256) -> np.ndarray:
     """P(landslide) at the centre pixel of each normalised window (N, w, w, C): how a
-    segmenter answers the window protocol, from the context the window holds."""
+    segmenter answers the window protocol, from the context the window holds (`views`: as
+    `segment`)."""
     half = windows.shape[1] // 2
-    out = [segment(network, windows[i:i + batch_size])[:, half, half]
+    out = [segment(network, windows[i:i + batch_size], views)[:, half, half]
            for i in range(0, len(windows), batch_size)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 

@@ -194,13 +194,16 @@ def _flattened(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def log_model_info(info: dict[str, Any]) -> None:
-    """A model's map threshold and validation map scores (model.json) into the active run."""
+    """A model's map threshold, validation map scores and (a segmenter) the symmetries its
+    map is the mean over (model.json) into the active run."""
     log_metrics({"map_threshold": info["threshold"]})
     if info.get("prior"):
         log_metrics({"prior_trained": info["prior"]["trained"],
                      "prior_area": info["prior"]["area"]})
     if info.get("validation_map"):
         log_metrics({f"val_map_{k}": v for k, v in info["validation_map"].items() if v == v})
+    if info.get("symmetries"):
+        log_metrics({"map_symmetries": info["symmetries"]})
 
 
 def digest_of(samples_md5: str, stack_md5: str) -> str:

@@ -9,6 +9,9 @@ check or the MLflow model reruns in minutes without retraining anything. For eac
   champion in the register stage);
 - its prior: the landslide share it learnt at (recorded by train) and the area's
   (calibrate.prevalence), which `map.prior_correction` moves its probabilities between;
+- a segmenter's views (calibrate.symmetries): its map the mean over the tile turned and
+  mirrored in the square's 8 symmetries, recorded so that evaluate, map and serving answer
+  alike;
 - an SSGAN's generator is checked for realism (can a forest tell its windows from real ones);
 - all of that goes to model.json and to the model's MLflow training run, with the pyfunc
   model that the registry and `landslide serve` take (tag `model_uri`).
@@ -81,10 +84,12 @@ def calibrate(source: Path, out: Path, feature_set: str, data: TrainingData,
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
     prior = scoring.model_prior(float(info["trained_prior"]), cfg, ground)
+    learner = learners.learner(info["kind"])
+    if learner.patches:  # before the threshold: it is chosen on the map the views make
+        bundle.save_info(staging, {**info, "symmetries": cfg.symmetries})
     with tracking.start_run(run_id=run_id):
-        found = scoring.record_threshold(info["kind"], staging, data.stack, ground, cfg, prior)
-        tracking.log_model_info(found)
-        learner = learners.learner(info["kind"])
+        scoring.record_threshold(info["kind"], staging, data.stack, ground, cfg, prior)
+        tracking.log_model_info(bundle.read_info(staging))
         if learner.generator and not learner.patches:
             _record_realism(staging, feature_set, data, seed)
         model_uri = pyfunc.log_window_model(staging, pyfunc.pinned_requirements())

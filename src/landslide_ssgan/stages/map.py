@@ -192,7 +192,8 @@ def _map_with(cfg: MapConfig, stack: str, folder: Path, maps: Path, prefix: str,
 def map_tags(cfg: MapConfig, folder: Path, identity: dict[str, str], threshold: float,
              source: str, scale: str) -> dict[str, str]:
     """What a GIS user sees of a map raster's making: the model and its version, the
-    threshold and probability scale, the date, the software and the data's attribution.
+    threshold and probability scale, a segmenter's symmetries (its map the mean over them),
+    the date, the software and the data's attribution.
     The date is SOURCE_DATE_EPOCH's where that is set, so a rebuild can be bit for bit."""
     info = bundle.read_info(folder)
     when = _created()
@@ -202,7 +203,8 @@ def map_tags(cfg: MapConfig, folder: Path, identity: dict[str, str], threshold: 
             "MODEL_KIND": str(info.get("kind", "")),
             "MODEL_BANDS": ",".join(Normalisation.load(folder / bundle.NORMALISATION).bands),
             "THRESHOLD": f"{threshold:.6g}", "THRESHOLD_SOURCE": source,
-            "PROBABILITY_SCALE": scale, "CREATED": when.isoformat(timespec="seconds"),
+            "PROBABILITY_SCALE": scale, "MAP_SYMMETRIES": str(info.get("symmetries", "")),
+            "CREATED": when.isoformat(timespec="seconds"),
             "SOFTWARE": f"landslide-ssgan {__version__}", "ATTRIBUTION": cfg.attribution}
     return {k: v for k, v in tags.items() if v}
 

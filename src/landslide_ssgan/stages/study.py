@@ -25,7 +25,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from landslide_ssgan.config import Params, SampleConfig, StudyConfig, TrainConfig, Variant, override
+from landslide_ssgan.config import (
+    CalibrateConfig,
+    Params,
+    SampleConfig,
+    StudyConfig,
+    TrainConfig,
+    Variant,
+    override,
+)
 from landslide_ssgan.data import patches
 from landslide_ssgan.data.normalisation import Normalisation
 from landslide_ssgan.data.sampling import (
@@ -44,7 +52,7 @@ from landslide_ssgan.evaluation.metrics import evaluate_probabilities
 from landslide_ssgan.evaluation.realism import real_and_generated, real_vs_generated_auroc
 from landslide_ssgan.files import write_text
 from landslide_ssgan.models import learners
-from landslide_ssgan.models.bundle import ModelBundle
+from landslide_ssgan.models.bundle import ModelBundle, with_symmetries
 from landslide_ssgan.models.prior import balanced
 from landslide_ssgan.ops import tracking
 from landslide_ssgan.reporting import plots, tables
@@ -53,18 +61,17 @@ from landslide_ssgan.training.fit import Source, train_network
 METRICS = ("f1", "kappa", "miou", "precision", "recall", "map_auprc", "map_f1", "map_flagged",
            "val_map_auprc", "generator_realism")
 REALISM_WINDOWS = 500
-Maps = tuple[str, scoring.Ground, int]  # the stack, the ground, calibrate.min_val_landslides
+Maps = tuple[str, scoring.Ground]  # the stack and the ground of the spatial split
 
 
 def run(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig, feature_set: str,
-        train: TrainConfig, reports: str, min_val_landslides: int = 5,
+        train: TrainConfig, reports: str, calibrate: CalibrateConfig,
         on_run: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Every run, then reports/label_efficiency.md, .png and .csv."""
     learners.check_kinds(cfg.models, "study.models")
     started = time.perf_counter()
     results = label_efficiency(cfg, data, seed=seed, sample=sample, feature_set=feature_set,
-                               train=train, min_val_landslides=min_val_landslides,
-                               on_run=on_run)
+                               train=train, calibrate=calibrate, on_run=on_run)
     folder = Path(reports)
     write_text(folder / "label_efficiency.csv", results.to_csv(index=False))
     plots.label_efficiency(results, ("f1", "kappa", "miou"), folder / "label_efficiency.png",
@@ -158,12 +165,13 @@ def _patch_source(image: Stack, samples: Samples, norm: Normalisation, feature_s
 
 
 def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
-                     cfg: StudyConfig, maps: Maps | None
+                     cfg: StudyConfig, maps: Maps | None, calibrate: CalibrateConfig
                      ) -> dict[str, float]:
     """Balanced test-window scores, and with `maps` (stack, ground) the map's test-area
-    scores at the real prevalence."""
+    scores at the real prevalence; a segmenter answers as calibrate makes it answer."""
     train = variant.train
     model, realism = _trained(kind, train, source, seed, variant.steps, cfg)
+    model = with_symmetries(model, calibrate.symmetries)
     test_windows, test_labels = source.windows("test")
     trained = learners.learner(kind).trained_prior(train, source.training_labels())
     scores, _ = evaluate_probabilities(
@@ -172,7 +180,7 @@ def _train_and_score(kind: str, variant: Variant, source: Source, seed: int,
     scores |= {"map_auprc": nan, "map_f1": nan, "map_flagged": nan, "val_map_auprc": nan,
                "generator_realism": realism}
     if maps is not None:
-        scores |= _map_scores(model, *maps)
+        scores |= _map_scores(model, *maps, calibrate.min_val_landslides)
     return scores
 
 
@@ -191,7 +199,8 @@ def _map_scores(model: ModelBundle, stack: str, ground: scoring.Ground,
 
 
 def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample: SampleConfig,
-                     feature_set: str, train: TrainConfig, min_val_landslides: int = 5,
+                     feature_set: str, train: TrainConfig,
+                     calibrate: CalibrateConfig,
                      on_run: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Every (split, seed, budget, model) run, logged under one MLflow parent run."""
     image = read_stack(data.stack)
@@ -218,7 +227,7 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
                     context = {"split": split, "seed": run_seed, "budget": budget,
                                "labelled_windows": int(masks[budget].sum()),
                                "labelled_polygons": int(len(np.unique(units[masks[budget]])))}
-                    maps = ((data.stack, ground, min_val_landslides)
+                    maps = ((data.stack, ground)
                             if split == "spatial" and ground.has_areas else None)
                     kept = units[masks[budget] & (units > 0)]
                     patched = functools.cache(functools.partial(  # drawn once, if asked for
@@ -228,7 +237,7 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
                         if learners.learner(kind).patches and maps is None:
                             continue  # patches lie in a split's area: the spatial split only
                         row = _one_run(name, kind, variant, patched() if learners.learner(
-                            kind).patches else source, cfg, context, maps)
+                            kind).patches else source, cfg, context, maps, calibrate)
                         rows.append(row)
                         if on_run:
                             on_run(row)
@@ -236,7 +245,7 @@ def label_efficiency(cfg: StudyConfig, data: TrainingData, *, seed: int, sample:
 
 
 def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyConfig,
-             context: dict[str, Any], maps: Maps | None
+             context: dict[str, Any], maps: Maps | None, calibrate: CalibrateConfig
              ) -> dict[str, Any]:
     started = time.perf_counter()
     if isinstance(source, WindowSource):
@@ -255,7 +264,8 @@ def _one_run(name: str, kind: str, variant: Variant, source: Source, cfg: StudyC
                            "unlabelled_windows": unlabelled,
                            **(tracking.train_params(variant.train)
                               if learners.learner(kind).network else {})})
-        scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps)
+        scores = _train_and_score(kind, variant, source, context["seed"], cfg, maps,
+                                  calibrate)
         tracking.log_metrics({k if k.startswith("val_") else f"test_{k}": v
                               for k, v in scores.items() if v == v})
     return {**context, "model": name, **{k: scores[k] for k in METRICS},
@@ -267,4 +277,4 @@ def main(cfg: Params, on_run: Callable[[dict[str, Any]], None] | None = None
     """The stage as `landslide study` runs it: params.yaml's settings."""
     return run(cfg.study, TrainingData.of(cfg), seed=cfg.seed, sample=cfg.sample,
                feature_set=cfg.features.set, train=cfg.train, reports=cfg.paths.reports,
-               min_val_landslides=cfg.calibrate.min_val_landslides, on_run=on_run)
+               calibrate=cfg.calibrate, on_run=on_run)
