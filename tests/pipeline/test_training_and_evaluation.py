@@ -91,6 +91,9 @@ def test_every_model_is_judged_by_its_map_on_held_out_areas(pipeline: dict[str, 
                         .read_text())["run_id"]
     logged = client.get_run(run_id).data.metrics
     assert {"val_map/auprc", "test_map/auprc", "map/threshold"} <= set(logged)
+    unet_run = json.loads((Path(raw["paths"]["models"]) / "joint" / "unet" / "run.json")
+                          .read_text())["run_id"]
+    assert client.get_run(unet_run).data.metrics["map/symmetries"] == 8
 
 
 def test_runs_have_losses_validation_curves_images_and_data_hashes(
